@@ -1,0 +1,86 @@
+using System.Text.Json;
+using Interop.Cli;
+using Interop.Embedding;
+using Interop.Errors;
+
+var command = args.Length > 0 ? args[0] : "demo";
+try
+{
+    switch (command)
+    {
+        case "demo":
+            SeedDemo.Run(Console.Out);
+            return 0;
+        case "exec" when args.Length == 2:
+            // Runs Python source in the embedded interpreter (a scripting bridge, and the exit tests' child).
+            PythonRuntime.Run(() => { Python.Runtime.PythonEngine.Exec(args[1]); return 0; });
+            return 0;
+        case "doctor":
+            return Doctor.Run(Console.Out, json: args.Contains("--json"));
+        case "-h" or "--help" or "help":
+            Console.WriteLine("usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            return 0;
+        default:
+            Console.Error.WriteLine($"unknown command '{command}'; usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            return 2;
+    }
+}
+catch (InteropException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    if (e is PythonErrorException py)
+        Console.Error.WriteLine(py.PythonTraceback);
+    return 1;
+}
+
+namespace Interop.Cli
+{
+    /// <summary>Prints what the runtime discovers (without loading Python into the process).</summary>
+    public static class Doctor
+    {
+        /// <summary>Runs discovery and prints a table or JSON; returns 0 when Python, NumPy and PyTorch were found.</summary>
+        public static int Run(TextWriter output, bool json)
+        {
+            ArgumentNullException.ThrowIfNull(output);
+            var environment = Environment.GetEnvironmentVariable("INTEROP_ENVIRONMENT") ?? "this machine";
+            PythonInstallation? found = null;
+            string? problem = null;
+            try
+            {
+                found = PythonDiscovery.Find();
+            }
+            catch (InteropException e)
+            {
+                problem = e.Message;
+            }
+            if (found is not null && (found.NumPyVersion is null || found.TorchVersion is null))
+                problem = $"missing: {(found.NumPyVersion is null ? "numpy " : "")}{(found.TorchVersion is null ? "torch" : "")}".Trim();
+            if (json)
+            {
+                output.WriteLine(JsonSerializer.Serialize(new
+                {
+                    environment,
+                    python = found?.Executable,
+                    version = found?.Version.ToString(),
+                    libpython = found?.LibraryPath,
+                    source = found?.Source,
+                    numpy = found?.NumPyVersion,
+                    torch = found?.TorchVersion,
+                    problem,
+                }));
+            }
+            else
+            {
+                output.WriteLine($"Interop doctor ({environment})");
+                output.WriteLine($"  {"python",-10} {found?.Executable ?? "-"} ({found?.Source ?? "not found"})");
+                output.WriteLine($"  {"version",-10} {found?.Version.ToString() ?? "-"}");
+                output.WriteLine($"  {"libpython",-10} {found?.LibraryPath ?? "-"}");
+                output.WriteLine($"  {"numpy",-10} {found?.NumPyVersion ?? "not installed"}");
+                output.WriteLine($"  {"torch",-10} {found?.TorchVersion ?? "not installed"}");
+                if (problem is not null)
+                    output.WriteLine($"  problem: {problem}");
+            }
+            return problem is null ? 0 : 1;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+// Design notes: a zero-copy, typed view over an acquired Python buffer.
+// - Validation happens once, at creation, in a fixed order: element type, byte order, size, read-only
+//   (for writable views); layout and alignment are checked by the accessor that needs them.
+// - Every accessor goes through Live(), which throws ObjectDisposedException after Dispose. Spans handed
+//   out earlier are valid only until Dispose (a Span cannot be revoked); Memory<T> from AsMemory checks on
+//   each access, so it fails loudly instead of reading released memory.
+using System.Buffers;
+using System.Numerics.Tensors;
+using Interop.DTypes;
+using Interop.Errors;
+
+namespace Interop.Buffers;
+
+/// <summary>
+/// A zero-copy view of a NumPy array's (or any buffer exporter's) memory as elements of <typeparamref name="T"/>.
+/// Holds the Python buffer, and so keeps the memory alive, until disposed. Nothing is copied unless a method's
+/// name says so (<see cref="CopyTo"/>, <see cref="ToArray"/>, <see cref="ToTensor"/>).
+/// </summary>
+/// <typeparam name="T">The element type; must be the dtype table's type for the buffer's dtype.</typeparam>
+public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
+{
+    private readonly PythonBuffer _buffer;
+
+    internal ArrayView(PythonBuffer buffer, bool writable)
+    {
+        _buffer = buffer;
+        IsWritable = writable;
+        var dtype = buffer.DType;
+        if (dtype.ClrType != typeof(T))
+            throw new ElementTypeMismatchException(typeof(T), dtype.Name, dtype.ClrType);
+        if (!buffer.Format.IsNativeOrder)
+            throw new ByteOrderException(dtype.Name);
+        if (Layout.ElementCount(buffer.Shape) * sizeof(T) != buffer.ByteLength)
+            throw new LayoutException($"The buffer declares {buffer.ByteLength} bytes for shape ({string.Join(", ", buffer.Shape)}) of {dtype.Name}; refusing an inconsistent exporter.");
+        if (writable && buffer.ReadOnly)
+            throw new ReadOnlyBufferException("A writable view");
+    }
+
+    /// <summary>The dtype of the elements.</summary>
+    public DType DType => _buffer.DType;
+
+    /// <summary>True when the view may be written (see <see cref="AsSpan"/>).</summary>
+    public bool IsWritable { get; }
+
+    /// <summary>The dimensions (empty for a 0-d array).</summary>
+    public ReadOnlySpan<nint> Shape => Live().Shape;
+
+    /// <summary>The strides in bytes, as NumPy reports them (may be negative or zero).</summary>
+    public ReadOnlySpan<nint> Strides => Live().Strides;
+
+    /// <summary>The number of dimensions.</summary>
+    public int Rank => Live().Shape.Length;
+
+    /// <summary>The number of elements.</summary>
+    public nint Length => Layout.ElementCount(Live().Shape);
+
+    /// <summary>The address of element [0, 0, ...] (for identity checks; the memory belongs to Python).</summary>
+    public nint Address => Live().Pointer;
+
+    /// <summary>True when the elements are laid out in C (row-major) order without gaps.</summary>
+    public bool IsCContiguous => Layout.IsCContiguous(Live().Shape, _buffer.Strides, sizeof(T));
+
+    /// <summary>True when the view has not been disposed.</summary>
+    public bool IsAlive => _buffer.IsAlive;
+
+    /// <summary>The elements as a read-only span, in C order. Zero-copy. Valid until <see cref="Dispose"/>.</summary>
+    /// <exception cref="LayoutException">The array is not C-contiguous (use <see cref="AsReadOnlyTensorSpan"/> or <see cref="ToArray"/>).</exception>
+    public ReadOnlySpan<T> AsReadOnlySpan() => new((void*)ContiguousPointer(), checked((int)Length));
+
+    /// <summary>The elements as a writable span, in C order. Zero-copy: writes are seen by NumPy. Valid until <see cref="Dispose"/>.</summary>
+    /// <exception cref="ReadOnlyBufferException">The view was created read-only.</exception>
+    /// <exception cref="LayoutException">The array is not C-contiguous.</exception>
+    public Span<T> AsSpan()
+    {
+        if (!IsWritable)
+            throw new ReadOnlyBufferException("AsSpan");
+        return new((void*)ContiguousPointer(), checked((int)Length));
+    }
+
+    /// <summary>The elements as <see cref="Memory{T}"/> (C-contiguous arrays only). Zero-copy; throws <see cref="ObjectDisposedException"/> once the view is disposed.</summary>
+    public Memory<T> AsMemory()
+    {
+        if (!IsWritable)
+            throw new ReadOnlyBufferException("AsMemory (use AsReadOnlyMemory for read-only views)");
+        return new ViewMemoryManager(this).Memory;
+    }
+
+    /// <summary>The elements as <see cref="ReadOnlyMemory{T}"/> (C-contiguous arrays only). Zero-copy.</summary>
+    public ReadOnlyMemory<T> AsReadOnlyMemory() => new ViewMemoryManager(this).Memory;
+
+    /// <summary>A strided read-only tensor span over the same memory. Zero-copy. Handles C, Fortran, sliced, transposed and broadcast layouts.</summary>
+    /// <exception cref="LayoutException">A stride is negative or not a multiple of the item size (copy with <see cref="ToTensor"/>).</exception>
+    public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan()
+    {
+        var span = TensorLayout(out var lengths, out var strides);
+        return new ReadOnlyTensorSpan<T>(span, lengths, strides);
+    }
+
+    /// <summary>A strided, writable tensor span over the same memory. Zero-copy: writes are seen by NumPy.</summary>
+    public TensorSpan<T> AsTensorSpan()
+    {
+        if (!IsWritable)
+            throw new ReadOnlyBufferException("AsTensorSpan");
+        if (_buffer.Strides.Contains(0) && Length > 1)
+            throw new LayoutException("A broadcast (zero-stride) array aliases one element at several indices; a writable tensor span over it would make writes ambiguous. Fix: np.ascontiguousarray(arr), or a read-only view.");
+        var span = TensorLayout(out var lengths, out var strides);
+        return new TensorSpan<T>(span, lengths, strides);
+    }
+
+    /// <summary>Copies the elements, in C order, into <paramref name="destination"/> (gathering strides, swapping bytes if needed).</summary>
+    /// <exception cref="ArgumentException">The destination is shorter than <see cref="Length"/>.</exception>
+    public void CopyTo(Span<T> destination)
+    {
+        var b = Live();
+        var length = Layout.ElementCount(b.Shape);
+        if (destination.Length < length)
+            throw new ArgumentException($"The destination holds {destination.Length} elements; the array has {length}.", nameof(destination));
+        fixed (T* dst = destination)
+            StridedCopy.Gather((byte*)b.Pointer, b.Shape, b.Strides, sizeof(T), 1, (byte*)dst);
+        GC.KeepAlive(this);
+    }
+
+    /// <summary>Copies the elements, in C order, into a new array.</summary>
+    public T[] ToArray()
+    {
+        var result = GC.AllocateUninitializedArray<T>(checked((int)Length));
+        CopyTo(result);
+        return result;
+    }
+
+    /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the same shape (C order).</summary>
+    public Tensor<T> ToTensor()
+    {
+        var shape = Live().Shape;
+        return Tensor.Create(ToArray(), shape.Length == 0 ? [1] : shape);
+    }
+
+    /// <summary>Releases the Python buffer. Harmless when called again.</summary>
+    public void Dispose() => _buffer.Dispose();
+
+    private PythonBuffer Live() => _buffer.IsAlive ? _buffer : throw new ObjectDisposedException(nameof(ArrayView<T>), "The view was disposed; its memory may be gone.");
+
+    private nint ContiguousPointer()
+    {
+        var b = Live();
+        if (!Layout.IsCContiguous(b.Shape, b.Strides, sizeof(T)))
+            throw new LayoutException($"The array (shape ({string.Join(", ", b.Shape)}), strides ({string.Join(", ", b.Strides)}) bytes) is not C-contiguous, so a flat span cannot express it. " +
+                                      "Fix: use AsReadOnlyTensorSpan() for a strided view, CopyTo/ToArray for a copy, or np.ascontiguousarray(arr) in Python.");
+        CheckAlignment(b.Pointer);
+        return b.Pointer;
+    }
+
+    private static void CheckAlignment(nint pointer)
+    {
+        if (pointer % Math.Min(sizeof(T), nint.Size) != 0)
+            throw new LayoutException($"The data at 0x{pointer:x} is not aligned for {typeof(T).Name}; a view would perform misaligned access. " +
+                                      "Fix: copy (CopyTo/ToArray handle misaligned data), or np.require(arr, requirements='A') in Python.");
+    }
+
+    private Span<T> TensorLayout(out nint[] lengths, out nint[] strides)
+    {
+        var b = Live();
+        var rank = b.Shape.Length;
+        lengths = rank == 0 ? [1] : b.Shape.ToArray();
+        strides = new nint[lengths.Length];
+        for (var i = 0; i < rank; i++)
+        {
+            var s = b.Strides[i];
+            if (b.Shape[i] == 1) s = 0;
+            if (s < 0 || s % sizeof(T) != 0)
+                throw new LayoutException($"Dimension {i} has a byte stride of {s}, which a .NET tensor span cannot express (it needs non-negative multiples of {sizeof(T)}). " +
+                                          "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.");
+            strides[i] = s / sizeof(T);
+        }
+        CheckAlignment(b.Pointer);
+        var (_, high) = Layout.ByteExtent(b.Shape, b.Strides, sizeof(T));
+        return new Span<T>((void*)b.Pointer, checked((int)(high / sizeof(T))));
+    }
+
+    private sealed class ViewMemoryManager(ArrayView<T> view) : MemoryManager<T>
+    {
+        public override Span<T> GetSpan() => new((void*)view.ContiguousPointer(), checked((int)view.Length));
+
+        public override MemoryHandle Pin(int elementIndex = 0) =>
+            new((byte*)view.ContiguousPointer() + (nint)elementIndex * sizeof(T), default, this);
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) { }
+    }
+}

@@ -1,0 +1,71 @@
+// Design notes: shape and stride arithmetic shared by every view and copy. Strides are in bytes, as in
+// the buffer protocol and NumPy; a dimension of length 1 may carry any stride; a zero-size array is
+// contiguous in every sense (NumPy's rules, numpy/_core/src/multiarray/flagsobject.c).
+namespace Interop.Buffers;
+
+internal static class Layout
+{
+    public static void CContiguousStrides(ReadOnlySpan<nint> shape, nint itemSize, Span<nint> strides)
+    {
+        var stride = itemSize;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            strides[i] = stride;
+            stride *= Math.Max(shape[i], 1);
+        }
+    }
+
+    public static nint ElementCount(ReadOnlySpan<nint> shape)
+    {
+        nint n = 1;
+        foreach (var d in shape)
+            n = checked(n * d);
+        return n;
+    }
+
+    public static bool IsCContiguous(ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, nint itemSize)
+    {
+        if (ElementCount(shape) == 0)
+            return true;
+        var expected = itemSize;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            if (shape[i] == 1)
+                continue;
+            if (strides[i] != expected)
+                return false;
+            expected *= shape[i];
+        }
+        return true;
+    }
+
+    public static bool IsFContiguous(ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, nint itemSize)
+    {
+        if (ElementCount(shape) == 0)
+            return true;
+        var expected = itemSize;
+        for (var i = 0; i < shape.Length; i++)
+        {
+            if (shape[i] == 1)
+                continue;
+            if (strides[i] != expected)
+                return false;
+            expected *= shape[i];
+        }
+        return true;
+    }
+
+    /// <summary>The lowest and one-past-highest byte offsets touched, relative to element [0, ...]; (0, 0) when empty.</summary>
+    public static (nint Low, nint High) ByteExtent(ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, nint itemSize)
+    {
+        if (ElementCount(shape) == 0)
+            return (0, 0);
+        nint low = 0, high = 0;
+        for (var i = 0; i < shape.Length; i++)
+        {
+            var reach = checked((shape[i] - 1) * strides[i]);
+            if (reach < 0) low += reach; else high += reach;
+        }
+        return (low, high + itemSize);
+    }
+}

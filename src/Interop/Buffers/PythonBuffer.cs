@@ -1,0 +1,154 @@
+// Design notes: the owner of one acquired Py_buffer.
+// - Acquire requires the GIL. The Py_buffer lives in native memory so that its address never moves.
+// - Release needs the GIL. Dispose takes it (reentrantly). The finalizer never waits for the GIL: it
+//   queues the Py_buffer, and the next thread that takes the GIL releases queued buffers (Gil.Acquire
+//   drains the queue). So a finalizer cannot deadlock against a thread that holds the GIL and waits for
+//   finalizers, and nothing leaks as long as Python is used again. After Python shut down, nothing is released.
+// - Dispose is idempotent and thread-safe (Interlocked on the pointer).
+using System.Collections.Concurrent;
+using Interop.Diagnostics;
+using Interop.DTypes;
+using Interop.Embedding;
+using Interop.Errors;
+using Interop.Native;
+using PyObject = Python.Runtime.PyObject;
+
+namespace Interop.Buffers;
+
+/// <summary>An acquired Python buffer: pointer, shape, strides (bytes), dtype and read-only flag. Valid until disposed.</summary>
+internal sealed unsafe class PythonBuffer : IDisposable
+{
+    private static readonly ConcurrentQueue<nint> s_pendingReleases = new();
+    private nint _view; // PyBuffer*, 0 once released
+
+    private PythonBuffer(PyBuffer* view, ParsedFormat format)
+    {
+        _view = (nint)view;
+        Pointer = (nint)view->Buf;
+        ByteLength = view->Len;
+        ReadOnly = view->ReadOnly != 0;
+        Format = format;
+        var ndim = view->NDim;
+        Shape = new nint[ndim];
+        Strides = new nint[ndim];
+        for (var i = 0; i < ndim; i++)
+        {
+            Shape[i] = view->Shape[i];
+            Strides[i] = view->Strides is null ? 0 : view->Strides[i];
+        }
+        if (view->Strides is null)
+            Layout.CContiguousStrides(Shape, format.DType.ItemSize, Strides);
+    }
+
+    /// <summary>The address of element [0, 0, ...].</summary>
+    public nint Pointer { get; }
+
+    /// <summary>Bytes covered by the elements (product of the shape × item size).</summary>
+    public nint ByteLength { get; }
+
+    /// <summary>True when the exporter forbids writes.</summary>
+    public bool ReadOnly { get; }
+
+    /// <summary>The element dtype and byte order.</summary>
+    public ParsedFormat Format { get; }
+
+    /// <summary>The dimensions.</summary>
+    public nint[] Shape { get; }
+
+    /// <summary>The byte strides (may be negative or zero).</summary>
+    public nint[] Strides { get; }
+
+    /// <summary>The element dtype.</summary>
+    public DType DType => Format.DType;
+
+    /// <summary>True until disposed.</summary>
+    public bool IsAlive => Volatile.Read(ref _view) != 0;
+
+    /// <summary>Acquires the buffer of <paramref name="obj"/>. Requires the GIL.</summary>
+    /// <exception cref="ReadOnlyBufferException"><paramref name="writable"/> was asked of a read-only exporter.</exception>
+    /// <exception cref="UnsupportedDTypeException">The element format is not in the dtype table.</exception>
+    /// <exception cref="IndirectBufferException">The exporter uses suboffsets.</exception>
+    public static PythonBuffer Acquire(PyObject obj, bool writable)
+    {
+        Gil.AssertHeld();
+        var view = (PyBuffer*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(PyBuffer));
+        var flags = writable ? PyBufferFlags.Full : PyBufferFlags.FullReadOnly;
+        // Safety: obj is alive (pythonnet holds a reference) and the GIL is held; view is a zeroed Py_buffer.
+        if (CPython.PyObject_GetBuffer(CPython.Address(obj), view, (int)flags) != 0)
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(view);
+            var error = PythonErrors.FetchPending("PyObject_GetBuffer");
+            throw TranslateGetBufferError(obj, error, writable);
+        }
+        LiveObjects.BufferAcquired();
+        try
+        {
+            if (view->SubOffsets is not null)
+            {
+                for (var i = 0; i < view->NDim; i++)
+                    if (view->SubOffsets[i] >= 0)
+                        throw new IndirectBufferException();
+            }
+            var format = BufferFormat.Parse(view->Format is null ? null : new string((sbyte*)view->Format));
+            if (format.DType.ItemSize != view->ItemSize)
+                throw new UnsupportedDTypeException($"an element of {view->ItemSize} bytes declared as '{new string((sbyte*)view->Format)}'", new string((sbyte*)view->Format));
+            return new PythonBuffer(view, format);
+        }
+        catch
+        {
+            ReleaseNow((nint)view);
+            throw;
+        }
+    }
+
+    private static InteropException TranslateGetBufferError(PyObject obj, PythonErrorException error, bool writable)
+    {
+        if (writable && error.PythonMessage.Contains("not writable", StringComparison.OrdinalIgnoreCase))
+            return new ReadOnlyBufferException("A writable view");
+        if (error.PythonMessage.Contains("cannot include dtype", StringComparison.Ordinal) ||
+            error.PythonMessage.Contains("buffer format", StringComparison.Ordinal))
+        {
+            var dtype = obj.HasAttr("dtype") ? obj.GetAttr("dtype").ToString() ?? "?" : "?";
+            return new UnsupportedDTypeException($"'{dtype}' ({error.PythonMessage})", null);
+        }
+        return error;
+    }
+
+    /// <summary>Releases the buffer (taking the GIL). Harmless when called again.</summary>
+    public void Dispose()
+    {
+        var view = Interlocked.Exchange(ref _view, 0);
+        if (view == 0)
+            return;
+        GC.SuppressFinalize(this);
+        if (!PythonRuntime.IsRunning)
+            return;
+        using var gil = Gil.Acquire();
+        ReleaseNow(view);
+    }
+
+    ~PythonBuffer()
+    {
+        var view = Interlocked.Exchange(ref _view, 0);
+        if (view != 0)
+            s_pendingReleases.Enqueue(view); // released by the next GIL holder; never wait for the GIL here
+    }
+
+    /// <summary>True when finalizers queued buffers that still await release.</summary>
+    internal static bool HasPendingReleases => !s_pendingReleases.IsEmpty;
+
+    /// <summary>Releases buffers queued by finalizers. Requires the GIL.</summary>
+    internal static void DrainPendingReleases()
+    {
+        while (s_pendingReleases.TryDequeue(out var view))
+            ReleaseNow(view);
+    }
+
+    private static void ReleaseNow(nint view)
+    {
+        // Safety: view came from Acquire, and Interlocked.Exchange made this the only release; the GIL is held.
+        CPython.PyBuffer_Release((PyBuffer*)view);
+        System.Runtime.InteropServices.NativeMemory.Free((void*)view);
+        LiveObjects.BufferReleased();
+    }
+}

@@ -1,0 +1,75 @@
+// Design notes: the one unsafe boundary to libpython. Every CPython C-API entry point the library
+// calls directly is resolved here, once, from the libpython that pythonnet loaded (NativeLibrary.Load
+// of the same path returns the same handle, so symbols come from the library actually in the process).
+// Calls go through unmanaged function pointers: no marshalling, no delegates to keep alive.
+// Threading: every function except the PyGILState_* family requires the caller to hold the GIL.
+// Sources: https://github.com/python/cpython/tree/main/Include (abstract.h, pybuffer.h, pystate.h, ceval.h).
+using System.Runtime.InteropServices;
+
+namespace Interop.Native;
+
+internal static unsafe class CPython
+{
+    private static nint s_library;
+
+    public static delegate* unmanaged<nint, PyBuffer*, int, int> PyObject_GetBuffer;
+    public static delegate* unmanaged<PyBuffer*, void> PyBuffer_Release;
+    public static delegate* unmanaged<int> PyGILState_Ensure;
+    public static delegate* unmanaged<int, void> PyGILState_Release;
+    public static delegate* unmanaged<int> PyGILState_Check;
+    public static delegate* unmanaged<nint> PyEval_SaveThread;
+    public static delegate* unmanaged<nint, void> PyEval_RestoreThread;
+    public static delegate* unmanaged<nint> PyErr_Occurred;
+    public static delegate* unmanaged<nint, void> Py_IncRef;
+    public static delegate* unmanaged<nint, void> Py_DecRef;
+    public static delegate* unmanaged<nint, byte*, delegate* unmanaged<nint, void>, nint> PyCapsule_New;
+    public static delegate* unmanaged<nint, byte*, nint> PyCapsule_GetPointer;
+    public static delegate* unmanaged<nint*, nint*, nint*, void> PyErr_Fetch;
+    public static delegate* unmanaged<nint*, nint*, nint*, void> PyErr_NormalizeException;
+
+    public static bool IsLoaded => s_library != 0;
+
+    /// <summary>Resolves every entry point from <paramref name="libraryPath"/>; called once by the runtime.</summary>
+    public static void Load(string libraryPath)
+    {
+        if (s_library != 0)
+            return;
+        var lib = NativeLibrary.Load(libraryPath);
+        PyObject_GetBuffer = (delegate* unmanaged<nint, PyBuffer*, int, int>)Resolve(lib, "PyObject_GetBuffer");
+        PyBuffer_Release = (delegate* unmanaged<PyBuffer*, void>)Resolve(lib, "PyBuffer_Release");
+        PyGILState_Ensure = (delegate* unmanaged<int>)Resolve(lib, "PyGILState_Ensure");
+        PyGILState_Release = (delegate* unmanaged<int, void>)Resolve(lib, "PyGILState_Release");
+        PyGILState_Check = (delegate* unmanaged<int>)Resolve(lib, "PyGILState_Check");
+        PyEval_SaveThread = (delegate* unmanaged<nint>)Resolve(lib, "PyEval_SaveThread");
+        PyEval_RestoreThread = (delegate* unmanaged<nint, void>)Resolve(lib, "PyEval_RestoreThread");
+        PyErr_Occurred = (delegate* unmanaged<nint>)Resolve(lib, "PyErr_Occurred");
+        Py_IncRef = (delegate* unmanaged<nint, void>)Resolve(lib, "Py_IncRef");
+        Py_DecRef = (delegate* unmanaged<nint, void>)Resolve(lib, "Py_DecRef");
+        PyCapsule_New = (delegate* unmanaged<nint, byte*, delegate* unmanaged<nint, void>, nint>)Resolve(lib, "PyCapsule_New");
+        PyCapsule_GetPointer = (delegate* unmanaged<nint, byte*, nint>)Resolve(lib, "PyCapsule_GetPointer");
+        PyErr_Fetch = (delegate* unmanaged<nint*, nint*, nint*, void>)Resolve(lib, "PyErr_Fetch");
+        PyErr_NormalizeException = (delegate* unmanaged<nint*, nint*, nint*, void>)Resolve(lib, "PyErr_NormalizeException");
+        s_library = lib;
+    }
+
+    /// <summary>A new pythonnet <see cref="Python.Runtime.PyObject"/> for a borrowed pointer (increments its count). Requires the GIL.</summary>
+    /// <remarks>pythonnet 3.2 has no public constructor from a raw pointer, so ctypes makes the object (a few µs; not for hot paths).</remarks>
+    public static Python.Runtime.PyObject Borrow(nint pointer)
+    {
+        s_objectAt ??= Python.Runtime.PythonEngine.Eval("lambda a: __import__('ctypes').cast(a, __import__('ctypes').py_object).value");
+        using var address = new Python.Runtime.PyInt(pointer);
+        return s_objectAt.Invoke(address);
+    }
+
+    private static Python.Runtime.PyObject? s_objectAt;
+
+    /// <summary>The <c>PyObject*</c> behind a pythonnet object (borrowed: valid while <paramref name="obj"/> is alive).</summary>
+#pragma warning disable CS0612, CS0618 // pythonnet marks Handle obsolete in favour of internal reference types
+    public static nint Address(Python.Runtime.PyObject obj) => obj.Handle;
+#pragma warning restore CS0612, CS0618
+
+    private static nint Resolve(nint lib, string name) =>
+        NativeLibrary.TryGetExport(lib, name, out var address)
+            ? address
+            : throw new EntryPointNotFoundException($"libpython does not export {name}; is it a CPython 3.10+ shared library?");
+}

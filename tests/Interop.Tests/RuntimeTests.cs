@@ -1,0 +1,137 @@
+using Interop.Embedding;
+using Interop.Errors;
+using Python.Runtime;
+
+namespace Interop.Tests;
+
+[TestFixture]
+[Category("embedding")]
+public class RuntimeTests
+{
+    [Test]
+    public void Concurrent_initialisation_from_many_threads_yields_one_runtime()
+    {
+        var results = new PythonInstallation[16];
+        Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i => results[i] = PythonRuntime.Initialize());
+        Assert.Multiple(() =>
+        {
+            Assert.That(results.Distinct().Count(), Is.EqualTo(1));
+            Assert.That(PythonRuntime.IsRunning);
+            Assert.That(Gil.IsHeld, Is.False, "start-up must release the GIL");
+        });
+    }
+
+    [Test]
+    public void Initialising_again_with_another_interpreter_is_refused()
+    {
+        PythonRuntime.Initialize();
+        var ex = Assert.Throws<InvalidOperationException>(() => PythonRuntime.Initialize(new PythonOptions { PythonExecutable = "/usr/bin/env" }));
+        Assert.That(ex!.Message, Does.Contain("already running"));
+    }
+
+    [Test]
+    public void The_GIL_is_held_inside_the_scope_only_and_scopes_nest()
+    {
+        using (var outer = PythonRuntime.AcquireGil())
+        {
+            Assert.That(Gil.IsHeld);
+            using (PythonRuntime.AcquireGil())
+                Assert.That(Gil.IsHeld);
+            Assert.That(Gil.IsHeld, "the inner scope must not release the outer one");
+            outer.Dispose();
+            outer.Dispose();
+            Assert.That(Gil.IsHeld, Is.False);
+        }
+        Assert.That(Gil.IsHeld, Is.False);
+    }
+
+    [Test]
+    public void Many_threads_call_Python_at_once_and_get_their_own_answers()
+    {
+        const int threads = 8, calls = 2000;
+        var wrong = 0;
+        using (PythonRuntime.AcquireGil())
+            PythonEngine.Exec("def interop_square(x):\n    return x * x\n", new PyDict());
+        var square = PythonRuntime.Run(() => PythonEngine.Eval("lambda x: x * x"));
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            for (var i = 0; i < calls; i++)
+            {
+                var x = t * calls + i;
+                using var gil = PythonRuntime.AcquireGil();
+                using var arg = new PyInt(x);
+                using var result = square.Invoke(arg);
+                if (result.As<long>() != (long)x * x)
+                    Interlocked.Increment(ref wrong);
+            }
+        });
+        Assert.That(wrong, Is.Zero);
+    }
+
+    [Test]
+    public async Task The_GIL_works_from_async_continuations_on_pool_threads()
+    {
+        var seen = new HashSet<int>();
+        for (var i = 0; i < 50; i++)
+        {
+            await Task.Yield();
+            await Task.Run(() =>
+            {
+                var value = PythonRuntime.Run(() => PythonEngine.Eval($"{i} + 1").As<int>());
+                Assert.That(value, Is.EqualTo(i + 1));
+                lock (seen)
+                    seen.Add(Environment.CurrentManagedThreadId);
+            });
+        }
+        Assert.That(seen, Is.Not.Empty);
+    }
+
+    [Test]
+    public void Python_exceptions_become_PythonErrorException_with_type_message_and_traceback()
+    {
+        var ex = Assert.Throws<PythonErrorException>(() => PythonRuntime.Run(() =>
+        {
+            PythonEngine.Exec("def interop_inner():\n    raise ValueError('bad value 42')\n\ndef interop_outer():\n    interop_inner()\n\ninterop_outer()\n");
+            return 0;
+        }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(ex!.PythonType, Is.EqualTo("ValueError"));
+            Assert.That(ex.PythonMessage, Is.EqualTo("bad value 42"));
+            Assert.That(ex.Message, Is.EqualTo("ValueError: bad value 42"));
+            Assert.That(ex.PythonTraceback, Does.Contain("interop_outer").And.Contain("interop_inner").And.Contain("Traceback (most recent call last)"));
+            Assert.That(ex.ToString(), Does.Contain("interop_inner"));
+            Assert.That(Gil.IsHeld, Is.False);
+        });
+    }
+
+    [Test]
+    public void Exception_type_names_are_qualified_by_module()
+    {
+        var ex = Assert.Throws<PythonErrorException>(() => PythonRuntime.Run(() =>
+        {
+            PythonEngine.Exec("import json\njson.loads('{not json')\n");
+            return 0;
+        }));
+        Assert.That(ex!.PythonType, Is.EqualTo("json.decoder.JSONDecodeError"));
+    }
+
+    [Test]
+    public void The_helper_package_is_on_sys_path_and_importable()
+    {
+        var file = PythonRuntime.Run(() => Py.Import(PythonRuntime.HelperPackage).GetAttr("__file__").As<string>());
+        Assert.Multiple(() =>
+        {
+            Assert.That(file, Does.EndWith(Path.Combine("interop_helpers", "__init__.py")));
+            Assert.That(PythonRuntime.HelperDirectory, Is.Not.Null);
+            Assert.That(file, Does.StartWith(PythonRuntime.HelperDirectory!));
+        });
+    }
+
+    [Test]
+    public void Missing_modules_raise_a_translated_ModuleNotFoundError()
+    {
+        var ex = Assert.Throws<PythonErrorException>(() => PythonRuntime.Import("interop_no_such_module"));
+        Assert.That(ex!.PythonType, Is.EqualTo("ModuleNotFoundError"));
+    }
+}
