@@ -1,6 +1,9 @@
 // Design notes: a typed handle for a NumPy ndarray. It owns one Python reference (released on Dispose,
 // with the GIL). Metadata comes from one buffer acquisition (format, shape, strides), never from
 // attribute lookups on hot paths. Names say the memory policy: View*/As* share, To*/Copy*/From* copy.
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Interop.Buffers;
 using Interop.DTypes;
 using Interop.Embedding;
@@ -55,13 +58,22 @@ public sealed class NDArray : IDisposable
     public DType DType => Describe().DType;
 
     /// <summary>NumPy's <c>str(arr.dtype)</c>, also for dtypes outside the table.</summary>
-    public string DTypeName => Attribute(a => a.GetAttr("dtype").ToString() ?? "?");
+    public string DTypeName => Attribute(a =>
+    {
+        using var dtype = a.GetAttr("dtype");
+        return dtype.ToString() ?? "?";
+    });
 
     /// <summary>True when the array's bytes are big-endian.</summary>
     public bool IsBigEndian => Describe().BigEndian;
 
     /// <summary><c>arr.flags.writeable</c>.</summary>
-    public bool IsWriteable => Attribute(a => a.GetAttr("flags").GetAttr("writeable").As<bool>());
+    public bool IsWriteable => Attribute(a =>
+    {
+        using var flags = a.GetAttr("flags");
+        using var writeable = flags.GetAttr("writeable");
+        return writeable.As<bool>();
+    });
 
     /// <summary>The address of element [0, ...] (<c>arr.__array_interface__['data'][0]</c> equivalent).</summary>
     public nint Address => Describe().Address;
@@ -85,6 +97,172 @@ public sealed class NDArray : IDisposable
     {
         using var view = CopySource<T>();
         view.CopyTo(destination);
+    }
+
+    /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the array's shape (C order).</summary>
+    public Tensor<T> ToTensor<T>() where T : unmanaged
+    {
+        using var view = CopySource<T>();
+        return view.ToTensor();
+    }
+
+    /// <summary>Copies the elements into a new .NET array of the array's rank (<c>T[,]</c>, <c>T[,,]</c>, ...; rank 0 gives <c>T[1]</c>).</summary>
+    public Array ToMultidimensionalArray<T>() where T : unmanaged
+    {
+        using var view = CopySource<T>();
+        var shape = view.Shape;
+        var result = shape.Length switch
+        {
+            0 => Array.CreateInstance(typeof(T), 1),
+            _ => Array.CreateInstance(typeof(T), shape.ToArray().Select(d => checked((int)d)).ToArray()),
+        };
+        var destination = MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length);
+        view.CopyTo(destination);
+        return result;
+    }
+
+    // ---- .NET -> NumPy: copies ----------------------------------------------------------------
+
+    /// <summary>Copies <paramref name="data"/> into a new ndarray of <paramref name="shape"/> (default: 1-d) and the dtype of <typeparamref name="T"/>.</summary>
+    /// <exception cref="ArgumentException">The shape does not hold exactly <c>data.Length</c> elements.</exception>
+    public static NDArray CopyFrom<T>(ReadOnlySpan<T> data, params ReadOnlySpan<long> shape) where T : unmanaged =>
+        CopyFromBytes(MemoryMarshal.AsBytes(data), DType.Of<T>(), shape.IsEmpty ? [data.Length] : shape, data.Length);
+
+    /// <summary>Copies a .NET array of any rank (<c>T[]</c>, <c>T[,]</c>, <c>T[,,]</c>, ...) into a new ndarray of the same shape.</summary>
+    public static NDArray CopyFrom(Array array)
+    {
+        ArgumentNullException.ThrowIfNull(array);
+        var dtype = DType.Of(array.GetType().GetElementType()!);
+        var shape = Enumerable.Range(0, array.Rank).Select(d => (long)array.GetLength(d)).ToArray();
+        var bytes = MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(array), checked(array.Length * dtype.ItemSize));
+        return CopyFromBytes(bytes, dtype, shape, array.Length);
+    }
+
+    /// <summary>Copies a (possibly strided) tensor span into a new C-order ndarray of the same shape.</summary>
+    public static NDArray CopyFrom<T>(scoped in ReadOnlyTensorSpan<T> tensor) where T : unmanaged
+    {
+        var shape = tensor.Lengths.ToArray().Select(d => (long)d).ToArray();
+        var result = Empty(DType.Of<T>(), shape);
+        using var view = result.View<T>();
+        tensor.FlattenTo(view.AsSpan());
+        return result;
+    }
+
+    /// <summary>A new, uninitialised C-order ndarray (<c>np.empty</c>).</summary>
+    public static NDArray Empty(DType dtype, params ReadOnlySpan<long> shape)
+    {
+        ArgumentNullException.ThrowIfNull(dtype);
+        var typestr = dtype.NumPyTypeString ?? throw new UnsupportedDTypeException(dtype.Name + " (NumPy has no such dtype)", null);
+        foreach (var d in shape)
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+        var dims = shape.ToArray();
+        return PythonRuntime.Run(() =>
+        {
+            using var np = NumPyModule.Import();
+            using var pyShape = new PyTuple(dims.Select(d => (PyObject)new PyInt(d)).ToArray());
+            using var pyType = new PyString(typestr);
+            return Own(np.InvokeMethod("empty", pyShape, pyType));
+        });
+    }
+
+    private static NDArray CopyFromBytes(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape, long count)
+    {
+        CheckShape(shape, count);
+        var result = Empty(dtype, shape);
+        using (var gil = PythonRuntime.AcquireGil())
+        using (var buffer = PythonBuffer.Acquire(result.PyObject, writable: true))
+        {
+            unsafe
+            {
+                bytes.CopyTo(new Span<byte>((void*)buffer.Pointer, checked((int)buffer.ByteLength)));
+            }
+        }
+        return result;
+    }
+
+    // ---- .NET -> NumPy: zero-copy -------------------------------------------------------------
+
+    /// <summary>
+    /// An ndarray over <paramref name="array"/>'s own memory: <b>no copy</b>, writable both ways. The array stays pinned
+    /// until NumPy drops the last array or tensor that uses it (observable through <see cref="Diagnostics.LiveObjects.ExportedToPython"/>).
+    /// </summary>
+    public static NDArray Share<T>(T[] array, params ReadOnlySpan<long> shape) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(array);
+        return Share(new Memory<T>(array), shape);
+    }
+
+    /// <summary>An ndarray over <paramref name="memory"/> (pinned until NumPy drops it). <b>No copy</b>; writable both ways.</summary>
+    public static unsafe NDArray Share<T>(Memory<T> memory, params ReadOnlySpan<long> shape) where T : unmanaged
+    {
+        var dims = shape.IsEmpty ? [memory.Length] : shape.ToArray();
+        CheckShape(dims, memory.Length);
+        var pin = memory.Pin();
+        return ShareCore((nint)pin.Pointer, DType.Of<T>(), dims, null, pin, owner: null, readOnly: false);
+    }
+
+    /// <summary>
+    /// An ndarray over native memory at <paramref name="address"/>. <b>No copy.</b> <paramref name="owner"/> (may be null)
+    /// is disposed once NumPy drops the last array that uses the memory. <paramref name="strides"/> are in bytes (empty: C order).
+    /// </summary>
+    public static NDArray Share(nint address, DType dtype, ReadOnlySpan<long> shape, ReadOnlySpan<long> strides, IDisposable? owner, bool readOnly)
+    {
+        ArgumentNullException.ThrowIfNull(dtype);
+        if (address == 0)
+            throw new ArgumentException("The address is null.", nameof(address));
+        if (!strides.IsEmpty && strides.Length != shape.Length)
+            throw new ArgumentException($"{strides.Length} strides given for {shape.Length} dimensions.", nameof(strides));
+        foreach (var d in shape)
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+        return ShareCore(address, dtype, shape.ToArray(), strides.IsEmpty ? null : strides.ToArray(), default, owner, readOnly);
+    }
+
+    private static NDArray ShareCore(nint address, DType dtype, long[] shape, long[]? strides, System.Buffers.MemoryHandle pin, IDisposable? owner, bool readOnly)
+    {
+        var typestr = dtype.NumPyTypeString;
+        if (typestr is null)
+        {
+            pin.Dispose();
+            throw new UnsupportedDTypeException(dtype.Name + " (NumPy has no such dtype)", null);
+        }
+        using var gil = PythonRuntime.AcquireGil();
+        PyObject capsule;
+        try
+        {
+            capsule = ExportOwner.CreateCapsule(pin, owner);
+        }
+        catch
+        {
+            pin.Dispose();
+            throw;
+        }
+        try
+        {
+            using (capsule)
+            using (var exports = Py.Import(PythonRuntime.HelperPackage + ".exports"))
+            using (var pyShape = new PyTuple(shape.Select(d => (PyObject)new PyInt(d)).ToArray()))
+            using (var pyStrides = strides is null ? PyObject.None : new PyTuple(strides.Select(d => (PyObject)new PyInt(d)).ToArray()))
+            using (var pyAddress = new PyInt(address))
+            using (var pyType = new PyString(typestr))
+            using (var pyReadOnly = new PyInt(readOnly ? 1 : 0))
+                return Own(exports.InvokeMethod("wrap", capsule, pyAddress, pyShape, pyType, pyStrides, pyReadOnly));
+        }
+        catch (PythonException e)
+        {
+            throw PythonErrors.Translate(e);
+        }
+    }
+
+    private static void CheckShape(ReadOnlySpan<long> shape, long count)
+    {
+        long product = 1;
+        foreach (var d in shape)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+            product = checked(product * d);
+        }
+        if (product != count)
+            throw new ArgumentException($"Shape ({string.Join(", ", shape.ToArray())}) holds {product} elements, but the data has {count}.", nameof(shape));
     }
 
     /// <summary>Returns <c>str(arr)</c>.</summary>

@@ -59,16 +59,32 @@ public sealed class TorchTensor : IDisposable
     }
 
     /// <summary><c>str(tensor.dtype)</c>, e.g. <c>torch.float32</c>.</summary>
-    public string DTypeName => Read(t => t.GetAttr("dtype").ToString() ?? "?");
+    public string DTypeName => Read(t =>
+    {
+        using var dtype = t.GetAttr("dtype");
+        return dtype.ToString() ?? "?";
+    });
 
     /// <summary><c>tensor.shape</c>.</summary>
-    public long[] Shape => Read(t => t.GetAttr("shape").As<long[]>());
+    public long[] Shape => Read(t =>
+    {
+        using var shape = t.GetAttr("shape");
+        return shape.As<long[]>();
+    });
 
     /// <summary><c>tensor.data_ptr()</c>: the address of the first element.</summary>
-    public nint DataPointer => Read(t => (nint)t.InvokeMethod("data_ptr").As<long>());
+    public nint DataPointer => Read(t =>
+    {
+        using var pointer = t.InvokeMethod("data_ptr");
+        return (nint)pointer.As<long>();
+    });
 
     /// <summary><c>str(tensor.device)</c>.</summary>
-    public string Device => Read(t => t.GetAttr("device").ToString() ?? "?");
+    public string Device => Read(t =>
+    {
+        using var device = t.GetAttr("device");
+        return device.ToString() ?? "?";
+    });
 
     /// <summary>Returns <c>str(tensor)</c>.</summary>
     public override string ToString() => Read(t => t.ToString() ?? "");
