@@ -155,11 +155,12 @@ env_enter_root() {
     ROOT="$root" REPO="$INTEROP_REPO" DOTNET_DIR="$dotnet_dir" NUGET_DIR="$nuget" CERT="${SSL_CERT_FILE:-}" \
     unshare --mount --propagation private -- bash -c '
         set -e
-        for d in "$DOTNET_DIR" "$NUGET_DIR" "$REPO"; do mkdir -p "$ROOT$d"; mount --bind "$d" "$ROOT$d"; done
+        # /tmp first: the repository, the SDK or the NuGet folder may live under /tmp and are mounted on top.
+        mount -t tmpfs -o mode=1777 tmpfs "$ROOT/tmp"
         mount -t proc proc "$ROOT/proc"
         mount --rbind /dev "$ROOT/dev"
         mount --rbind /sys "$ROOT/sys"
-        mount -t tmpfs -o mode=1777 tmpfs "$ROOT/tmp"
+        for d in "$DOTNET_DIR" "$NUGET_DIR" "$REPO"; do mkdir -p "$ROOT$d"; mount --bind "$d" "$ROOT$d"; done
         cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
         # HTTPS inside must trust what the host trusts (extra or corporate authorities).
         if [ -n "$CERT" ] && [ -f "$CERT" ]; then mkdir -p "$ROOT$(dirname "$CERT")"; cp -L "$CERT" "$ROOT$CERT"; fi
