@@ -166,7 +166,9 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         for (var i = 0; i < rank; i++)
         {
             var s = b.Strides[i];
-            if (b.Shape[i] == 1) s = 0;
+            // A stride never decides an address along a dimension of length 1, nor in an empty array, and
+            // System.Numerics.Tensors refuses the strides NumPy exports for empty arrays (e.g. (3, 1) for shape (0, 3)).
+            if (b.Shape[i] == 1 || Layout.ElementCount(b.Shape) == 0) s = 0;
             if (s < 0 || s % sizeof(T) != 0)
                 throw new LayoutException($"Dimension {i} has a byte stride of {s}, which a .NET tensor span cannot express (it needs non-negative multiples of {sizeof(T)}). " +
                                           "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.");
