@@ -20,11 +20,30 @@ namespace Interop.Tests.Buffers;
 /// empty array: NumPy 1.24 gives np.empty((0, 3)).strides == (0, 0) but exports (3 * itemsize, itemsize)).</param>
 internal sealed record NumPyFacts(long[] Shape, long[] Strides, byte[] Bytes, bool CContiguous, bool Aligned, bool NativeOrder, bool Writeable, string DTypeName, long[] BufferStrides)
 {
+    /// <summary>
+    /// True when, ordering the dimensions that decide addresses by stride, one stride is below the extent of the
+    /// next smaller one: valid in NumPy (e.g. a[:, ::3] of a (2, 5) array), refused by System.Numerics.Tensors.
+    /// </summary>
+    public bool HasInterleavedStrides
+    {
+        get
+        {
+            if (Shape.Contains(0))
+                return false;
+            var dims = Shape.Zip(BufferStrides).Where(p => p.First > 1 && p.Second > 0).OrderBy(p => p.Second).ToArray();
+            for (var k = 1; k < dims.Length; k++)
+                if (dims[k].Second < dims[k - 1].Second * dims[k - 1].First)
+                    return true;
+            return false;
+        }
+    }
+
     /// <summary>arr.strides where a stride decides an address (length > 1, non-empty array); null elsewhere.</summary>
     public long?[] SignificantStrides(IReadOnlyList<long> strides) =>
         Shape.Select((n, i) => n > 1 && !Shape.Contains(0) ? strides[i] : (long?)null).ToArray();
 
-    public bool HasNegativeStride => Shape.Zip(Strides).Any(p => p.First > 1 && p.Second < 0);
+    /// <summary>True when a negative stride decides an address (not in an empty array, not on a dimension of length 1).</summary>
+    public bool HasNegativeStride => !Shape.Contains(0) && Shape.Zip(Strides).Any(p => p.First > 1 && p.Second < 0);
 
     public string Describe() => $"{DTypeName} shape ({string.Join(", ", Shape)}) strides ({string.Join(", ", Strides)}) " +
                                 $"c_contiguous={CContiguous} aligned={Aligned} native={NativeOrder}";
@@ -113,6 +132,7 @@ internal static class NumPyOracle
             'transposed': lambda dt: values(dt, (5, 4)).T,
             'negative_rows': lambda dt: values(dt, (4, 5))[::-1],
             'negative_columns': lambda dt: values(dt, (4, 5))[:, ::-2],
+            'interleaved_columns': lambda dt: values(dt, (4, 5))[:, ::3],
             'broadcast': lambda dt: np.broadcast_to(values(dt, (5,)), (4, 5)),
             'zero_d': lambda dt: np.array(values(dt, (1,))[0]),
             'zero_size': lambda dt: np.empty((0, 3), dtype=dt),
@@ -135,7 +155,7 @@ internal static class NumPyOracle
     /// <summary>The layouts in the helper's LAYOUTS table.</summary>
     public static readonly string[] Layouts =
     [
-        "c_order", "fortran", "step_rows", "slice_columns", "transposed", "negative_rows", "negative_columns", "broadcast",
+        "c_order", "fortran", "step_rows", "slice_columns", "transposed", "negative_rows", "negative_columns", "interleaved_columns", "broadcast",
         "zero_d", "zero_size", "three_d_permuted", "big_endian", "big_endian_transposed", "misaligned", "misaligned_strided",
     ];
 

@@ -50,7 +50,7 @@ internal sealed class OracleCheck(NDArray array, NumPyFacts facts) : ITypedCheck
         else
             Assert.Throws<LayoutException>(() => view.AsReadOnlySpan(), "AsReadOnlySpan must refuse: " + what);
 
-        if (facts.HasNegativeStride || !facts.Aligned)
+        if (facts.HasNegativeStride || !facts.Aligned || facts.HasInterleavedStrides)
         {
             Assert.Throws<LayoutException>(() => view.AsReadOnlyTensorSpan(), "AsReadOnlyTensorSpan must refuse: " + what);
             return;
