@@ -165,10 +165,21 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         return b.Pointer;
     }
 
+    // The CLR's alignment of T (what NumPy calls dtype.alignment): 4 for ComplexFloat, not its size of 8.
+    private static readonly int s_alignment = sizeof(AlignmentProbe) - sizeof(T);
+
+    private struct AlignmentProbe
+    {
+#pragma warning disable CS0649 // never assigned: only its layout matters
+        public byte Before;
+        public T Value;
+#pragma warning restore CS0649
+    }
+
     private static void CheckAlignment(nint pointer, nint count)
     {
         // An empty array accesses nothing, so its address need not be aligned (NumPy's rule too: flags.aligned is True).
-        if (count != 0 && pointer % Math.Min(sizeof(T), nint.Size) != 0)
+        if (count != 0 && pointer % s_alignment != 0)
             throw new LayoutException($"The data at 0x{pointer:x} is not aligned for {typeof(T).Name}; a view would perform misaligned access. " +
                                       "Fix: copy (CopyTo/ToArray handle misaligned data), or np.require(arr, requirements='A') in Python.");
     }

@@ -109,10 +109,10 @@ internal static class NumPyOracle
             out[:m] = ext[:m]
             return out.reshape(shape)
 
-        def misaligned(a):
-            """A C-contiguous copy of a whose data starts one byte past an aligned address (writable)."""
-            raw = np.zeros(a.nbytes + 1 + 16, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 16 + 1
+        def misaligned(a, offset=1):
+            """A C-contiguous copy of a whose data starts offset bytes past a 16-byte aligned address (writable)."""
+            raw = np.zeros(a.nbytes + offset + 16, dtype=np.uint8)
+            start = (-raw.ctypes.data) % 16 + offset
             m = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
             m[...] = a
             return m
@@ -141,6 +141,7 @@ internal static class NumPyOracle
             'big_endian_transposed': lambda dt: big_endian(values(dt, (5, 4))).T,
             'misaligned': lambda dt: misaligned(values(dt, (4, 5))),
             'misaligned_strided': lambda dt: misaligned(values(dt, (4, 6)))[:, ::2],
+            'half_item_offset': lambda dt: misaligned(values(dt, (4, 5)), max(1, np.dtype(dt).itemsize // 2)),
         }
 
         def describe(a):
@@ -156,7 +157,7 @@ internal static class NumPyOracle
     public static readonly string[] Layouts =
     [
         "c_order", "fortran", "step_rows", "slice_columns", "transposed", "negative_rows", "negative_columns", "interleaved_columns", "broadcast",
-        "zero_d", "zero_size", "three_d_permuted", "big_endian", "big_endian_transposed", "misaligned", "misaligned_strided",
+        "zero_d", "zero_size", "three_d_permuted", "big_endian", "big_endian_transposed", "misaligned", "misaligned_strided", "half_item_offset",
     ];
 
     /// <summary>Every dtype of the table that NumPy has.</summary>
