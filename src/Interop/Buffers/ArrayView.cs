@@ -89,11 +89,19 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
     public ReadOnlyMemory<T> AsReadOnlyMemory() => new ViewMemoryManager(this).Memory;
 
     /// <summary>A strided read-only tensor span over the same memory. Zero-copy. Handles C, Fortran, sliced, transposed and broadcast layouts.</summary>
-    /// <exception cref="LayoutException">A stride is negative or not a multiple of the item size (copy with <see cref="ToTensor"/>).</exception>
+    /// <exception cref="LayoutException">A stride is negative or not a multiple of the item size, the data is misaligned, or the
+    /// strides interleave, which System.Numerics.Tensors refuses (copy with <see cref="ToTensor"/>).</exception>
     public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan()
     {
         var span = TensorLayout(out var lengths, out var strides);
-        return new ReadOnlyTensorSpan<T>(span, lengths, strides);
+        try
+        {
+            return new ReadOnlyTensorSpan<T>(span, lengths, strides);
+        }
+        catch (ArgumentException e)
+        {
+            throw InterleavedStrides(lengths, strides, e);
+        }
     }
 
     /// <summary>A strided, writable tensor span over the same memory. Zero-copy: writes are seen by NumPy.</summary>
@@ -104,7 +112,14 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         if (_buffer.Strides.Contains(0) && Length > 1)
             throw new LayoutException("A broadcast (zero-stride) array aliases one element at several indices; a writable tensor span over it would make writes ambiguous. Fix: np.ascontiguousarray(arr), or a read-only view.");
         var span = TensorLayout(out var lengths, out var strides);
-        return new TensorSpan<T>(span, lengths, strides);
+        try
+        {
+            return new TensorSpan<T>(span, lengths, strides);
+        }
+        catch (ArgumentException e)
+        {
+            throw InterleavedStrides(lengths, strides, e);
+        }
     }
 
     /// <summary>Copies the elements, in C order, into <paramref name="destination"/> (gathering strides, swapping bytes if needed).</summary>
@@ -146,16 +161,36 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         if (!Layout.IsCContiguous(b.Shape, b.Strides, sizeof(T)))
             throw new LayoutException($"The array (shape ({string.Join(", ", b.Shape)}), strides ({string.Join(", ", b.Strides)}) bytes) is not C-contiguous, so a flat span cannot express it. " +
                                       "Fix: use AsReadOnlyTensorSpan() for a strided view, CopyTo/ToArray for a copy, or np.ascontiguousarray(arr) in Python.");
-        CheckAlignment(b.Pointer);
+        CheckAlignment(b.Pointer, Layout.ElementCount(b.Shape));
         return b.Pointer;
     }
 
-    private static void CheckAlignment(nint pointer)
+    // The CLR's alignment of T (what NumPy calls dtype.alignment): 4 for ComplexFloat, not its size of 8.
+    private static readonly int s_alignment = sizeof(AlignmentProbe) - sizeof(T);
+
+    private struct AlignmentProbe
     {
-        if (pointer % Math.Min(sizeof(T), nint.Size) != 0)
+#pragma warning disable CS0649 // never assigned: only its layout matters
+        public byte Before;
+        public T Value;
+#pragma warning restore CS0649
+    }
+
+    private static void CheckAlignment(nint pointer, nint count)
+    {
+        // An empty array accesses nothing, so its address need not be aligned (NumPy's rule too: flags.aligned is True).
+        if (count != 0 && pointer % s_alignment != 0)
             throw new LayoutException($"The data at 0x{pointer:x} is not aligned for {typeof(T).Name}; a view would perform misaligned access. " +
                                       "Fix: copy (CopyTo/ToArray handle misaligned data), or np.require(arr, requirements='A') in Python.");
     }
+
+    // System.Numerics.Tensors (10.0) refuses strides where, ordered by size, one stride is smaller than the extent
+    // of the next smaller one (e.g. lengths (2, 2), element strides (5, 3): NumPy's a[:, ::3] of a (2, 5) array),
+    // although no two indices alias. Such layouts are valid NumPy arrays but cannot be a tensor span.
+    private static LayoutException InterleavedStrides(nint[] lengths, nint[] strides, ArgumentException inner) =>
+        new($"System.Numerics.Tensors cannot express lengths ({string.Join(", ", lengths)}) with element strides ({string.Join(", ", strides)}): " +
+            "it refuses strides that interleave (a stride smaller than the extent of a smaller-strided dimension). " +
+            "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.", inner);
 
     private Span<T> TensorLayout(out nint[] lengths, out nint[] strides)
     {
@@ -166,13 +201,15 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         for (var i = 0; i < rank; i++)
         {
             var s = b.Strides[i];
-            if (b.Shape[i] == 1) s = 0;
+            // A stride never decides an address along a dimension of length 1, nor in an empty array, and
+            // System.Numerics.Tensors refuses the strides NumPy exports for empty arrays (e.g. (3, 1) for shape (0, 3)).
+            if (b.Shape[i] == 1 || Layout.ElementCount(b.Shape) == 0) s = 0;
             if (s < 0 || s % sizeof(T) != 0)
                 throw new LayoutException($"Dimension {i} has a byte stride of {s}, which a .NET tensor span cannot express (it needs non-negative multiples of {sizeof(T)}). " +
                                           "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.");
             strides[i] = s / sizeof(T);
         }
-        CheckAlignment(b.Pointer);
+        CheckAlignment(b.Pointer, Layout.ElementCount(b.Shape));
         var (_, high) = Layout.ByteExtent(b.Shape, b.Strides, sizeof(T));
         return new Span<T>((void*)b.Pointer, checked((int)(high / sizeof(T))));
     }

@@ -103,7 +103,9 @@ internal sealed unsafe class PythonBuffer : IDisposable
 
     private static InteropException TranslateGetBufferError(PyObject obj, PythonErrorException error, bool writable)
     {
-        if (writable && error.PythonMessage.Contains("not writable", StringComparison.OrdinalIgnoreCase))
+        // NumPy says "buffer source array is read-only"; bytes and memoryview say "Object is not writable."
+        if (writable && (error.PythonMessage.Contains("not writable", StringComparison.OrdinalIgnoreCase) ||
+                         error.PythonMessage.Contains("read-only", StringComparison.OrdinalIgnoreCase)))
             return new ReadOnlyBufferException("A writable view");
         if (error.PythonMessage.Contains("cannot include dtype", StringComparison.Ordinal) ||
             error.PythonMessage.Contains("buffer format", StringComparison.Ordinal))

@@ -61,6 +61,9 @@ public sealed class LayoutException : InteropException
 {
     /// <summary>Creates the exception with the reason and the fix.</summary>
     public LayoutException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with the reason, the fix and the exception that caused it.</summary>
+    public LayoutException(string message, Exception? innerException) : base(message, innerException) { }
 }
 
 /// <summary>The .NET element type does not match the buffer's dtype.</summary>
