@@ -147,9 +147,9 @@ public class ViewLifetimeTests
     }
 
     [Test]
-    public void Eight_threads_convert_their_own_arrays_two_thousand_times_each()
+    public void Eight_threads_convert_their_own_arrays_ten_thousand_times_each()
     {
-        const int threads = 8, rounds = 2000;
+        const int threads = 8, rounds = 10_000;
         var before = LiveObjects.PythonBuffers;
         var contiguous = new NDArray[threads];
         var strided = new NDArray[threads];
