@@ -53,17 +53,17 @@ public class NaivePythonNetBenchmarks
         Sizes.Collect();
     }
 
-    [Benchmark(Baseline = true), BenchmarkCategory("NumPyToNet")]
+    [Benchmark(Baseline = true), BenchmarkCategory("Naive-NumPyToNet")]
     public float NDArray_CopyTo()
     {
         _numpy!.CopyTo<float>(_destination);
         return _destination[^1];
     }
 
-    [Benchmark, BenchmarkCategory("NumPyToNet")]
+    [Benchmark, BenchmarkCategory("Naive-NumPyToNet")]
     public float[] NDArray_ToArray() => _numpy!.ToArray<float>();
 
-    [Benchmark, BenchmarkCategory("NumPyToNet")]
+    [Benchmark, BenchmarkCategory("Naive-NumPyToNet")]
     public float[] PythonNet_ToList_AsFloatArray()
     {
         using (PythonRuntime.AcquireGil())
@@ -73,14 +73,14 @@ public class NaivePythonNetBenchmarks
         }
     }
 
-    [Benchmark(Baseline = true), BenchmarkCategory("NetToNumPy")]
+    [Benchmark(Baseline = true), BenchmarkCategory("Naive-NetToNumPy")]
     public int NDArray_CopyFrom_Dispose()
     {
         using var array = NDArray.CopyFrom<float>(_source);
         return _source.Length;
     }
 
-    [Benchmark, BenchmarkCategory("NetToNumPy")]
+    [Benchmark, BenchmarkCategory("Naive-NetToNumPy")]
     public int PythonNet_NpArray_FromFloatArray()
     {
         using (PythonRuntime.AcquireGil())
