@@ -1,0 +1,39 @@
+using System.Runtime.CompilerServices;
+using Interop.Diagnostics;
+using Interop.Embedding;
+using Interop.NumPy;
+
+namespace Interop.Tests.Buffers;
+
+/// <summary>Views that are never disposed: their finalizers must not wait for the GIL, and nothing may leak.</summary>
+[TestFixture]
+[Category("numpy")]
+public class FinalizerTests
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AbandonViews(NDArray array, int count)
+    {
+        for (var i = 0; i < count; i++)
+            _ = array.ViewReadOnly<double>();
+    }
+
+    [Test]
+    public void Finalizers_of_undisposed_views_run_while_this_thread_holds_the_GIL_and_the_buffers_are_released_later()
+    {
+        using var array = NDArray.Evaluate("np.linspace(0, 1, 1000)");
+        var baseline = LiveObjects.PythonBuffers;
+        AbandonViews(array, 50);
+        Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(baseline + 50));
+        var finished = Task.Run(() =>
+        {
+            // Holding the GIL while waiting for finalizers would deadlock if a finalizer took the GIL.
+            using var gil = PythonRuntime.AcquireGil();
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }).Wait(TimeSpan.FromSeconds(30));
+        Assert.That(finished, Is.True, "waiting for finalizers while holding the GIL deadlocked");
+        // The next GIL holder releases what the finalizers queued.
+        using (PythonRuntime.AcquireGil()) { }
+        Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(baseline));
+    }
+}
