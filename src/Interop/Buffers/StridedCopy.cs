@@ -22,7 +22,7 @@ internal static unsafe class StridedCopy
             Buffer.MemoryCopy(source, destination, count * itemSize, count * itemSize);
             return;
         }
-        Walk(source, shape, strides, itemSize, (src, dst) => CopyElement(src, dst, itemSize, swapUnit), destination, gather: true);
+        Walk(source, shape, strides, itemSize, (src, dst) => CopyElement(src, dst, itemSize, swapUnit), destination);
     }
 
     /// <summary>The inverse of <see cref="Gather"/>: C-contiguous source into a strided destination.</summary>
@@ -36,14 +36,13 @@ internal static unsafe class StridedCopy
             Buffer.MemoryCopy(source, destination, count * itemSize, count * itemSize);
             return;
         }
-        Walk(destination, shape, strides, itemSize, (strided, contiguous) => CopyElement(contiguous, strided, itemSize, swapUnit), source, gather: true);
+        Walk(destination, shape, strides, itemSize, (strided, contiguous) => CopyElement(contiguous, strided, itemSize, swapUnit), source);
     }
 
     private delegate void ElementAction(byte* strided, byte* contiguous);
 
-    private static void Walk(byte* strided, ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, int itemSize, ElementAction action, byte* contiguous, bool gather)
+    private static void Walk(byte* strided, ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, int itemSize, ElementAction action, byte* contiguous)
     {
-        _ = gather;
         var ndim = shape.Length;
         if (ndim == 0)
         {

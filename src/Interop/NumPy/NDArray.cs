@@ -284,19 +284,10 @@ public sealed class NDArray : IDisposable
     {
         var obj = PyObject;
         using var gil = PythonRuntime.AcquireGil();
-        var buffer = PythonBuffer.Acquire(obj, writable);
-        try
-        {
-            return new ArrayView<T>(buffer, writable);
-        }
-        catch
-        {
-            buffer.Dispose();
-            throw;
-        }
+        return ViewOf<T>(obj, writable);
     }
 
-    // Copies accept big-endian data (they swap) but otherwise validate like views.
+    // Copies accept big-endian data (NumPy converts it to native order first) but otherwise validate like views.
     private ArrayView<T> CopySource<T>() where T : unmanaged
     {
         var obj = PyObject;
@@ -306,25 +297,21 @@ public sealed class NDArray : IDisposable
         {
             buffer.Dispose();
             using var swapped = Swapped(obj);
-            return CopySourceFrom<T>(swapped);
+            return ViewOf<T>(swapped, writable: false);
         }
-        try
-        {
-            return new ArrayView<T>(buffer, writable: false);
-        }
-        catch
-        {
-            buffer.Dispose();
-            throw;
-        }
+        return Wrap<T>(buffer, writable: false);
     }
 
-    private static ArrayView<T> CopySourceFrom<T>(PyObject obj) where T : unmanaged
+    /// <summary>Acquires the buffer and wraps it. Requires the GIL.</summary>
+    private static ArrayView<T> ViewOf<T>(PyObject obj, bool writable) where T : unmanaged =>
+        Wrap<T>(PythonBuffer.Acquire(obj, writable), writable);
+
+    /// <summary>Wraps an acquired buffer; releases it if the view refuses it.</summary>
+    private static ArrayView<T> Wrap<T>(PythonBuffer buffer, bool writable) where T : unmanaged
     {
-        var buffer = PythonBuffer.Acquire(obj, writable: false);
         try
         {
-            return new ArrayView<T>(buffer, writable: false);
+            return new ArrayView<T>(buffer, writable);
         }
         catch
         {
