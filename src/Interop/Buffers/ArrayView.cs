@@ -30,7 +30,7 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
             throw new ElementTypeMismatchException(typeof(T), dtype.Name, dtype.ClrType);
         if (!buffer.Format.IsNativeOrder)
             throw new ByteOrderException(dtype.Name);
-        if (Layout.ElementCount(buffer.Shape) * sizeof(T) != buffer.ByteLength)
+        if (buffer.ElementCount * sizeof(T) != buffer.ByteLength)
             throw new LayoutException($"The buffer declares {buffer.ByteLength} bytes for shape ({string.Join(", ", buffer.Shape)}) of {dtype.Name}; refusing an inconsistent exporter.");
         if (writable && buffer.ReadOnly)
             throw new ReadOnlyBufferException("A writable view");
@@ -52,7 +52,7 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
     public int Rank => Live().Shape.Length;
 
     /// <summary>The number of elements.</summary>
-    public nint Length => Layout.ElementCount(Live().Shape);
+    public nint Length => Live().ElementCount;
 
     /// <summary>The address of element [0, 0, ...] (for identity checks; the memory belongs to Python).</summary>
     public nint Address => Live().Pointer;
@@ -127,7 +127,7 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
     public void CopyTo(Span<T> destination)
     {
         var b = Live();
-        var length = Layout.ElementCount(b.Shape);
+        var length = b.ElementCount;
         if (destination.Length < length)
             throw new ArgumentException($"The destination holds {destination.Length} elements; the array has {length}.", nameof(destination));
         fixed (T* dst = destination)
@@ -161,7 +161,7 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         if (!Layout.IsCContiguous(b.Shape, b.Strides, sizeof(T)))
             throw new LayoutException($"The array (shape ({string.Join(", ", b.Shape)}), strides ({string.Join(", ", b.Strides)}) bytes) is not C-contiguous, so a flat span cannot express it. " +
                                       "Fix: use AsReadOnlyTensorSpan() for a strided view, CopyTo/ToArray for a copy, or np.ascontiguousarray(arr) in Python.");
-        CheckAlignment(b.Pointer, Layout.ElementCount(b.Shape));
+        CheckAlignment(b.Pointer, b.ElementCount);
         return b.Pointer;
     }
 
@@ -203,13 +203,13 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
             var s = b.Strides[i];
             // A stride never decides an address along a dimension of length 1, nor in an empty array, and
             // System.Numerics.Tensors refuses the strides NumPy exports for empty arrays (e.g. (3, 1) for shape (0, 3)).
-            if (b.Shape[i] == 1 || Layout.ElementCount(b.Shape) == 0) s = 0;
+            if (b.Shape[i] == 1 || b.ElementCount == 0) s = 0;
             if (s < 0 || s % sizeof(T) != 0)
                 throw new LayoutException($"Dimension {i} has a byte stride of {s}, which a .NET tensor span cannot express (it needs non-negative multiples of {sizeof(T)}). " +
                                           "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.");
             strides[i] = s / sizeof(T);
         }
-        CheckAlignment(b.Pointer, Layout.ElementCount(b.Shape));
+        CheckAlignment(b.Pointer, b.ElementCount);
         var (_, high) = Layout.ByteExtent(b.Shape, b.Strides, sizeof(T));
         return new Span<T>((void*)b.Pointer, checked((int)(high / sizeof(T))));
     }

@@ -38,6 +38,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
         }
         if (view->Strides is null)
             Layout.CContiguousStrides(Shape, format.DType.ItemSize, Strides);
+        ElementCount = Layout.ElementCount(Shape);
     }
 
     /// <summary>The address of element [0, 0, ...].</summary>
@@ -54,6 +55,9 @@ internal sealed unsafe class PythonBuffer : IDisposable
 
     /// <summary>The dimensions.</summary>
     public nint[] Shape { get; }
+
+    /// <summary>The number of elements (product of the shape).</summary>
+    public nint ElementCount { get; }
 
     /// <summary>The byte strides (may be negative or zero).</summary>
     public nint[] Strides { get; }
