@@ -1,0 +1,265 @@
+"""The isolated-mode control protocol, worker side: framing and validation (docs/isolated.md).
+
+A message is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (an object).
+Requests are checked field by field before anything uses them: a malformed or hostile request is
+answered with a protocol error and never reads or writes outside a shared region. A frame whose length
+is out of range cannot be skipped safely, so it ends the worker (exit code 3).
+"""
+
+import json
+import math
+import struct
+
+from . import dtypes
+
+VERSION = 1
+MAX_MESSAGE = 64 << 20
+MAX_DEPTH = 32
+MAX_RANK = 32
+MAX_REGION = 1 << 40
+ALIGNMENT = 64
+OPS = ("ping", "resolve", "call", "shutdown")
+GRAD_MODES = ("default", "no_grad", "inference")
+_HEADER = struct.Struct("<I")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol (the host's fault, or a hostile peer)."""
+
+
+def read_message(stream):
+    """The next message as parsed JSON, or None at a clean EOF. Raises ProtocolError on a bad frame."""
+    header = _read_exactly(stream, _HEADER.size, allow_eof=True)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length == 0 or length > MAX_MESSAGE:
+        raise ProtocolError("frame length %d is outside 1..%d" % (length, MAX_MESSAGE))
+    body = _read_exactly(stream, length, allow_eof=False)
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        return {"__invalid__": "message is not UTF-8 JSON: %s" % e}
+
+
+def write_message(stream, message):
+    message = dict(message)
+    message["v"] = VERSION
+    body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    stream.write(_HEADER.pack(len(body)) + body)
+
+
+def _read_exactly(stream, n, allow_eof):
+    chunks = []
+    remaining = n
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            if allow_eof and remaining == n:
+                return None
+            raise ProtocolError("the stream ended inside a message")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def error_reply(request_id, error, protocol_error=False):
+    import traceback
+
+    return {
+        "id": request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else -1,
+        "ok": False,
+        "protocol": protocol_error,
+        "error": {
+            "type": type(error).__module__ + "." + type(error).__qualname__ if not protocol_error else "ProtocolError",
+            "message": str(error),
+            "traceback": "" if protocol_error else "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        },
+    }
+
+
+# ---- validation -------------------------------------------------------------------------------------
+
+
+def _fail(what):
+    raise ProtocolError(what)
+
+
+def _int(value, what, low=0, high=_INT64[1]):
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        _fail("%s must be an integer in %d..%d, got %r" % (what, low, high, _clip(value)))
+    return value
+
+
+def _str(value, what):
+    if not isinstance(value, str):
+        _fail("%s must be a string, got %r" % (what, _clip(value)))
+    return value
+
+
+def _list(value, what):
+    if not isinstance(value, list):
+        _fail("%s must be a list, got %r" % (what, _clip(value)))
+    return value
+
+
+def _clip(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_request(raw):
+    """A validated, normalised copy of a request; raises ProtocolError naming the first bad field."""
+    if not isinstance(raw, dict):
+        _fail("a request must be a JSON object")
+    if "__invalid__" in raw:
+        _fail(raw["__invalid__"])
+    if raw.get("v") != VERSION:
+        _fail("protocol version %r is not supported (this worker speaks %d)" % (_clip(raw.get("v")), VERSION))
+    request = {"id": _int(raw.get("id"), "id"), "op": raw.get("op")}
+    if request["op"] not in OPS:
+        _fail("unknown op %r (expected one of %s)" % (_clip(request["op"]), ", ".join(OPS)))
+    if request["op"] == "shutdown":
+        return request
+    request["regions"] = [_check_region(r) for r in _list(raw.get("regions", []), "regions")]
+    for key in ("release_regions", "release_handles", "drop_regions"):
+        request[key] = [_int(i, key + " item") for i in _list(raw.get(key, []), key)]
+    if request["op"] == "ping":
+        return request
+    request["target"] = _check_ref(raw.get("target"))
+    request["grad"] = raw.get("grad", "default")
+    if request["grad"] not in GRAD_MODES:
+        _fail("grad must be one of %s, got %r" % (", ".join(GRAD_MODES), _clip(request["grad"])))
+    export = raw.get("export", {"detach": True, "upcast": False})
+    if not isinstance(export, dict) or not all(isinstance(export.get(k), bool) for k in ("detach", "upcast")):
+        _fail("export must be an object with boolean detach and upcast")
+    request["export"] = {"detach": export["detach"], "upcast": export["upcast"]}
+    request["args"] = [check_value(v) for v in _list(raw.get("args", []), "args")]
+    names = [_str(n, "kw_names item") for n in _list(raw.get("kw_names", []), "kw_names")]
+    values = [check_value(v) for v in _list(raw.get("kw_values", []), "kw_values")]
+    if len(names) != len(values):
+        _fail("kw_names has %d entries but kw_values has %d" % (len(names), len(values)))
+    request["kw_names"], request["kw_values"] = names, values
+    return request
+
+
+def _check_region(raw):
+    if not isinstance(raw, dict):
+        _fail("a region must be an object")
+    return {"id": _int(raw.get("id"), "region id"), "fd": _int(raw.get("fd"), "region fd", 0, 1 << 30),
+            "size": _int(raw.get("size"), "region size", 1, MAX_REGION)}
+
+
+def _check_ref(raw):
+    if not isinstance(raw, dict):
+        _fail("a reference must be an object")
+    base = raw.get("base")
+    ref = {"base": base, "attrs": [_str(a, "attribute name") for a in _list(raw.get("attrs", []), "attrs")]}
+    if base in ("module", "file"):
+        ref["name"] = _str(raw.get("name"), "reference name")
+    elif base == "handle":
+        ref["handle"] = _int(raw.get("handle"), "handle", 1)
+    else:
+        _fail("reference base must be module, file or handle, got %r" % _clip(base))
+    return ref
+
+
+def check_value(raw, depth=0):
+    """A validated copy of an encoded argument (floats decoded); raises ProtocolError."""
+    if depth > MAX_DEPTH:
+        _fail("values are nested deeper than %d" % MAX_DEPTH)
+    if not isinstance(raw, dict):
+        _fail("a value must be an object")
+    kind = raw.get("t")
+    if kind == "none":
+        return {"t": "none"}
+    if kind == "bool":
+        if not isinstance(raw.get("v"), bool):
+            _fail("bool value must be true or false")
+        return {"t": kind, "v": raw["v"]}
+    if kind == "int":
+        return {"t": kind, "v": _int(raw.get("v"), "int value", _INT64[0])}
+    if kind == "float":
+        return {"t": kind, "v": parse_float(raw.get("v"))}
+    if kind == "str":
+        return {"t": kind, "v": _str(raw.get("v"), "str value")}
+    if kind in ("list", "tuple"):
+        return {"t": kind, "items": [check_value(v, depth + 1) for v in _list(raw.get("items"), "items")]}
+    if kind == "dict":
+        keys = [_str(k, "dict key") for k in _list(raw.get("keys"), "keys")]
+        items = [check_value(v, depth + 1) for v in _list(raw.get("items"), "items")]
+        if len(keys) != len(items):
+            _fail("dict has %d keys but %d items" % (len(keys), len(items)))
+        return {"t": kind, "keys": keys, "items": items}
+    if kind == "object":
+        return {"t": kind, "ref": _check_ref(raw.get("ref"))}
+    if kind in ("tensor", "ndarray"):
+        name = raw.get("dtype")
+        row = dtypes.DTYPES.get(name) if isinstance(name, str) else None
+        if row is None or row[2] is None:
+            _fail("unknown or unsupported dtype %r" % _clip(name))
+        shape = [_int(d, "dimension", 0, 1 << 48) for d in _list(raw.get("shape"), "shape")]
+        if len(shape) > MAX_RANK:
+            _fail("rank %d exceeds %d" % (len(shape), MAX_RANK))
+        offset = _int(raw.get("offset"), "offset", 0, MAX_REGION)
+        if offset % row[1]:
+            _fail("offset %d is not a multiple of the item size %d" % (offset, row[1]))
+        return {"t": kind, "dtype": name, "shape": shape, "offset": offset, "region": _int(raw.get("region"), "region")}
+    _fail("unknown value type %r" % _clip(kind))
+
+
+def view_array(np, region, value):
+    """An ndarray over ``region`` as ``value`` describes, after checking it lies inside the region."""
+    itemsize = dtypes.DTYPES[value["dtype"]][1]
+    count = 1
+    for d in value["shape"]:
+        count *= d
+    end = value["offset"] + count * itemsize
+    if end > len(region):
+        raise ProtocolError("array of %d bytes at offset %d runs past the %d-byte region"
+                            % (count * itemsize, value["offset"], len(region)))
+    dtype = np.dtype(dtypes.DTYPES[value["dtype"]][2])
+    if count == 0:
+        return np.empty(value["shape"], dtype)
+    return np.frombuffer(region, dtype=dtype, count=count, offset=value["offset"]).reshape(value["shape"])
+
+
+# ---- small encoders ---------------------------------------------------------------------------------
+
+
+def float_text(x):
+    """A float as exact text (repr), with nan/inf spelled so that .NET parses them."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return repr(x)
+
+
+def parse_float(text):
+    if not isinstance(text, str):
+        _fail("float value must be text, got %r" % _clip(text))
+    try:
+        return float({"Infinity": "inf", "-Infinity": "-inf"}.get(text, text))
+    except ValueError:
+        _fail("float value %r is not a number" % _clip(text))
+
+
+def dtype_name(dtype):
+    for name, row in dtypes.DTYPES.items():
+        if row[2] == dtype.name and dtype.byteorder in "=|<":
+            return name
+    raise TypeError("NumPy dtype %s has no row in the dtype table (or is big-endian); convert it first" % dtype)
+
+
+def short_repr(value, limit=200):
+    try:
+        text = repr(value)
+    except Exception as e:  # noqa: BLE001 - a broken __repr__ must not break the reply
+        text = "<repr failed: %s>" % e
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def align(n):
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT

@@ -1,0 +1,543 @@
+// Design notes: one worker process and its control pipe.
+// - One request at a time: a caller takes the gate, writes its request, reads the reply on its own thread.
+//   Callers queue on the gate; the worker runs one call at a time anyway (one GIL). Parallelism comes
+//   from several workers (WorkerPool).
+// - A timeout or a cancelled token abandons the call by killing the worker: the blocked read then sees EOF,
+//   and the caller gets WorkerTimeoutException / OperationCanceledException; the pool starts a fresh worker
+//   for the next call. Killing is the only reliable way to stop Python code that is stuck (in C, or holding
+//   the GIL).
+// - EOF without an abandon reason means the worker died: the caller gets WorkerCrashedException with the
+//   exit status and the last lines of the worker's stderr (faulthandler prints a segfault's Python stack).
+// - Workers are started from one long-lived thread (WorkerLauncher): PR_SET_PDEATHSIG, which the worker
+//   sets, fires when the *thread* that forked it exits, so a thread-pool thread would kill workers early.
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Interop.Errors;
+
+namespace Interop.Isolated;
+
+/// <summary>A running worker process (plain CPython running <c>interop_helpers.worker</c>).</summary>
+internal sealed class WorkerProcess : IDisposable
+{
+    private const int StderrLines = 40;
+    private readonly Process _process;
+    private readonly Stream _toWorker;
+    private readonly Stream _fromWorker;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Queue<string> _stderr = new();
+    private readonly ConcurrentQueue<int> _releasedResults = new();
+    private readonly ConcurrentQueue<long> _releasedHandles = new();
+    private readonly Dictionary<int, SharedRegion> _resultRegions = [];
+    private readonly Dictionary<int, int> _resultLeases = [];
+    private readonly List<int> _closedByWorker = [];
+    private SharedRegion? _requestRegion;
+    private int _nextRequestRegion;
+    private long _nextId;
+    private volatile string? _abandonReason;
+    private volatile bool _dead;
+    private WorkerCrashedException? _crash;
+
+    private WorkerProcess(Process process)
+    {
+        _process = process;
+        _toWorker = process.StandardInput.BaseStream;
+        _fromWorker = process.StandardOutput.BaseStream;
+        ProcessId = process.Id;
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+                return;
+            lock (_stderr)
+            {
+                _stderr.Enqueue(e.Data);
+                while (_stderr.Count > StderrLines)
+                    _stderr.Dequeue();
+            }
+            if (EchoStderr)
+                Console.Error.WriteLine($"[worker {ProcessId}] {e.Data}");
+        };
+        process.BeginErrorReadLine();
+    }
+
+    /// <summary>The worker's process id.</summary>
+    public int ProcessId { get; }
+
+    /// <summary>The worker's Python version (from its handshake).</summary>
+    public string PythonVersion { get; private set; } = "";
+
+    /// <summary>The worker's PyTorch version, read without importing torch; null when torch is not installed.</summary>
+    public string? TorchVersion { get; private set; }
+
+    /// <summary>The worker's NumPy version; null when NumPy is not installed.</summary>
+    public string? NumPyVersion { get; private set; }
+
+    /// <summary>A counter that tells stale object handles from live ones (one generation per process).</summary>
+    public bool IsAlive => !_dead && !HasExited();
+
+    /// <summary>Copy the worker's stderr lines to this process's stderr as well.</summary>
+    public bool EchoStderr { get; init; }
+
+    /// <summary>Number of calls waiting for or holding the gate.</summary>
+    public int Load => _load;
+    private int _load;
+
+    /// <summary>The last lines of the worker's stderr.</summary>
+    public string StderrTail
+    {
+        get
+        {
+            lock (_stderr)
+                return string.Join(Environment.NewLine, _stderr);
+        }
+    }
+
+    private bool HasExited()
+    {
+        try
+        {
+            return _process.HasExited;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>Starts a worker and waits for its handshake.</summary>
+    public static WorkerProcess Start(string python, string helperDirectory, TimeSpan startTimeout, bool echoStderr)
+    {
+        var info = new ProcessStartInfo(python)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "-m", "interop_helpers.worker", "--host-pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+            info.ArgumentList.Add(a);
+        var existing = Environment.GetEnvironmentVariable("PYTHONPATH");
+        info.Environment["PYTHONPATH"] = string.IsNullOrEmpty(existing) ? helperDirectory : helperDirectory + Path.PathSeparator + existing;
+        info.Environment["PYTHONUNBUFFERED"] = "1";
+        info.Environment.Remove("PYTHONNET_PYDLL");
+        Process process;
+        try
+        {
+            process = WorkerLauncher.Start(info);
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or IOException)
+        {
+            throw new WorkerStartException($"Cannot start the worker '{python}': {e.Message}. Fix: point WorkerOptions.Python at a CPython with NumPy (and PyTorch for tensors).", "", e);
+        }
+        var worker = new WorkerProcess(process) { EchoStderr = echoStderr };
+        try
+        {
+            var hello = Task.Run(() => WireProtocol.Read(worker._fromWorker));
+            if (!hello.Wait(startTimeout) || hello.Result is not { } message)
+            {
+                worker.Kill();
+                process.WaitForExit(2000);
+                throw new WorkerStartException(
+                    hello.IsCompleted ? $"The worker '{python}' exited during start-up (code {SafeExitCode(process)})." :
+                    $"The worker '{python}' did not answer within {startTimeout.TotalSeconds:0.#} s.", worker.StderrTail);
+            }
+            if (WireProtocol.Str(message, "op") != "hello")
+                throw new WorkerProtocolException("the worker's first message must be its hello");
+            worker.PythonVersion = WireProtocol.Str(message, "python");
+            worker.NumPyVersion = WireProtocol.OptionalStr(message, "numpy");
+            worker.TorchVersion = WireProtocol.OptionalStr(message, "torch");
+            if (WireProtocol.Int(message, "pid") != worker.ProcessId)
+                throw new WorkerProtocolException("the worker's hello names another process id");
+            return worker;
+        }
+        catch (AggregateException e) when (e.InnerException is WorkerProtocolException p)
+        {
+            worker.Dispose();
+            throw new WorkerStartException("The worker's handshake broke the protocol: " + p.Message, worker.StderrTail, p);
+        }
+        catch
+        {
+            worker.Dispose();
+            throw;
+        }
+    }
+
+    private static int? SafeExitCode(Process p)
+    {
+        try
+        {
+            return p.HasExited ? p.ExitCode : null;
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Sends one request and returns its reply. <paramref name="prepare"/> runs under the gate and fills the
+    /// request (it may write payloads into the request region it is given).
+    /// </summary>
+    public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        Interlocked.Increment(ref _load);
+        try
+        {
+            _gate.Wait(cancellationToken);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _load);
+            throw;
+        }
+        try
+        {
+            ThrowIfDead();
+            var context = new RequestContext(this);
+            var request = prepare(context);
+            request["id"] = ++_nextId;
+            AddHousekeeping(request, context);
+            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout"), null, t, Timeout.InfiniteTimeSpan) : null;
+            using var registration = cancellationToken.Register(() => Abandon("cancelled"));
+            JsonElement? raw;
+            try
+            {
+                WireProtocol.Write(_toWorker, request);
+                raw = WireProtocol.Read(_fromWorker);
+            }
+            catch (IOException)
+            {
+                raw = null;
+            }
+            catch (WorkerProtocolException)
+            {
+                Kill();
+                _dead = true;
+                throw;
+            }
+            if (raw is not { } message)
+            {
+                _dead = true;
+                throw DeathException(timeout, cancellationToken);
+            }
+            return ParseReply(message, (long)request["id"]!);
+        }
+        finally
+        {
+            _gate.Release();
+            Interlocked.Decrement(ref _load);
+        }
+    }
+
+    private Exception DeathException(TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        switch (_abandonReason)
+        {
+            case "timeout":
+                _process.WaitForExit(2000);
+                return new WorkerTimeoutException(timeout!.Value, ProcessId);
+            case "cancelled":
+                _process.WaitForExit(2000);
+                return new OperationCanceledException($"The call was cancelled; its worker (pid {ProcessId}) was stopped and will be replaced.", cancellationToken);
+            case "disposed":
+                return new ObjectDisposedException(nameof(WorkerProcess), "The isolated session was disposed while the call was running.");
+        }
+        if (!_process.WaitForExit(2000))
+        {
+            Kill();
+            _process.WaitForExit(2000);
+        }
+        _process.WaitForExit(); // drains the stderr reader so the tail is complete
+        _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "while a call was pending");
+        return _crash;
+    }
+
+    private void ThrowIfDead()
+    {
+        if (_dead || HasExited())
+        {
+            _dead = true;
+            if (_process.HasExited)
+                _process.WaitForExit();
+            throw _crash ?? new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+        }
+    }
+
+    /// <summary>The exception for objects that lived in this worker after it died.</summary>
+    public WorkerCrashedException CrashInfo() => _crash ?? new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "(the object lived in that worker)");
+
+    private void Abandon(string reason)
+    {
+        _abandonReason ??= reason;
+        Kill();
+    }
+
+    private void Kill()
+    {
+        try
+        {
+            _process.Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // already exited
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            // already exited
+        }
+    }
+
+    // ---- regions ---------------------------------------------------------------------------------------
+
+    /// <summary>Per-request scratch: where payloads go and which regions the request announces.</summary>
+    internal sealed class RequestContext(WorkerProcess worker)
+    {
+        public JsonArray NewRegions { get; } = [];
+        public List<int> DroppedRegions { get; } = [];
+
+        /// <summary>The request region, at least <paramref name="size"/> bytes (a new one is announced when needed).</summary>
+        public SharedRegion RequestRegion(long size) => worker.EnsureRequestRegion(size, this);
+
+        public int WorkerPid => worker.ProcessId;
+    }
+
+    private SharedRegion EnsureRequestRegion(long size, RequestContext context)
+    {
+        if (_requestRegion is { } current && current.Size >= size)
+            return current;
+        if (_requestRegion is { } old)
+        {
+            context.DroppedRegions.Add(old.Id);
+            old.Dispose();
+            _requestRegion = null;
+        }
+        var capacity = Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)));
+        var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
+        _requestRegion = region;
+        context.NewRegions.Add(new JsonObject { ["id"] = region.Id, ["fd"] = region.FileDescriptor, ["size"] = region.Size });
+        return region;
+    }
+
+    private void AddHousekeeping(JsonObject request, RequestContext context)
+    {
+        request["regions"] = context.NewRegions;
+        request["drop_regions"] = new JsonArray(context.DroppedRegions.Select(i => (JsonNode)i).ToArray());
+        var released = new JsonArray();
+        while (_releasedResults.TryDequeue(out var id))
+            released.Add(id);
+        request["release_regions"] = released;
+        var handles = new JsonArray();
+        while (_releasedHandles.TryDequeue(out var h))
+            handles.Add(h);
+        request["release_handles"] = handles;
+    }
+
+    /// <summary>Queues a handle release for the next request (object handles are freed lazily).</summary>
+    public void ReleaseHandle(long handle)
+    {
+        if (!_dead)
+            _releasedHandles.Enqueue(handle);
+    }
+
+    private Reply ParseReply(JsonElement message, long id)
+    {
+        var replyId = WireProtocol.Int(message, "id", -1);
+        var ok = WireProtocol.Bool(message, "ok");
+        if (!ok)
+        {
+            var error = WireProtocol.Obj(message, "error");
+            var isProtocol = message.TryGetProperty("protocol", out var p) && p.ValueKind == JsonValueKind.True;
+            if (isProtocol)
+                throw new WorkerProtocolException("the worker rejected the request: " + WireProtocol.Str(error, "message"));
+            if (replyId != id)
+                throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
+            throw new PythonErrorException(WireProtocol.Str(error, "type").Replace("builtins.", "", StringComparison.Ordinal),
+                                           WireProtocol.Str(error, "message"), WireProtocol.Str(error, "traceback"));
+        }
+        if (replyId != id)
+            throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
+        foreach (var retained in WireProtocol.List(message, "retained"))
+        {
+            if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.GetInt32() == r.Id)
+            {
+                // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
+                r.Dispose();
+                _requestRegion = null;
+            }
+        }
+        foreach (var region in WireProtocol.List(message, "regions"))
+        {
+            var rid = (int)WireProtocol.Int(region, "id", 1, int.MaxValue);
+            var pid = (int)WireProtocol.Int(region, "pid", 1, int.MaxValue);
+            if (pid != ProcessId || _resultRegions.ContainsKey(rid))
+                throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
+            lock (_resultRegions)
+                _resultRegions[rid] = SharedRegion.OpenFromWorker(rid, pid, (int)WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
+        }
+        foreach (var closed in WireProtocol.List(message, "closed"))
+        {
+            if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
+                CloseResultRegion(cid);
+        }
+        RegionLease? lease = null;
+        var results = WireProtocol.List(message, "result_regions").ToArray();
+        if (results.Length > 1)
+            throw new WorkerProtocolException("a reply may use at most one result region");
+        if (results.Length == 1)
+        {
+            var rid = results[0].ValueKind == JsonValueKind.Number && results[0].TryGetInt32(out var x) ? x : -1;
+            SharedRegion? region;
+            lock (_resultRegions)
+            {
+                if (!_resultRegions.TryGetValue(rid, out region))
+                    throw new WorkerProtocolException($"reply uses result region {rid}, which was never announced");
+                _resultLeases[rid] = _resultLeases.GetValueOrDefault(rid) + 1;
+            }
+            lease = new RegionLease(region, ReturnLease);
+        }
+        try
+        {
+            var value = WireValue.Decode(WireProtocol.Obj(message, "value"), lease, 0);
+            return new Reply(value, lease);
+        }
+        catch
+        {
+            lease?.Dispose();
+            throw;
+        }
+    }
+
+    private void ReturnLease(RegionLease lease)
+    {
+        var id = lease.Region.Id;
+        lock (_resultRegions)
+        {
+            var left = _resultLeases.GetValueOrDefault(id) - 1;
+            if (left > 0)
+            {
+                _resultLeases[id] = left;
+                return;
+            }
+            _resultLeases.Remove(id);
+            if (_closedByWorker.Remove(id) || _dead)
+            {
+                _resultRegions.Remove(id);
+                lease.Region.Dispose();
+                return;
+            }
+        }
+        _releasedResults.Enqueue(id);
+    }
+
+    private void CloseResultRegion(int id)
+    {
+        lock (_resultRegions)
+        {
+            if (!_resultRegions.TryGetValue(id, out var region))
+                return;
+            if (_resultLeases.ContainsKey(id))
+            {
+                _closedByWorker.Add(id);
+                return;
+            }
+            _resultRegions.Remove(id);
+            region.Dispose();
+        }
+    }
+
+    /// <summary>Asks the worker to exit, then waits for it (killing it after <paramref name="grace"/>).</summary>
+    public void Shutdown(TimeSpan grace)
+    {
+        if (!_dead && !HasExited() && _gate.Wait(grace))
+        {
+            try
+            {
+                WireProtocol.Write(_toWorker, new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
+                _toWorker.Close();
+            }
+            catch (IOException)
+            {
+                // it is already gone
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+        if (!_process.WaitForExit((int)grace.TotalMilliseconds))
+            Kill();
+    }
+
+    /// <summary>Stops the worker (asking first) and unmaps every region that no result still uses.</summary>
+    public void Dispose()
+    {
+        if (!_dead && !HasExited())
+        {
+            _abandonReason ??= "disposed";
+            Shutdown(TimeSpan.FromSeconds(2));
+        }
+        _dead = true;
+        _process.WaitForExit(2000);
+        _requestRegion?.Dispose();
+        _requestRegion = null;
+        lock (_resultRegions)
+        {
+            foreach (var (id, region) in _resultRegions.ToArray())
+            {
+                if (!_resultLeases.ContainsKey(id))
+                {
+                    region.Dispose();
+                    _resultRegions.Remove(id);
+                }
+            }
+        }
+        _process.Dispose();
+    }
+
+    /// <summary>A decoded reply: the value and the lease on its result region (if it carried arrays).</summary>
+    internal sealed record Reply(WireValue Value, RegionLease? Lease);
+}
+
+/// <summary>Starts worker processes from one thread that lives as long as the process (see the design notes).</summary>
+internal static class WorkerLauncher
+{
+    private static readonly BlockingCollection<(ProcessStartInfo Info, TaskCompletionSource<Process> Done)> s_queue = [];
+    private static readonly Lazy<Thread> s_thread = new(() =>
+    {
+        var thread = new Thread(() =>
+        {
+            foreach (var (info, done) in s_queue.GetConsumingEnumerable())
+            {
+                try
+                {
+                    done.SetResult(Process.Start(info) ?? throw new IOException("Process.Start returned no process"));
+                }
+                catch (Exception e)
+                {
+                    done.SetException(e);
+                }
+            }
+        })
+        { IsBackground = true, Name = "Interop worker launcher" };
+        thread.Start();
+        return thread;
+    });
+
+    public static Process Start(ProcessStartInfo info)
+    {
+        _ = s_thread.Value;
+        var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        s_queue.Add((info, done));
+        try
+        {
+            return done.Task.GetAwaiter().GetResult();
+        }
+        catch (AggregateException e) when (e.InnerException is not null)
+        {
+            throw e.InnerException;
+        }
+    }
+}
