@@ -269,9 +269,15 @@ class Worker:
                 del args, kwargs
             del target
             if op == "resolve":
-                # A resolved reference answers with its type only; the object stays where it is.
-                reply["value"] = {"t": "object", "handle": 0, "type": type(result).__module__ + "." + type(result).__qualname__,
-                                  "repr": protocol.short_repr(result)}
+                # A module or file path answers with its type only (any worker can resolve it again); an attribute
+                # of a worker object gets its own handle, so it outlives the reference it came from.
+                handle = 0
+                if request["target"]["base"] == "handle":
+                    handle = self.next_handle
+                    self.next_handle += 1
+                    self.handles[handle] = result
+                reply["value"] = {"t": "object", "handle": handle, "repr": protocol.short_repr(result),
+                                  "type": type(result).__module__ + "." + type(result).__qualname__}
             else:
                 reply["value"] = self.encode(result, pending, request["export"])
             del result
@@ -288,8 +294,9 @@ class Worker:
             if array is None:
                 continue
             base = array
-            while getattr(base, "base", None) is not None and not isinstance(base, mmap.mmap):
+            while getattr(base, "base", None) is not None:
                 base = base.base
+            base = getattr(base, "obj", base)  # np.frombuffer keeps a memoryview of the mmap (NumPy < 2)
             for region_id, region in self.request_regions.items():
                 if base is region:
                     kept.add(region_id)

@@ -167,21 +167,21 @@ internal sealed class RegionLease : IDisposable
         return true;
     }
 
-    /// <summary>Drops one user.</summary>
-    public void Dispose() => Release(final: false);
-
-    private void Release(bool final)
+    /// <summary>Drops one user; the last one returns the region.</summary>
+#pragma warning disable CA1816 // a reference count: finalization is suppressed only when the last user lets go
+    public void Dispose()
     {
-        if (final)
-        {
-            if (Interlocked.Exchange(ref _count, 0) > 0)
-                _onReleased(this);
-            return;
-        }
         if (Interlocked.Decrement(ref _count) == 0)
         {
             GC.SuppressFinalize(this);
             _onReleased(this);
         }
+    }
+#pragma warning restore CA1816
+
+    private void Release(bool final)
+    {
+        if (final && Interlocked.Exchange(ref _count, 0) > 0)
+            _onReleased(this);
     }
 }

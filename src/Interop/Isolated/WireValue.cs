@@ -5,11 +5,11 @@
 // .NET array once into the request region.
 using System.Collections;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Interop.DTypes;
 using Interop.Errors;
+using Interop.Sessions;
 
 namespace Interop.Isolated;
 
@@ -110,30 +110,10 @@ internal sealed class WireValue
     }
 }
 
-/// <summary>A .NET array to send as a NumPy array or a PyTorch tensor, with the shape it should have there.</summary>
-internal readonly record struct ArrayPayload(Array Data, DType DType, long[] Shape, bool AsTensor)
-{
-    public static ArrayPayload FromArray(Array array, bool asTensor, long[]? shape = null)
-    {
-        var elementType = array.GetType().GetElementType()!;
-        var dtype = DType.Of(elementType);
-        shape ??= Enumerable.Range(0, array.Rank).Select(d => (long)array.GetLength(d)).ToArray();
-        var (count, _) = WireProtocol.CheckShape(shape, dtype);
-        if (count != array.LongLength)
-            throw new ArgumentException($"shape [{string.Join(", ", shape)}] has {count} elements but the array has {array.LongLength}", nameof(shape));
-        return new ArrayPayload(array, dtype, shape, asTensor);
-    }
-
-    public long ByteLength => Data.LongLength * DType.ItemSize;
-
-    /// <summary>The array's bytes (any rank; arrays are stored contiguously in row-major order).</summary>
-    public ReadOnlySpan<byte> Bytes => MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(Data), checked((int)ByteLength));
-}
-
 /// <summary>Encodes call arguments: JSON for the message, payloads copied once into the request region.</summary>
 internal sealed class ArgumentEncoder
 {
-    private readonly List<(JsonObject Node, ArrayPayload Payload)> _arrays = [];
+    private readonly List<(JsonObject Node, TensorArgument Payload)> _arrays = [];
     private long _total;
     private readonly Func<object, JsonObject?>? _custom;
 
@@ -157,15 +137,13 @@ internal sealed class ArgumentEncoder
                 return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)) };
             case string s:
                 return new JsonObject { ["t"] = "str", ["v"] = s };
-            case ArrayPayload payload:
-                return AddArray(payload);
         }
         if (_custom?.Invoke(value) is { } custom)
             return custom;
+        if (TensorArgument.TryCreate(value, out var tensor))
+            return AddArray(tensor!);
         switch (value)
         {
-            case Array array when array.GetType().GetElementType() is { } et && et != typeof(object) && DType.All.Any(d => d.ClrType == et):
-                return AddArray(ArrayPayload.FromArray(array, asTensor: false));
             case IDictionary dict:
                 var keys = new JsonArray();
                 var items = new JsonArray();
@@ -180,22 +158,23 @@ internal sealed class ArgumentEncoder
             case IEnumerable list:
                 return new JsonObject { ["t"] = "list", ["items"] = new JsonArray(list.Cast<object?>().Select(i => (JsonNode)Encode(i, depth + 1)).ToArray()) };
         }
-        throw new ArgumentException($"a {value.GetType()} cannot be passed to the isolated worker. Pass null, bool, integers, floats, strings, " +
-                                    "arrays of a dtype-table element type, lists, dictionaries with string keys, or references to worker objects.");
+        throw new ArgumentException("the isolated worker cannot receive it");
     }
 
-    private JsonObject AddArray(ArrayPayload payload)
+    private JsonObject AddArray(TensorArgument payload)
     {
+        if (payload.DType.NumPyName is null)
+            throw new ArgumentException($"{payload.DType.Name} tensors cannot travel through NumPy; convert them to float32 first");
         _total = WireProtocol.Align(_total);
         var node = new JsonObject
         {
-            ["t"] = payload.AsTensor ? "tensor" : "ndarray",
+            ["t"] = "tensor",
             ["dtype"] = payload.DType.Name,
             ["shape"] = new JsonArray(payload.Shape.Select(d => (JsonNode)d).ToArray()),
             ["offset"] = _total,
         };
         _arrays.Add((node, payload));
-        _total = checked(_total + payload.ByteLength);
+        _total = checked(_total + payload.Bytes.Length);
         return node;
     }
 
@@ -208,7 +187,8 @@ internal sealed class ArgumentEncoder
         foreach (var (node, payload) in _arrays)
         {
             var offset = (long)node["offset"]!;
-            payload.Bytes.CopyTo(region.Slice(offset, payload.ByteLength));
+            var bytes = payload.Bytes;
+            bytes.CopyTo(region.Slice(offset, bytes.Length));
             node["region"] = region.Id;
         }
     }

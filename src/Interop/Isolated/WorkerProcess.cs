@@ -250,8 +250,7 @@ internal sealed class WorkerProcess : IDisposable
             _process.WaitForExit(2000);
         }
         _process.WaitForExit(); // drains the stderr reader so the tail is complete
-        _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "while a call was pending");
-        return _crash;
+        return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "while a call was pending");
     }
 
     private void ThrowIfDead()
@@ -259,14 +258,19 @@ internal sealed class WorkerProcess : IDisposable
         if (_dead || HasExited())
         {
             _dead = true;
-            if (_process.HasExited)
-                _process.WaitForExit();
-            throw _crash ?? new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+            throw new WorkerGoneException(CrashInfo());
         }
     }
 
-    /// <summary>The exception for objects that lived in this worker after it died.</summary>
-    public WorkerCrashedException CrashInfo() => _crash ?? new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "(the object lived in that worker)");
+    /// <summary>The exception for calls and objects of this worker after it died.</summary>
+    public WorkerCrashedException CrashInfo()
+    {
+        if (_crash is not null)
+            return _crash;
+        if (!_disposed && HasExited())
+            _process.WaitForExit(); // drains the stderr reader so the tail is complete
+        return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+    }
 
     private void Abandon(string reason)
     {
@@ -474,6 +478,8 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>Stops the worker (asking first) and unmaps every region that no result still uses.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposedFlag, 1) != 0)
+            return;
         if (!_dead && !HasExited())
         {
             _abandonReason ??= "disposed";
@@ -494,7 +500,18 @@ internal sealed class WorkerProcess : IDisposable
                 }
             }
         }
+        _ = CrashInfo();
+        _disposed = true;
         _process.Dispose();
+    }
+
+    private int _disposedFlag;
+    private volatile bool _disposed;
+
+    /// <summary>The worker was already gone before the request was sent (so a call on a path may go to a fresh worker).</summary>
+    internal sealed class WorkerGoneException(WorkerCrashedException crash) : Exception(crash.Message, crash)
+    {
+        public WorkerCrashedException Crash { get; } = crash;
     }
 
     /// <summary>A decoded reply: the value and the lease on its result region (if it carried arrays).</summary>

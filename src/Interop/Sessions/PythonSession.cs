@@ -29,6 +29,20 @@ public abstract class PythonSession : IDisposable
     /// </summary>
     public static PythonSession InProcess() => new InProcessSession();
 
+    /// <summary>
+    /// A session whose Python runs in worker processes (plain CPython, <c>python -m interop_helpers.worker</c>):
+    /// crashes stay in the worker, PyTorch's libtorch never meets TorchSharp's, tensors travel through shared memory.
+    /// See docs/isolated.md. This process loads neither pythonnet's runtime nor libpython for it.
+    /// </summary>
+    public static PythonSession Isolated(global::Interop.Isolated.WorkerOptions? options = null) => new global::Interop.Isolated.IsolatedSession(options ?? global::Interop.Isolated.WorkerOptions.Default);
+
+    /// <summary>
+    /// A session of the given <paramref name="mode"/>; <see cref="global::Interop.Isolated.SessionMode.Auto"/> picks isolated mode when
+    /// this process has a libtorch that is not Python's own (see <see cref="global::Interop.Isolated.SessionModeChooser"/>).
+    /// </summary>
+    public static PythonSession Create(global::Interop.Isolated.SessionMode mode, global::Interop.Isolated.WorkerOptions? options = null) =>
+        global::Interop.Isolated.SessionModeChooser.Resolve(mode, options?.Python) == global::Interop.Isolated.SessionMode.Isolated ? Isolated(options) : InProcess();
+
     /// <summary>A short description (e.g. <c>in-process Python 3.11</c>).</summary>
     public abstract string Description { get; }
 

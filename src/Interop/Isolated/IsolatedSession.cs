@@ -1,0 +1,353 @@
+// Design notes: the PythonSession over worker processes (docs/isolated.md).
+// - References: a module or file reference is a *path* (module name or file + attribute names) that any worker
+//   can resolve, so calls on it go to the least busy worker of the pool, and survive a worker's replacement.
+//   Objects a call returns stay in the worker that made them: a *handle* reference, pinned to that worker;
+//   after that worker dies, using it throws WorkerCrashedException.
+// - Slots: the pool has WorkerCount slots; a slot starts its worker on first use and again after the worker
+//   died (crash, timeout, cancellation), unless RestartAfterCrash is false.
+// - This process needs neither pythonnet nor libpython in isolated mode: nothing here touches the embedded runtime.
+using System.Text.Json.Nodes;
+using Interop.Embedding;
+using Interop.Errors;
+using Interop.Sessions;
+using Interop.Torch;
+
+namespace Interop.Isolated;
+
+/// <summary>A session whose Python runs in worker processes.</summary>
+internal sealed class IsolatedSession : PythonSession
+{
+    private readonly WorkerOptions _options;
+    private readonly Lazy<(string Python, string Helpers, PythonInstallation Installation)> _setup;
+    private readonly Slot[] _slots;
+    private readonly Lock _lock = new();
+
+    public IsolatedSession(WorkerOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.WorkerCount, 1, nameof(options));
+        _options = options;
+        _slots = Enumerable.Range(0, options.WorkerCount).Select(_ => new Slot()).ToArray();
+        _setup = new(() =>
+        {
+            var python = options.Python ?? new PythonOptions();
+            var installation = PythonDiscovery.Find(python);
+            var helpers = PythonRuntime.FindHelperDirectory(python)
+                ?? throw new WorkerStartException($"The helper package '{PythonRuntime.HelperPackage}' was not found next to the assembly or above it. " +
+                                                  "Fix: deploy the python/ folder with the application or set PythonOptions.HelperPackageDirectory.", "");
+            return (installation.Executable ?? throw new WorkerStartException("Isolated mode needs a Python interpreter, not only a libpython path. Fix: set PythonOptions.PythonExecutable.", ""),
+                    helpers, installation);
+        });
+    }
+
+    public override string Description
+    {
+        get
+        {
+            var live = _slots.Select(s => s.Worker).FirstOrDefault(w => w is { IsAlive: true });
+            return live is null ? $"isolated ({_options.WorkerCount} worker{(_options.WorkerCount == 1 ? "" : "s")}, not started)"
+                : $"isolated Python {live.PythonVersion} (PyTorch {live.TorchVersion ?? "not installed"}), {_options.WorkerCount} worker{(_options.WorkerCount == 1 ? "" : "s")}";
+        }
+    }
+
+    /// <summary>The process ids of the live workers (for tests and diagnostics).</summary>
+    internal IReadOnlyList<int> WorkerProcessIds => _slots.Select(s => s.Worker).Where(w => w is { IsAlive: true }).Select(w => w!.ProcessId).ToArray();
+
+    public override PythonRef Import(string moduleName)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(moduleName);
+        ThrowIfDisposed();
+        return Resolve(new Target("module", moduleName, 0, [], null));
+    }
+
+    public override PythonRef LoadFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ThrowIfDisposed();
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new FileNotFoundException($"No Python file at '{full}'.", full);
+        return Resolve(new Target("file", full, 0, [], null));
+    }
+
+    internal IsolatedRef Resolve(Target target)
+    {
+        var reply = Exchange(target, [], null, "resolve", CancellationToken.None, out var worker);
+        using (reply.Lease)
+        {
+            var value = reply.Value;
+            if (value.Kind != WireKind.Object)
+                throw new WorkerProtocolException("a resolve reply must describe an object");
+            // Attributes of worker objects get their own handle, so they outlive the reference they came from.
+            return value.Handle > 0
+                ? new IsolatedRef(this, new Target("handle", null, value.Handle, [], worker), value.TypeName)
+                : new IsolatedRef(this, target, value.TypeName);
+        }
+    }
+
+    internal PythonValue Call(Target target, IReadOnlyList<object?> args, CallOptions? options, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        var reply = Exchange(target, args, options ?? CallOptions.Default, "call", cancellationToken, out var worker);
+        try
+        {
+            return ToPythonValue(reply.Value, worker);
+        }
+        finally
+        {
+            reply.Lease?.Dispose(); // each tensor took its own reference on the lease
+        }
+    }
+
+    private WorkerProcess.Reply Exchange(Target target, IReadOnlyList<object?> args, CallOptions? options, string op, CancellationToken cancellationToken, out WorkerProcess worker)
+    {
+        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target));
+        var encodedArgs = new JsonArray();
+        var names = new JsonArray();
+        var values = new JsonArray();
+        for (var i = 0; i < args.Count; i++)
+            encodedArgs.Add(EncodeArgument(encoder, args[i], $"argument {i}"));
+        if (options?.KeywordArguments is { } kwargs)
+        {
+            foreach (var (name, value) in kwargs)
+            {
+                names.Add(name);
+                values.Add(EncodeArgument(encoder, value, $"keyword argument '{name}'"));
+            }
+        }
+        var timeout = options?.Timeout ?? _options.DefaultTimeout;
+        for (var attempt = 0; ; attempt++)
+        {
+            if (target.Worker is { IsAlive: false } dead)
+                throw dead.CrashInfo();
+            worker = target.Worker ?? PickWorker();
+            var chosen = worker;
+            var finalTarget = target;
+            try
+            {
+                return worker.Exchange(context =>
+                {
+                    if (encoder.HasPayloads)
+                        encoder.WritePayloads(context.RequestRegion(encoder.PayloadBytes));
+                    var request = new JsonObject
+                    {
+                        ["op"] = op,
+                        ["target"] = finalTarget.ToJson(),
+                        ["args"] = encodedArgs,
+                        ["kw_names"] = names,
+                        ["kw_values"] = values,
+                    };
+                    if (options is not null)
+                    {
+                        request["grad"] = options.GradMode switch { GradMode.NoGrad => "no_grad", GradMode.InferenceMode => "inference", _ => "default" };
+                        request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
+                    }
+                    return request;
+                }, op == "call" ? timeout : null, cancellationToken);
+            }
+            catch (WorkerProcess.WorkerGoneException gone)
+            {
+                // Nothing was sent: a call on a module or file path may run on a fresh worker instead.
+                if (target.Worker is not null || !_options.RestartAfterCrash || attempt > 0)
+                    throw gone.Crash;
+            }
+            catch (PythonErrorException e)
+            {
+                throw TorchExport.Translate(e);
+            }
+            finally
+            {
+                if (!chosen.IsAlive)
+                    Retire(chosen);
+            }
+        }
+    }
+
+    private JsonObject EncodeArgument(ArgumentEncoder encoder, object? value, string where)
+    {
+        try
+        {
+            return encoder.Encode(value);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UnsupportedArgumentException(value?.GetType() ?? typeof(object), where, e.Message);
+        }
+    }
+
+    private JsonObject? EncodeReference(object value, ref Target target)
+    {
+        if (value is not PythonRef reference)
+            return null;
+        if (reference is not IsolatedRef isolated || !ReferenceEquals(isolated.Session, this))
+            throw new ArgumentException("a PythonRef of another session cannot be passed to this one");
+        ObjectDisposedException.ThrowIf(isolated.IsDisposed, isolated);
+        var refTarget = isolated.Target;
+        if (refTarget.Worker is { } w)
+        {
+            if (target.Worker is { } pinned && !ReferenceEquals(pinned, w))
+                throw new ArgumentException("the arguments refer to objects in different worker processes; objects cannot move between workers");
+            target = target with { Worker = w };
+        }
+        return new JsonObject { ["t"] = "object", ["ref"] = refTarget.ToJson() };
+    }
+
+    private WorkerProcess PickWorker()
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            Slot? best = null;
+            foreach (var slot in _slots)
+            {
+                if (slot.Worker is { IsAlive: true } w && (best?.Worker is null || w.Load < best.Worker.Load))
+                    best = slot;
+            }
+            if (best?.Worker is { Load: 0 } idle)
+                return idle;
+            var empty = _slots.FirstOrDefault(s => s.Worker is null || !s.Worker.IsAlive);
+            if (empty is not null)
+            {
+                if (empty.Worker is { } dead)
+                {
+                    if (!_options.RestartAfterCrash)
+                        throw dead.CrashInfo();
+                    Retire(dead);
+                }
+                var (python, helpers, _) = _setup.Value;
+                empty.Worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, _options.EchoWorkerOutput);
+                return empty.Worker;
+            }
+            return best!.Worker!;
+        }
+    }
+
+    private void Retire(WorkerProcess worker)
+    {
+        // The process is gone; release its pipes and the regions no result still uses. The slot keeps it (for
+        // RestartAfterCrash = false and for CrashInfo) until a fresh worker replaces it.
+        worker.Dispose();
+    }
+
+    internal PythonValue ToPythonValue(WireValue value, WorkerProcess worker) => value.Kind switch
+    {
+        WireKind.None => PythonValue.FromNone(),
+        WireKind.Bool => PythonValue.FromBool(value.BoolValue),
+        WireKind.Int => PythonValue.FromInt64(value.IntValue),
+        WireKind.Float => PythonValue.FromDouble(value.FloatValue),
+        WireKind.Str => PythonValue.FromString(value.StrValue!),
+        WireKind.List or WireKind.Tuple => PythonValue.FromSequence(value.Items.Select(i => ToPythonValue(i, worker)).ToArray(), value.Kind == WireKind.List ? "list" : "tuple"),
+        WireKind.Dict => PythonValue.FromMapping(value.Keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(PythonValue.FromString(k), ToPythonValue(v, worker))).ToArray()),
+        WireKind.Tensor => PythonValue.FromTensor(new SharedTensorData(value), "torch.Tensor"),
+        WireKind.NDArray => PythonValue.FromTensor(new SharedTensorData(value), "numpy.ndarray"),
+        WireKind.Object => PythonValue.FromObject(new IsolatedRef(this, new Target("handle", null, value.Handle, [], worker), value.TypeName, owned: true)),
+        _ => throw new WorkerProtocolException($"unexpected value kind {value.Kind}"),
+    };
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            lock (_lock)
+            {
+                foreach (var slot in _slots)
+                {
+                    slot.Worker?.Dispose();
+                    slot.Worker = null;
+                }
+            }
+        }
+        base.Dispose(disposing);
+    }
+
+    private sealed class Slot
+    {
+        public WorkerProcess? Worker { get; set; }
+    }
+
+    /// <summary>What a reference points at: a module or file (any worker) or a handle (one worker), then attributes.</summary>
+    internal sealed record Target(string Base, string? Name, long Handle, string[] Attrs, WorkerProcess? Worker)
+    {
+        public JsonObject ToJson()
+        {
+            var json = new JsonObject { ["base"] = Base, ["attrs"] = new JsonArray(Attrs.Select(a => (JsonNode)a).ToArray()) };
+            if (Name is not null)
+                json["name"] = Name;
+            else
+                json["handle"] = Handle;
+            return json;
+        }
+    }
+}
+
+/// <summary>A reference to an object in an isolated session.</summary>
+internal sealed class IsolatedRef : PythonRef
+{
+    private readonly IsolatedSession _session;
+    private readonly bool _owned;
+
+    public IsolatedRef(IsolatedSession session, IsolatedSession.Target target, string pythonType, bool owned = false) : base(session)
+    {
+        _session = session;
+        Target = target;
+        PythonType = pythonType;
+        _owned = owned || target.Base == "handle";
+    }
+
+    public IsolatedSession.Target Target { get; }
+
+    public override string PythonType { get; }
+
+    public override PythonRef GetAttr(string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ThrowIfDisposed();
+        return _session.Resolve(Target with { Attrs = [.. Target.Attrs, name] });
+    }
+
+    public override PythonValue Call(IReadOnlyList<object?> args, CallOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ThrowIfDisposed();
+        return _session.Call(Target, args, options, CancellationToken.None);
+    }
+
+    /// <summary>Runs the call on the thread pool; cancellation and timeouts stop the worker (which is then replaced).</summary>
+    public override Task<PythonValue> CallAsync(IReadOnlyList<object?> args, CallOptions? options, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ThrowIfDisposed();
+        ct.ThrowIfCancellationRequested();
+        return Task.Run(() => _session.Call(Target, args, options, ct), CancellationToken.None);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (_owned && Target.Worker is { } worker)
+            worker.ReleaseHandle(Target.Handle);
+        base.Dispose(disposing);
+    }
+
+    public override string ToString() => $"PythonRef {PythonType} ({Target.Base} {Target.Name ?? Target.Handle.ToString(System.Globalization.CultureInfo.InvariantCulture)}{string.Concat(Target.Attrs.Select(a => "." + a))})";
+}
+
+/// <summary>A tensor result that lives in a worker's result region, read in place (no copy on the host).</summary>
+internal sealed class SharedTensorData : TensorData
+{
+    private readonly RegionLease _lease;
+    private readonly long _offset;
+
+    public SharedTensorData(WireValue value) : base(value.DType!, value.Shape, null)
+    {
+        ObjectDisposedException.ThrowIf(!value.Lease!.TryAddRef(), value.Lease);
+        _lease = value.Lease;
+        _offset = value.Offset;
+    }
+
+    protected override nint GetAddress() => _lease.Region.Address + (nint)_offset;
+
+    protected override void Dispose(bool disposing)
+    {
+        _lease.Dispose();
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,208 @@
+using Interop.Errors;
+using Interop.Isolated;
+using Interop.Sessions;
+using Interop.Torch;
+using static Interop.Tests.Isolated.IsolatedTestSupport;
+
+namespace Interop.Tests.Isolated;
+
+/// <summary>The isolated session behind the common API: values, tensors through shared memory, errors, references.</summary>
+[TestFixture]
+[Category("isolated")]
+[Category("torch")]
+[NonParallelizable]
+public class IsolatedCallTests
+{
+    private IsolatedSession _session = null!;
+    private PythonRef _fixture = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _session = Session();
+        _fixture = _session.LoadFile(Fixture);
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _fixture.Dispose();
+        _session.Dispose();
+    }
+
+    [Test]
+    public void The_worker_is_another_process_and_scalars_round_trip()
+    {
+        using var pid = _fixture.GetAttr("pid").Call();
+        using var sqrt = _session.Import("math").GetAttr("sqrt");
+        using var root = sqrt.Call(16.0);
+        using var echo = _fixture.GetAttr("echo").Call([1, -2L, 2.5, "text", true, null, new object?[] { 1, "a" }],
+                                                      new CallOptions { KeywordArguments = new Dictionary<string, object?> { ["k"] = double.NaN } });
+        Assert.Multiple(() =>
+        {
+            Assert.That(pid.AsInt64(), Is.Not.EqualTo(Environment.ProcessId));
+            Assert.That(_session.WorkerProcessIds, Does.Contain((int)pid.AsInt64()));
+            Assert.That(root.AsDouble(), Is.EqualTo(4.0));
+            var args = echo["args"].Items;
+            Assert.That(args[0].AsInt64(), Is.EqualTo(1));
+            Assert.That(args[1].AsInt64(), Is.EqualTo(-2));
+            Assert.That(args[2].AsDouble(), Is.EqualTo(2.5));
+            Assert.That(args[3].AsString(), Is.EqualTo("text"));
+            Assert.That(args[4].AsBool(), Is.True);
+            Assert.That(args[5].IsNone, Is.True);
+            Assert.That(args[6].Items[1].AsString(), Is.EqualTo("a"));
+            Assert.That(double.IsNaN(echo["kwargs"]["k"].AsDouble()), Is.True);
+        });
+    }
+
+    [Test]
+    public void A_Python_exception_arrives_typed_with_its_traceback_and_the_worker_lives_on()
+    {
+        var e = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("raise_value_error").Call("bad input"))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.PythonType, Is.EqualTo("ValueError"));
+            Assert.That(e.PythonMessage, Is.EqualTo("bad input"));
+            Assert.That(e.PythonTraceback, Does.Contain("raise_value_error"));
+        });
+        using var again = _fixture.GetAttr("pid").Call();
+        Assert.That(again.AsInt64(), Is.GreaterThan(0));
+        Assert.Throws<PythonErrorException>(() => _session.Import("no_such_module_xyz"));
+        Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("no_such_function"));
+    }
+
+    [Test]
+    public void A_dotnet_array_becomes_a_torch_tensor_from_numpy_over_shared_memory_and_the_result_comes_back()
+    {
+        var data = new float[,] { { 1, 2, 3 }, { 4, 5, 6 } };
+        using var described = _fixture.GetAttr("describe").Call(data);
+        using var scaled = _fixture.GetAttr("scale").Call([data], new CallOptions { KeywordArguments = new Dictionary<string, object?> { ["factor"] = 3.0 } });
+        Assert.Multiple(() =>
+        {
+            Assert.That(described["type"].AsString(), Is.EqualTo("torch.Tensor"));
+            Assert.That(described["dtype"].AsString(), Is.EqualTo("torch.float32"));
+            Assert.That(described["shape"].Items.Select(i => i.AsInt64()), Is.EqualTo(new long[] { 2, 3 }));
+            Assert.That(described["sum"].AsDouble(), Is.EqualTo(21.0));
+            Assert.That(described["writeable"].AsBool(), Is.True, "np.frombuffer over the writable mapping");
+            Assert.That(scaled.Kind, Is.EqualTo(PythonValueKind.Tensor));
+            Assert.That(scaled.Shape, Is.EqualTo(new long[] { 2, 3 }));
+            Assert.That(scaled.AsReadOnlySpan<float>().ToArray(), Is.EqualTo(new float[] { 3, 6, 9, 12, 15, 18 }));
+        });
+    }
+
+    [TestCase("strided", new long[] { 4, 3 })]
+    [TestCase("numpy", new long[] { 2, 3 })]
+    public void Non_contiguous_tensors_and_numpy_arrays_come_back_in_C_order(string kind, long[] shape)
+    {
+        using var v = _fixture.GetAttr("make").Call(kind);
+        Assert.That(v.Shape, Is.EqualTo(shape));
+        if (kind == "strided")
+            Assert.That(v.ToArray<float>(), Is.EqualTo(new float[] { 0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11 }));
+        else
+            Assert.That(v.ToArray<int>(), Is.EqualTo(new[] { 0, 1, 2, 3, 4, 5 }));
+    }
+
+    [Test]
+    public void Nested_results_keep_their_structure_and_every_tensor_its_dtype()
+    {
+        using var v = _fixture.GetAttr("make").Call("several");
+        Assert.Multiple(() =>
+        {
+            Assert.That(v.Kind, Is.EqualTo(PythonValueKind.Sequence));
+            Assert.That(v[0].ToArray<long>(), Is.EqualTo(new long[] { 0, 1, 2 }));
+            Assert.That(v[1].AsString(), Is.EqualTo("label"));
+            Assert.That(v[2][0].DType.Name, Is.EqualTo("float64"));
+            Assert.That(v[2][0].ToArray<double>(), Is.EqualTo(new double[4]));
+            Assert.That(v[2][1].AsDouble(), Is.EqualTo(2.5));
+        });
+    }
+
+    [Test]
+    public void The_export_policy_runs_in_the_worker()
+    {
+        Assert.Throws<TensorDTypeNotSupportedByNumPyException>(() => _fixture.GetAttr("make").Call("bfloat16"));
+        using var upcast = _fixture.GetAttr("make").Call(["bfloat16"], new CallOptions { Export = new ExportOptions { Upcast = true } });
+        Assert.That(upcast.ToArray<float>(), Is.EqualTo(new float[] { 1, 1, 1 }));
+        using var detached = _fixture.GetAttr("make").Call("grad");
+        Assert.That(detached.ToArray<float>(), Is.EqualTo(new float[] { 2, 2, 2 }));
+        Assert.Throws<TensorRequiresGradException>(() => _fixture.GetAttr("make").Call(["grad"], new CallOptions { Export = new ExportOptions { Detach = false } }));
+    }
+
+    [Test]
+    public void Grad_modes_apply_to_the_call()
+    {
+        using var f = _fixture.GetAttr("grad_enabled");
+        using var plain = f.Call();
+        using var noGrad = f.Call([], new CallOptions { GradMode = GradMode.NoGrad });
+        using var inference = f.Call([], new CallOptions { GradMode = GradMode.InferenceMode });
+        Assert.That(new[] { plain.AsBool(), noGrad.AsBool(), inference.AsBool() }, Is.EqualTo(new[] { true, false, false }));
+    }
+
+    [Test]
+    public void Objects_stay_in_the_worker_and_references_pass_back_as_arguments()
+    {
+        using var counterType = _fixture.GetAttr("Counter");
+        using var counter = counterType.Call(10);
+        Assert.That(counter.Kind, Is.EqualTo(PythonValueKind.Object));
+        using var add = counter.AsRef().GetAttr("add");
+        using var first = add.Call(5);
+        using var second = add.Call(1);
+        using var echoed = _fixture.GetAttr("echo").Call(counter.AsRef());
+        Assert.Multiple(() =>
+        {
+            Assert.That(counter.AsRef().PythonType, Does.EndWith("Counter"));
+            Assert.That(second.AsInt64(), Is.EqualTo(16));
+            Assert.That(echoed["args"][0].Kind, Is.EqualTo(PythonValueKind.Object));
+        });
+        using var other = Session();
+        Assert.Throws<UnsupportedArgumentException>(() => other.Import("math").GetAttr("floor").Call(counter.AsRef()));
+    }
+
+    [Test]
+    public void An_input_Python_keeps_is_not_overwritten_by_the_next_call()
+    {
+        var ones = Enumerable.Repeat(1.0f, 1000).ToArray();
+        using var index = _fixture.GetAttr("keep").Call(ones);
+        var twos = Enumerable.Repeat(2.0f, 1000).ToArray();
+        using var _ = _fixture.GetAttr("describe").Call(twos);
+        using var sum = _fixture.GetAttr("kept_sum").Call(index.AsInt64() - 1);
+        Assert.That(sum.AsDouble(), Is.EqualTo(1000.0), "the kept tensor must still see its own data");
+    }
+
+    [Test]
+    public void Results_released_by_the_host_are_reused_and_unreleased_ones_stay_valid()
+    {
+        using var big1 = _fixture.GetAttr("make").Call("big");
+        using var big2 = _fixture.GetAttr("make").Call("big");
+        var a = big1.AsTensorData().Address;
+        Assert.That(big2.AsTensorData().Address, Is.Not.EqualTo(a), "two live results cannot share a region");
+        Assert.That(big1.AsReadOnlySpan<float>()[12345], Is.EqualTo(12345f));
+        big1.Dispose();
+        using var big3 = _fixture.GetAttr("make").Call("big");
+        Assert.That(big3.AsReadOnlySpan<float>()[(1 << 22) - 1], Is.EqualTo((float)((1 << 22) - 1)));
+        Assert.That(big2.AsReadOnlySpan<float>()[7], Is.EqualTo(7f));
+    }
+
+    [Test]
+    public void Unsupported_arguments_are_refused_before_anything_is_sent()
+    {
+        var e = Assert.Throws<UnsupportedArgumentException>(() => _fixture.GetAttr("echo").Call(new Uri("http://example.com")))!;
+        Assert.That(e.Message, Does.Contain("argument 0"));
+    }
+
+    [Test]
+    public void Auto_mode_picks_in_process_here_and_isolated_when_a_foreign_libtorch_is_mapped()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(SessionModeChooser.Choose(false, [], "2.6.0"), Is.EqualTo(SessionMode.InProcess));
+            Assert.That(SessionModeChooser.Choose(true, [], "2.6.0"), Is.EqualTo(SessionMode.Isolated));
+            Assert.That(SessionModeChooser.Choose(true, ["/root/.nuget/packages/libtorch-cpu-linux-x64/2.10.0/runtimes/linux-x64/native/libtorch_cpu.so"], "2.6.0"), Is.EqualTo(SessionMode.Isolated));
+            Assert.That(SessionModeChooser.Choose(false, ["/usr/lib/python3/dist-packages/torch/lib/libtorch_cpu.so"], "2.6.0"), Is.EqualTo(SessionMode.InProcess));
+            Assert.That(SessionModeChooser.Resolve(SessionMode.Isolated), Is.EqualTo(SessionMode.Isolated));
+            Assert.That(SessionModeChooser.Resolve(SessionMode.InProcess), Is.EqualTo(SessionMode.InProcess));
+        });
+        // This test process never loads TorchSharp; whatever libtorch it maps is Python's own.
+        Assert.That(SessionModeChooser.Resolve(SessionMode.Auto), Is.EqualTo(SessionMode.InProcess), string.Join(", ", SessionModeChooser.MappedLibTorch()));
+    }
+}

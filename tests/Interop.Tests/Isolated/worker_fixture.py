@@ -1,0 +1,86 @@
+"""Functions the isolated-mode tests call in the worker process (loaded with PythonSession.LoadFile)."""
+import ctypes
+import os
+import time
+
+_kept = []
+
+
+def segfault():
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+def exit_now(code):
+    os._exit(code)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def pid():
+    return os.getpid()
+
+
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def raise_value_error(message):
+    raise ValueError(message)
+
+
+def scale(t, factor=2.0):
+    """torch tensor in, torch tensor out: t * factor."""
+    return t * factor
+
+
+def describe(t):
+    return {"type": type(t).__module__ + "." + type(t).__name__, "dtype": str(t.dtype), "shape": list(t.shape),
+            "sum": float(t.double().sum()) if t.numel() else 0.0, "writeable": bool(t.numpy().flags.writeable)}
+
+
+def keep(t):
+    """Keeps the argument beyond the call (its shared region must not be reused)."""
+    _kept.append(t)
+    return len(_kept)
+
+
+def kept_sum(index):
+    return float(_kept[index].double().sum())
+
+
+def make(kind):
+    import torch
+
+    if kind == "bfloat16":
+        return torch.ones(3, dtype=torch.bfloat16)
+    if kind == "grad":
+        return torch.ones(3, requires_grad=True) * 2
+    if kind == "strided":
+        return torch.arange(12, dtype=torch.float32).reshape(3, 4).t()
+    if kind == "numpy":
+        import numpy as np
+
+        return np.arange(6, dtype=np.int32).reshape(2, 3)
+    if kind == "several":
+        return (torch.arange(3, dtype=torch.int64), "label", [torch.zeros(2, 2, dtype=torch.float64), 2.5])
+    if kind == "big":
+        return torch.arange(1 << 22, dtype=torch.float32)  # 16 MiB
+    raise ValueError(kind)
+
+
+class Counter:
+    def __init__(self, start):
+        self.value = start
+
+    def add(self, n):
+        self.value += n
+        return self.value
+
+
+def grad_enabled():
+    import torch
+
+    return torch.is_grad_enabled()
