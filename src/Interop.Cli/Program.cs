@@ -15,6 +15,9 @@ try
             // Runs Python source in the embedded interpreter (a scripting bridge, and the exit tests' child).
             PythonRuntime.Run(() => { Python.Runtime.PythonEngine.Exec(args[1]); return 0; });
             return 0;
+        case "isolated-child":
+            // Hidden: a host with a live isolated worker that waits to be killed (the host-crash test's child).
+            return IsolatedChild.Run();
         case "doctor":
             return Doctor.Run(Console.Out, json: args.Contains("--json"));
         case "-h" or "--help" or "help":

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Interop.Errors;
+using Interop.Sessions;
+using static Interop.Tests.Isolated.IsolatedTestSupport;
+
+namespace Interop.Tests.Isolated;
+
+/// <summary>Real crashes, hangs, kills and shutdowns of worker processes: the host lives on, nothing is left behind.</summary>
+[TestFixture]
+[Category("isolated")]
+[NonParallelizable]
+public class ReliabilityTests
+{
+    private static readonly TimeSpan Gone = TimeSpan.FromSeconds(10);
+
+    [TearDown]
+    public void NothingLeftBehind()
+    {
+        Assert.That(ShmLeftovers(Environment.ProcessId), Is.Empty, "no shared-memory names may outlive a test");
+    }
+
+    private static int WorkerPid(PythonRef fixture)
+    {
+        using var pid = fixture.GetAttr("pid").Call();
+        return (int)pid.AsInt64();
+    }
+
+    [Test]
+    public void A_segfault_gives_the_pending_call_WorkerCrashedException_with_the_signal_and_the_next_call_a_fresh_worker()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var before = fixture.GetAttr("scale").Call(new float[] { 1, 2 }); // a live result region of the dying worker
+        var pid = WorkerPid(fixture);
+        var e = Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("segfault").Call())!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.ProcessId, Is.EqualTo(pid));
+            Assert.That(e.Signal, Is.EqualTo(11), e.Message);
+            Assert.That(e.WorkerOutput, Does.Contain("Segmentation fault").Or.Contain("segfault"), "faulthandler's stack");
+            Assert.That(WaitUntilGone(pid, Gone), Is.True);
+            Assert.That(before.ToArray<float>(), Is.EqualTo(new float[] { 2, 4 }), "results already received stay readable");
+        });
+        var fresh = WorkerPid(fixture);
+        Assert.That(fresh, Is.Not.EqualTo(pid));
+    }
+
+    [Test]
+    public void Os_exit_gives_WorkerCrashedException_with_the_exit_code()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        var pid = WorkerPid(fixture);
+        var e = Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("exit_now").Call(7))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.ExitCode, Is.EqualTo(7));
+            Assert.That(e.Signal, Is.Null);
+            Assert.That(WaitUntilGone(pid, Gone), Is.True);
+        });
+        Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid));
+    }
+
+    [Test]
+    public void A_killed_worker_fails_its_pending_call_and_objects_it_held_but_not_module_calls()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var counter = fixture.GetAttr("Counter").Call(1);
+        var pid = WorkerPid(fixture);
+        using var sleep = fixture.GetAttr("sleep");
+        var call = sleep.CallAsync([30.0], null);
+        Thread.Sleep(500);
+        Process.GetProcessById(pid).Kill();
+        var e = Assert.ThrowsAsync<WorkerCrashedException>(async () => await call)!;
+        Assert.That(e.Signal, Is.EqualTo(9), e.Message);
+        Assert.Throws<WorkerCrashedException>(() => counter.AsRef().GetAttr("add").Call(1), "objects of the dead worker are gone");
+        Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid), "a module-level call starts a fresh worker");
+    }
+
+    [Test]
+    public void Without_restart_every_later_call_gets_the_crash()
+    {
+        using var session = Session(restart: false);
+        using var fixture = session.LoadFile(Fixture);
+        var pid = WorkerPid(fixture);
+        Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("exit_now").Call(3));
+        var later = Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("pid").Call())!;
+        Assert.That(later.ProcessId, Is.EqualTo(pid));
+        Assert.That(later.ExitCode, Is.EqualTo(3));
+    }
+
+    [Test]
+    public void A_hung_call_times_out_the_worker_is_replaced_and_the_host_waits_no_longer_than_the_timeout()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        var pid = WorkerPid(fixture);
+        var watch = Stopwatch.StartNew();
+        var e = Assert.Throws<WorkerTimeoutException>(() => fixture.GetAttr("sleep").Call([60.0], new CallOptions { Timeout = TimeSpan.FromSeconds(1) }))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "abandoned, not waited for");
+            Assert.That(e.ProcessId, Is.EqualTo(pid));
+            Assert.That(WaitUntilGone(pid, Gone), Is.True);
+        });
+        Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid));
+        using var quick = fixture.GetAttr("sleep").Call([0.01], new CallOptions { Timeout = TimeSpan.FromSeconds(30) });
+        Assert.That(quick.AsDouble(), Is.EqualTo(0.01));
+    }
+
+    [Test]
+    public void The_default_timeout_applies_when_the_call_sets_none()
+    {
+        using var session = Session(timeout: TimeSpan.FromMilliseconds(500));
+        using var fixture = session.LoadFile(Fixture);
+        Assert.Throws<WorkerTimeoutException>(() => fixture.GetAttr("sleep").Call(60.0));
+    }
+
+    [Test]
+    public async Task Cancelling_the_token_abandons_the_call_and_replaces_the_worker()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        var pid = WorkerPid(fixture);
+        using var sleep = fixture.GetAttr("sleep");
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+        var call = sleep.CallAsync([60.0], null, cts.Token);
+        Assert.That(async () => await call, Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(WaitUntilGone(pid, Gone), Is.True);
+        using var after = await sleep.CallAsync([0.0], null);
+        Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid));
+    }
+
+    [Test]
+    public void Disposing_the_session_ends_every_worker_and_leaves_no_shared_memory()
+    {
+        var session = Session(workers: 3);
+        using var fixture = session.LoadFile(Fixture);
+        Parallel.For(0, 12, _ => { using var v = fixture.GetAttr("scale").Call(new float[4096]); });
+        var pids = session.WorkerProcessIds.ToArray();
+        Assert.That(pids, Is.Not.Empty);
+        session.Dispose();
+        Assert.Multiple(() =>
+        {
+            foreach (var pid in pids)
+                Assert.That(WaitUntilGone(pid, Gone), Is.True, $"worker {pid} outlived Dispose");
+            Assert.That(WorkersOf(Environment.ProcessId), Is.Empty);
+        });
+        Assert.Throws<ObjectDisposedException>(() => fixture.GetAttr("pid"));
+    }
+
+    [Test]
+    public void Several_threads_call_at_once_across_a_pool_of_workers_with_their_own_GILs()
+    {
+        using var session = Session(workers: 3);
+        using var fixture = session.LoadFile(Fixture);
+        using var scale = fixture.GetAttr("scale");
+        using var pidFn = fixture.GetAttr("pid");
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<long, int>();
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, thread =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                var input = Enumerable.Range(0, 64).Select(k => (float)(thread * 1000 + i * 64 + k)).ToArray();
+                using var result = scale.Call([input], new CallOptions { KeywordArguments = new Dictionary<string, object?> { ["factor"] = 0.5 } });
+                var got = result.ToArray<float>();
+                if (!got.SequenceEqual(input.Select(x => x * 0.5f)))
+                    errors.Enqueue($"thread {thread} call {i}: wrong result");
+                using var p = pidFn.Call();
+                seen.AddOrUpdate(p.AsInt64(), 1, (_, n) => n + 1);
+            }
+        });
+        Assert.That(errors, Is.Empty);
+        Assert.That(seen.Keys, Has.Count.GreaterThan(1), "calls were spread over several workers");
+        Assert.That(session.WorkerProcessIds, Has.Count.LessThanOrEqualTo(3));
+    }
+
+    [Test]
+    public void A_host_killed_with_SIGKILL_takes_its_worker_with_it()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(TestPython.CliDll);
+        start.ArgumentList.Add("isolated-child");
+        start.Environment["INTEROP_PYTHON"] = TestPython.Executable;
+        using var host = Process.Start(start)!;
+        var stderr = host.StandardError.ReadToEndAsync();
+        var line = host.StandardOutput.ReadLine();
+        if (line is null || !line.StartsWith("worker ", StringComparison.Ordinal))
+        {
+            host.Kill();
+            Assert.Fail("the child host did not start its worker: " + stderr.Result);
+        }
+        var workerPid = int.Parse(line!["worker ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(ProcessExists(workerPid), Is.True);
+        var hostPid = host.Id;
+        host.Kill(); // SIGKILL: no handler of the host runs
+        host.WaitForExit();
+        Assert.Multiple(() =>
+        {
+            Assert.That(WaitUntilGone(workerPid, Gone), Is.True, "the worker must notice its host is gone");
+            Assert.That(WorkersOf(hostPid), Is.Empty);
+            Assert.That(ShmLeftovers(hostPid), Is.Empty);
+        });
+    }
+}
