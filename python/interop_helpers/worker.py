@@ -184,6 +184,9 @@ class Worker:
         return torch.from_numpy(array)
 
     def encode(self, value, pending, export):
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
+            value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
         if value is None:
             return {"t": "none"}
         if isinstance(value, bool):
@@ -206,7 +209,6 @@ class Worker:
 
             prepared = torch_export.prepare(value, detach=export["detach"], upcast=export["upcast"])
             return self.pending_array(prepared.numpy(), "tensor", pending)
-        np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.ndarray) and value.dtype.isbuiltin and value.dtype.kind in "biufc":
             return self.pending_array(value, "ndarray", pending)
         handle = self.next_handle

@@ -325,8 +325,22 @@ internal sealed class WorkerProcess : IDisposable
         return region;
     }
 
+    private readonly List<int> _forgottenRegions = [];
+
+    private void ForgetRequestRegion()
+    {
+        if (_requestRegion is { } r)
+        {
+            _forgottenRegions.Add(r.Id);
+            r.Dispose();
+            _requestRegion = null;
+        }
+    }
+
     private void AddHousekeeping(JsonObject request, RequestContext context)
     {
+        context.DroppedRegions.AddRange(_forgottenRegions);
+        _forgottenRegions.Clear();
         request["regions"] = context.NewRegions;
         request["drop_regions"] = new JsonArray(context.DroppedRegions.Select(i => (JsonNode)i).ToArray());
         var released = new JsonArray();
@@ -355,7 +369,11 @@ internal sealed class WorkerProcess : IDisposable
             var error = WireProtocol.Obj(message, "error");
             var isProtocol = message.TryGetProperty("protocol", out var p) && p.ValueKind == JsonValueKind.True;
             if (isProtocol)
+            {
+                // The worker may have refused the request before mapping a region it announced: start afresh.
+                ForgetRequestRegion();
                 throw new WorkerProtocolException("the worker rejected the request: " + WireProtocol.Str(error, "message"));
+            }
             if (replyId != id)
                 throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
             throw new PythonErrorException(WireProtocol.Str(error, "type").Replace("builtins.", "", StringComparison.Ordinal),
