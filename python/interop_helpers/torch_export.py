@@ -142,3 +142,16 @@ def prepare(tensor, *, detach=True, upcast=False):
 def export(tensor, *, detach=True, upcast=False):
     """``prepare(tensor, ...).numpy()``: an ndarray sharing the prepared tensor's memory."""
     return prepare(tensor, detach=detach, upcast=upcast).numpy()
+
+
+def from_numpy_copy(array):
+    """A tensor over a C-contiguous, native-byte-order *copy* of ``array`` (never shares memory).
+
+    For callers who want a tensor even where ``torch.from_numpy`` refuses the array's layout (negative strides,
+    non-native byte order, read-only memory). Dtypes PyTorch lacks are still refused by ``torch.from_numpy``.
+    """
+    import numpy as np
+
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy_copy expects a numpy.ndarray, got {type(array).__module__}.{type(array).__qualname__}")
+    return torch.from_numpy(np.array(array, dtype=array.dtype.newbyteorder("="), order="C", copy=True))
