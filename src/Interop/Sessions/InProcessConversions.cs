@@ -114,8 +114,7 @@ internal static class InProcessConversions
             return temporaries.Own(array.PyObject);
         try
         {
-            using var torch = TorchTensor.Import();
-            return temporaries.Own(torch.InvokeMethod("from_numpy", array.PyObject));
+            return temporaries.Own(TorchTensor.FromNumpyFunction.Invoke(array.PyObject));
         }
         finally
         {

@@ -78,16 +78,31 @@ internal sealed class InProcessSession : PythonSession
                 using var temporaries = new InProcessConversions.Temporaries();
                 var pyArgs = InProcessConversions.ToTuple(this, args, temporaries);
                 var pyKwargs = InProcessConversions.ToDict(this, o.KeywordArguments, temporaries);
-                using var calls = Py.Import(CallsModule);
-                using var call = calls.GetAttr("call");
                 using var grad = new PyInt((int)o.GradMode);
                 using var callArgs = new PyTuple([callee, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
-                return InProcessConversions.ToValue(this, call.Invoke(callArgs));
+                return InProcessConversions.ToValue(this, CallFunction.Invoke(callArgs));
             });
         }
         catch (PythonErrorException e)
         {
             throw TorchExport.Translate(e);
+        }
+    }
+
+    // interop_helpers.calls.call, looked up once with the GIL (a module function lives as long as the interpreter).
+    private static PyObject? s_call;
+
+    private static PyObject CallFunction
+    {
+        get
+        {
+            Gil.AssertHeld();
+            if (s_call is null)
+            {
+                using var calls = Py.Import(CallsModule);
+                s_call = calls.GetAttr("call");
+            }
+            return s_call;
         }
     }
 

@@ -31,11 +31,7 @@ public sealed class TorchTensor : IDisposable
         var obj = array.PyObject;
         try
         {
-            return PythonRuntime.Run(() =>
-            {
-                using var torch = Import();
-                return new TorchTensor(torch.InvokeMethod("from_numpy", obj));
-            });
+            return PythonRuntime.Run(() => new TorchTensor(FromNumpyFunction.Invoke(obj)));
         }
         catch (PythonErrorException e)
         {
@@ -57,11 +53,7 @@ public sealed class TorchTensor : IDisposable
         var obj = array.PyObject;
         try
         {
-            return PythonRuntime.Run(() =>
-            {
-                using var module = ImportExportModule();
-                return new TorchTensor(module.InvokeMethod("from_numpy_copy", obj));
-            });
+            return PythonRuntime.Run(() => new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(obj)));
         }
         catch (PythonErrorException e)
         {
@@ -96,13 +88,11 @@ public sealed class TorchTensor : IDisposable
     {
         var obj = PyObject;
         var o = options ?? ExportOptions.Default;
-        return CallPolicy(module =>
+        return CallPolicy("export", (export, kw) =>
         {
             using var args = new PyTuple([obj]);
-            using var kw = Keywords(o);
-            using var export = module.GetAttr("export");
             return NDArray.Own(export.Invoke(args, kw));
-        });
+        }, o);
     }
 
     /// <summary>
@@ -114,13 +104,11 @@ public sealed class TorchTensor : IDisposable
     {
         var obj = PyObject;
         var o = options ?? ExportOptions.Default;
-        return CallPolicy(module =>
+        return CallPolicy("prepare", (prepare, kw) =>
         {
             using var args = new PyTuple([obj]);
-            using var kw = Keywords(o);
-            using var prepare = module.GetAttr("prepare");
             return new TorchTensor(prepare.Invoke(args, kw));
-        });
+        }, o);
     }
 
     /// <summary><c>tensor.requires_grad</c>.</summary>
@@ -196,24 +184,57 @@ public sealed class TorchTensor : IDisposable
             return Py.Import(TorchExport.ModuleName);
     }
 
-    /// <summary>The policy's keyword arguments.</summary>
+    // Looked up once, with the GIL, after the guarded Import(): modules and their functions live as long as the
+    // interpreter, so caching them saves an import lookup and an attribute lookup per call. Never disposed.
+    private static PyObject? s_fromNumpy;
+    private static readonly Dictionary<string, PyObject> s_policyFunctions = [];
+    private static readonly PyDict?[] s_policyKeywords = new PyDict?[4];
+
+    /// <summary><c>torch.from_numpy</c> (cached). Requires the GIL; never dispose the result.</summary>
+    internal static PyObject FromNumpyFunction
+    {
+        get
+        {
+            Gil.AssertHeld();
+            if (s_fromNumpy is null)
+            {
+                using var torch = Import();
+                s_fromNumpy = torch.GetAttr("from_numpy");
+            }
+            return s_fromNumpy;
+        }
+    }
+
+    /// <summary>A function of <c>interop_helpers.torch_export</c> (cached). Requires the GIL; never dispose the result.</summary>
+    internal static PyObject PolicyFunction(string name)
+    {
+        Gil.AssertHeld();
+        if (!s_policyFunctions.TryGetValue(name, out var function))
+        {
+            using var module = ImportExportModule();
+            s_policyFunctions[name] = function = module.GetAttr(name);
+        }
+        return function;
+    }
+
+    /// <summary>The policy's keyword arguments (<c>detach=..., upcast=...</c>; cached, never mutated). Requires the GIL; never dispose it.</summary>
     internal static PyDict Keywords(ExportOptions options)
     {
+        Gil.AssertHeld();
+        var index = (options.Detach ? 1 : 0) + (options.Upcast ? 2 : 0);
+        if (s_policyKeywords[index] is { } cached)
+            return cached;
         var kw = new PyDict();
         kw["detach"] = PythonBools.Get(options.Detach);
         kw["upcast"] = PythonBools.Get(options.Upcast);
-        return kw;
+        return s_policyKeywords[index] = kw;
     }
 
-    private static T CallPolicy<T>(Func<PyObject, T> call)
+    private static T CallPolicy<T>(string function, Func<PyObject, PyDict, T> call, ExportOptions options)
     {
         try
         {
-            return PythonRuntime.Run(() =>
-            {
-                using var module = ImportExportModule();
-                return call(module);
-            });
+            return PythonRuntime.Run(() => call(PolicyFunction(function), Keywords(options)));
         }
         catch (PythonErrorException e)
         {
