@@ -62,6 +62,12 @@ public class SessionTests
             time.sleep(seconds)
             return seconds
 
+        def transposed():
+            return kept.t()
+
+        def nested_bfloat16():
+            return {"a": [torch.ones(1), torch.ones(1, dtype=torch.bfloat16)]}
+
         def scalars():
             return (None, True, -7, 2.5, "text", np.float32(0.25), b"bytes")
         """;
@@ -279,6 +285,36 @@ public class SessionTests
     }
 
     [Test]
+    public void A_strided_tensor_result_is_copied_in_C_order_but_refuses_a_flat_span()
+    {
+        using var result = Call("transposed");
+        Assert.That(result.Shape, Is.EqualTo(new long[] { 3, 2 }));
+        Assert.That(result.AsTensorData().IsCContiguous, Is.False);
+        Assert.That(result.ToArray<float>(), Is.EqualTo(new float[] { 0, 3, 1, 4, 2, 5 }));
+        Assert.Throws<LayoutException>(() => result.AsReadOnlySpan<float>());
+    }
+
+    [Test]
+    public void Tensors_nested_in_results_are_exported_too()
+    {
+        var path = Path.Combine(TestPython.RepositoryRoot, "python", "interop_examples", "tiny_net.py");
+        using var module = _session.LoadFile(path);
+        using var describe = module.GetAttr("describe");
+        using var result = describe.Call(new double[,] { { 1, 2 }, { 3, 4 } });
+        Assert.Multiple(() =>
+        {
+            Assert.That(result[0].AsDouble(), Is.EqualTo(10));
+            Assert.That(result[1].AsInt64(), Is.EqualTo(4));
+            Assert.That(result[2]["shape"].Items.Select(v => v.AsInt64()), Is.EqualTo(new long[] { 2, 2 }));
+            Assert.That(result[2]["ok"].AsBool());
+            Assert.That(result[2]["none"].IsNone);
+            Assert.That(result[3].ToArray<double>(), Is.EqualTo(new double[] { 2, 4, 6, 8 }));
+        });
+        var e = Assert.Throws<TensorDTypeNotSupportedByNumPyException>(() => Call("nested_bfloat16").Dispose())!;
+        Assert.That(e.Message, Does.Contain("bfloat16"));
+    }
+
+    [Test]
     public void Tensor_results_follow_the_export_options()
     {
         Assert.Throws<TensorDTypeNotSupportedByNumPyException>(() => Call("bfloat16").Dispose());
@@ -325,6 +361,8 @@ public class SessionTests
         using var quick = await sleep.CallAsync([0.01], null);
         Assert.That(quick.AsDouble(), Is.EqualTo(0.01));
         Assert.ThrowsAsync<TimeoutException>(() => sleep.CallAsync([1.0], new CallOptions { Timeout = TimeSpan.FromMilliseconds(50) }));
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+        Assert.CatchAsync<OperationCanceledException>(() => sleep.CallAsync([1.0], null, cts.Token));
     }
 
     // ---- lifetimes --------------------------------------------------------------------------------------
