@@ -186,6 +186,7 @@ public sealed class TorchTensor : IDisposable
 
     // Looked up once, with the GIL, after the guarded Import(): modules and their functions live as long as the
     // interpreter, so caching them saves an import lookup and an attribute lookup per call. Never disposed.
+    // The GIL serialises the dictionary operations; two threads racing through a first lookup both store the same function.
     private static PyObject? s_fromNumpy;
     private static readonly Dictionary<string, PyObject> s_policyFunctions = [];
     private static readonly PyDict?[] s_policyKeywords = new PyDict?[4];
