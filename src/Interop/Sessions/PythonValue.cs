@@ -55,7 +55,7 @@ public sealed class PythonValue : IDisposable
     /// <summary>The kind of value.</summary>
     public PythonValueKind Kind { get; }
 
-    /// <summary>The Python type's name (<c>int</c>, <c>tuple</c>, <c>torch.Tensor</c>, ...).</summary>
+    /// <summary>The Python type's name (<c>int</c>, <c>tuple</c>, ...); for tensors the type after export (in-process: <c>numpy.ndarray</c>).</summary>
     public string PythonType { get; }
 
     // ---- factories, for session implementations -------------------------------------------------------
