@@ -104,6 +104,7 @@ public sealed class TorchTensor : IDisposable
     {
         Gil.AssertHeld();
         PythonRuntime.RequirePackage("torch");
+        LibTorchGuard.CheckBeforeImportingPythonTorch(); // one libtorch per process: refuse before loading a second
         return Py.Import("torch");
     }
 
