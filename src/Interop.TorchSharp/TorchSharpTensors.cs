@@ -91,8 +91,10 @@ public static class TorchSharpTensors
     {
         ArgumentNullException.ThrowIfNull(exporter);
         TorchSharpSupport.EnsureLoadable();
-        using var gil = PythonRuntime.AcquireGil();
-        var buffer = PythonBuffer.Acquire(exporter, writable: false);
+        // The GIL is held only to acquire the buffer: the Py_buffer keeps the memory valid, so wrapping and copying run without it.
+        PythonBuffer buffer;
+        using (PythonRuntime.AcquireGil())
+            buffer = PythonBuffer.Acquire(exporter, writable: false);
         try
         {
             var scalar = ScalarTypeOf(buffer.DType);
@@ -101,8 +103,16 @@ public static class TorchSharpTensors
             if (!buffer.Format.IsNativeOrder)
             {
                 buffer.Dispose();
-                using var swapped = NativeOrderCopy(exporter);
-                return FromBuffer(swapped, TorchSharpMemory.Copy);
+                var swapped = PythonRuntime.Run(() => NativeOrderCopy(exporter));
+                try
+                {
+                    return FromBuffer(swapped, TorchSharpMemory.Copy);
+                }
+                finally
+                {
+                    using (PythonRuntime.AcquireGil())
+                        swapped.Dispose();
+                }
             }
             using (buffer)
                 return Copy(buffer, scalar);

@@ -208,6 +208,32 @@ public class NumPyToTorchSharpTests : TorchSharpFixture
     }
 
     [Test]
+    public void A_thread_holding_the_gil_can_wait_for_finalizers_that_free_tensors_over_python_buffers()
+    {
+        // The deadlock this design rules out: finalizers free TorchSharp storages whose deleters must release Python
+        // buffers, while the thread that holds the GIL waits for those finalizers.
+        Settle();
+        var before = LiveObjects.PythonBuffers;
+        MakeGarbage();
+        using (PythonRuntime.AcquireGil())
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+        }
+        Assert.That(Eventually(() => LiveObjects.PythonBuffers <= before), Is.True);
+
+        static void MakeGarbage()
+        {
+            using var a = NDArray.Evaluate("np.ones(1000, dtype=np.int32)");
+            for (var i = 0; i < 20; i++)
+                _ = a.AsTorchSharp();
+        }
+    }
+
+    [Test]
     public void Concurrent_zero_copy_conversions_release_everything()
     {
         Settle();
