@@ -105,7 +105,16 @@ public static class TorchSharpSupport
             if (s_sharedDirectory is { } shared)
             {
                 foreach (var library in ResolveSharedLibraries(shared))
-                    NativeLibrary.Load(library);
+                {
+                    try
+                    {
+                        NativeLibrary.Load(library);
+                    }
+                    catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+                    {
+                        throw new TorchSharpUnavailableException($"The shared setup could not load {library}: {e.Message}", e);
+                    }
+                }
             }
             try
             {

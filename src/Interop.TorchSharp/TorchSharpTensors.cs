@@ -53,6 +53,8 @@ public static class TorchSharpTensors
     /// <exception cref="LayoutException">A negative stride (libtorch has none), or strides that do not match the shape.</exception>
     public static torch.Tensor WrapMemory(nint address, DType dtype, ReadOnlySpan<long> shape, ReadOnlySpan<long> stridesInElements, IDisposable? owner)
     {
+        torch.ScalarType scalar;
+        long[] strides;
         try
         {
             ArgumentNullException.ThrowIfNull(dtype);
@@ -66,14 +68,16 @@ public static class TorchSharpTensors
             if (address == 0 && ElementCount(shape) != 0)
                 throw new ArgumentException("The address is null.", nameof(address));
             TorchSharpSupport.EnsureLoadable();
-            var strides = stridesInElements.IsEmpty ? ContiguousStrides(shape) : stridesInElements.ToArray();
-            return WrapCore(address, ScalarTypeOf(dtype), shape.ToArray(), strides, owner);
+            scalar = ScalarTypeOf(dtype);
+            strides = stridesInElements.IsEmpty ? ContiguousStrides(shape) : stridesInElements.ToArray();
         }
         catch
         {
             owner?.Dispose();
             throw;
         }
+        // From here the storage's deleter owns the owner (a failed create calls it too), so it is disposed exactly once.
+        return WrapCore(address, scalar, shape.ToArray(), strides, owner);
     }
 
     /// <summary>
