@@ -41,7 +41,7 @@ namespace Interop.Cli
     /// <summary>Prints what the runtime discovers (without loading Python into the process).</summary>
     public static class Doctor
     {
-        /// <summary>Runs discovery and prints a table or JSON; returns 0 when Python, NumPy and PyTorch were found.</summary>
+        /// <summary>Runs discovery and prints a table or JSON; returns 0 when all is usable, 1 when Python, NumPy or PyTorch is missing, 2 when only TorchSharp cannot run.</summary>
         public static int Run(TextWriter output, bool json)
         {
             ArgumentNullException.ThrowIfNull(output);
@@ -58,6 +58,7 @@ namespace Interop.Cli
             }
             if (found is not null && (found.NumPyVersion is null || found.TorchVersion is null))
                 problem = $"missing: {(found.NumPyVersion is null ? "numpy " : "")}{(found.TorchVersion is null ? "torch" : "")}".Trim();
+            var torchSharp = TorchSharpReport.Collect(found);
             if (json)
             {
                 output.WriteLine(JsonSerializer.Serialize(new
@@ -70,6 +71,7 @@ namespace Interop.Cli
                     numpy = found?.NumPyVersion,
                     torch = found?.TorchVersion,
                     problem,
+                    torchSharp,
                 }));
             }
             else
@@ -80,10 +82,12 @@ namespace Interop.Cli
                 output.WriteLine($"  {"libpython",-10} {found?.LibraryPath ?? "-"}");
                 output.WriteLine($"  {"numpy",-10} {found?.NumPyVersion ?? "not installed"}");
                 output.WriteLine($"  {"torch",-10} {found?.TorchVersion ?? "not installed"}");
+                torchSharp.Write(output);
                 if (problem is not null)
                     output.WriteLine($"  problem: {problem}");
             }
-            return problem is null ? 0 : 1;
+            // 0: all usable; 1: the core cannot work (Python, NumPy or PyTorch missing); 2: the core works, TorchSharp cannot run here.
+            return problem is not null ? 1 : torchSharp.Problem is not null ? 2 : 0;
         }
     }
 }

@@ -6,16 +6,8 @@ namespace Interop.TorchSharp.Tests;
 [TestFixture]
 [Category("torchsharp")]
 [Category("numpy")]
-public class CopyToTorchSharpTests
+public class CopyToTorchSharpTests : TorchSharpFixture
 {
-    [OneTimeSetUp]
-    public void RequireTorchSharp()
-    {
-        // Outside the code's control: TorchSharp's native library needs a newer libstdc++ than some hosts have.
-        if (!TorchSharpSupport.IsAvailable)
-            Assert.Ignore("TorchSharp cannot run in this environment: " + TorchSharpSupport.Problem);
-    }
-
     [Test]
     public void TorchSharp_loads_and_the_libstdcxx_check_agrees()
     {
@@ -54,6 +46,13 @@ public class CopyToTorchSharpTests
             Assert.That(tb.dtype, Is.EqualTo(torch.ScalarType.Bool));
             Assert.That(tb.data<bool>().ToArray(), Is.EqualTo(new[] { true, false, true }));
         });
+    }
+
+    [Test]
+    public void The_typed_copy_refuses_a_mismatched_element_type()
+    {
+        using var a = NDArray.Evaluate("np.zeros(3, dtype=np.float32)");
+        Assert.Throws<Interop.Errors.ElementTypeMismatchException>(() => a.CopyToTorchSharp<double>());
     }
 }
 

@@ -133,6 +133,36 @@ internal sealed unsafe class PythonBuffer : IDisposable
         ReleaseNow(view);
     }
 
+    /// <summary>
+    /// Releases the buffer from any thread without ever waiting for the GIL: at once when this thread holds it,
+    /// otherwise through the finalizer queue, drained by a thread-pool item that takes the GIL (or by the next
+    /// GIL holder, whichever comes first). For release callbacks that run on foreign threads (libtorch deleters).
+    /// </summary>
+    internal void ReleaseWithoutWaiting()
+    {
+        var view = Interlocked.Exchange(ref _view, 0);
+        if (view == 0)
+            return;
+#pragma warning disable CA1816 // a second way to dispose: the finalizer has nothing left to do
+        GC.SuppressFinalize(this);
+#pragma warning restore CA1816
+        if (!PythonRuntime.IsRunning)
+            return;
+        if (Gil.IsHeld)
+        {
+            ReleaseNow(view);
+            return;
+        }
+        s_pendingReleases.Enqueue(view);
+        ThreadPool.UnsafeQueueUserWorkItem(static _ =>
+        {
+            if (PythonRuntime.IsRunning && HasPendingReleases)
+            {
+                using var gil = Gil.Acquire(); // drains the queue
+            }
+        }, null);
+    }
+
     ~PythonBuffer()
     {
         var view = Interlocked.Exchange(ref _view, 0);

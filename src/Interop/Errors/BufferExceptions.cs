@@ -44,6 +44,12 @@ public sealed class ReadOnlyBufferException : InteropException
                "Fix: ask for a read-only view, or make a writable copy in NumPy first: arr.copy().")
     {
     }
+
+    /// <summary>Creates the exception; <paramref name="what"/> names the operation, <paramref name="fix"/> the way out.</summary>
+    public ReadOnlyBufferException(string what, string fix)
+        : base($"{what} needs a writable buffer, but the buffer is read-only (e.g. np.frombuffer(bytes), a broadcast view, or arr.flags.writeable = False). Fix: {fix}")
+    {
+    }
 }
 
 /// <summary>The exporter returned an indirect (PIL-style, suboffsets) buffer, which has no flat address space.</summary>

@@ -174,6 +174,7 @@ public sealed class TorchTensor : IDisposable
     {
         Gil.AssertHeld();
         PythonRuntime.RequirePackage("torch");
+        LibTorchGuard.CheckBeforeImportingPythonTorch(); // one libtorch per process: refuse before loading a second
         return Py.Import("torch");
     }
 

@@ -1,0 +1,416 @@
+// Design notes: TorchSharp tensors over foreign memory, and NumPy arrays over TorchSharp memory.
+// - WrapMemory is the one way to build a TorchSharp tensor over memory it does not own: a from_blob with a
+//   deleter (Native/LibTorchSharpNative.cs) plus as_strided for strided layouts. The owner is disposed exactly
+//   once, when libtorch frees the storage (every tensor and view over it is gone), on whatever thread that
+//   happens. A failed create disposes it at once.
+// - Python buffers are owned through BufferOwner, which releases the Py_buffer without waiting for the GIL
+//   (PythonBuffer.ReleaseWithoutWaiting: at once when the thread holds the GIL, else queued and drained by a
+//   thread-pool item), so a libtorch deleter on a finalizer thread can never deadlock against a GIL holder.
+// - libtorch has no negative strides and no read-only tensors: zero-copy refuses both (typed errors); the copy
+//   mode handles them (flip for negative strides; read-only memory is only read).
+// - NumPy arrays over TorchSharp memory are owned by a fresh tensor handle (detached from any dispose scope),
+//   disposed when NumPy drops the array (NDArray.Share's owner).
+using System.Collections.Concurrent;
+using Interop.Buffers;
+using Interop.DTypes;
+using Interop.Embedding;
+using Interop.Errors;
+using Interop.NumPy;
+using Interop.TorchSharp.Native;
+using Python.Runtime;
+using TorchSharp;
+
+namespace Interop.TorchSharp;
+
+/// <summary>Whether a conversion shares memory or copies it.</summary>
+public enum TorchSharpMemory
+{
+    /// <summary>Zero-copy: the result uses the source's memory (writes are seen both ways) and keeps the source alive.</summary>
+    Share,
+    /// <summary>A copy owned by the result, independent of the source afterwards.</summary>
+    Copy,
+}
+
+/// <summary>Conversions between Python buffers / NumPy arrays / native memory and TorchSharp tensors.</summary>
+public static class TorchSharpTensors
+{
+    /// <summary>Foreign memory blocks currently held by TorchSharp storages created here (owners not yet disposed). For leak tests.</summary>
+    public static int LiveWrappedMemory => MemoryReleaser.LiveCount;
+
+    /// <summary>
+    /// A TorchSharp CPU tensor over native memory at <paramref name="address"/>: <b>no copy</b>. libtorch calls back when
+    /// the tensor's storage is freed (the returned tensor and every view of it disposed or collected); then
+    /// <paramref name="owner"/> (may be null) is disposed, once, on whichever thread freed the storage (possibly a
+    /// finalizer thread): its <c>Dispose</c> must not block on locks held by other threads. If this method throws,
+    /// <paramref name="owner"/> has already been disposed.
+    /// </summary>
+    /// <param name="address">The address of element [0, 0, ...]; must stay valid until <paramref name="owner"/> is disposed.</param>
+    /// <param name="dtype">The element dtype (from <see cref="DType"/>; its TorchSharp ScalarType is used).</param>
+    /// <param name="shape">The dimensions.</param>
+    /// <param name="stridesInElements">Strides in elements, non-negative (empty: C order).</param>
+    /// <param name="owner">Disposed when libtorch no longer needs the memory.</param>
+    /// <exception cref="TorchSharpDTypeException">TorchSharp has no such dtype (uint16/32/64).</exception>
+    /// <exception cref="LayoutException">A negative stride (libtorch has none), or strides that do not match the shape.</exception>
+    public static torch.Tensor WrapMemory(nint address, DType dtype, ReadOnlySpan<long> shape, ReadOnlySpan<long> stridesInElements, IDisposable? owner)
+    {
+        torch.ScalarType scalar;
+        long[] strides;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(dtype);
+            if (!stridesInElements.IsEmpty && stridesInElements.Length != shape.Length)
+                throw new ArgumentException($"{stridesInElements.Length} strides given for {shape.Length} dimensions.", nameof(stridesInElements));
+            foreach (var d in shape)
+                ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+            foreach (var s in stridesInElements)
+                if (s < 0)
+                    throw NegativeStrides();
+            if (address == 0 && ElementCount(shape) != 0)
+                throw new ArgumentException("The address is null.", nameof(address));
+            TorchSharpSupport.EnsureLoadable();
+            scalar = ScalarTypeOf(dtype);
+            strides = stridesInElements.IsEmpty ? ContiguousStrides(shape) : stridesInElements.ToArray();
+        }
+        catch
+        {
+            owner?.Dispose();
+            throw;
+        }
+        // From here the storage's deleter owns the owner (a failed create calls it too), so it is disposed exactly once.
+        return WrapCore(address, scalar, shape.ToArray(), strides, owner);
+    }
+
+    /// <summary>
+    /// A TorchSharp tensor from any object that exports a Python buffer (ndarray, bytes, bytearray, memoryview, array.array, ...),
+    /// of the dtype the buffer's format gives (the dtype table's ScalarType). <see cref="TorchSharpMemory.Share"/>: over the
+    /// buffer's memory, holding the buffer until libtorch frees the storage; <see cref="TorchSharpMemory.Copy"/>: a C-contiguous
+    /// TorchSharp-owned copy.
+    /// </summary>
+    /// <exception cref="ReadOnlyBufferException">Share of a read-only buffer (a libtorch tensor cannot be read-only): copy instead.</exception>
+    /// <exception cref="LayoutException">Share of negative strides or strides that are not whole elements: copy instead.</exception>
+    /// <exception cref="ByteOrderException">Share of big-endian data: copy instead (the copy swaps bytes).</exception>
+    /// <exception cref="TorchSharpDTypeException">TorchSharp has no such dtype.</exception>
+    /// <exception cref="UnsupportedDTypeException">The buffer's format is outside the dtype table.</exception>
+    public static torch.Tensor FromBuffer(PyObject exporter, TorchSharpMemory memory)
+    {
+        ArgumentNullException.ThrowIfNull(exporter);
+        TorchSharpSupport.EnsureLoadable();
+        // The GIL is held only to acquire the buffer: the Py_buffer keeps the memory valid, so wrapping and copying run without it.
+        PythonBuffer buffer;
+        using (PythonRuntime.AcquireGil())
+            buffer = PythonBuffer.Acquire(exporter, writable: false);
+        try
+        {
+            var scalar = ScalarTypeOf(buffer.DType);
+            if (memory == TorchSharpMemory.Share)
+                return Share(buffer, scalar);
+            if (!buffer.Format.IsNativeOrder)
+            {
+                buffer.Dispose();
+                var swapped = PythonRuntime.Run(() => NativeOrderCopy(exporter));
+                try
+                {
+                    return FromBuffer(swapped, TorchSharpMemory.Copy);
+                }
+                finally
+                {
+                    using (PythonRuntime.AcquireGil())
+                        swapped.Dispose();
+                }
+            }
+            using (buffer)
+                return Copy(buffer, scalar);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+
+    private static torch.Tensor Share(PythonBuffer buffer, torch.ScalarType scalar)
+    {
+        if (!buffer.Format.IsNativeOrder)
+            throw new ByteOrderException(buffer.DType.Name);
+        if (buffer.ReadOnly)
+            throw new ReadOnlyBufferException("A zero-copy TorchSharp tensor",
+                "libtorch has no read-only tensors, so read-only memory is never shared; copy instead (TorchSharpMemory.Copy, CopyToTorchSharp), " +
+                "or make the array writable in NumPy (arr.copy()).");
+        var strides = ElementStrides(buffer);
+        if (strides.Any(s => s < 0))
+            throw NegativeStrides();
+        // The owner releases the Py_buffer when libtorch frees the storage; a failed create releases it at once.
+        return WrapCore(buffer.Pointer, scalar, buffer.Shape.Select(d => (long)d).ToArray(), strides, new BufferOwner(buffer));
+    }
+
+    private static torch.Tensor Copy(PythonBuffer buffer, torch.ScalarType scalar)
+    {
+        var shape = buffer.Shape.Select(d => (long)d).ToArray();
+        if (buffer.ElementCount == 0)
+            return torch.empty(shape, scalar);
+        var strides = ElementStrides(buffer);
+        // libtorch cannot express negative strides: view the same elements with positive strides from the lowest
+        // address, then flip those dimensions (the flip is the copy).
+        var start = buffer.Pointer;
+        var flipped = new List<long>();
+        for (var i = 0; i < strides.Length; i++)
+        {
+            if (strides[i] >= 0)
+                continue;
+            start += (nint)((shape[i] - 1) * strides[i] * buffer.DType.ItemSize);
+            strides[i] = -strides[i];
+            flipped.Add(i);
+        }
+        // Only read while the buffer is held (this method's caller disposes it): no owner needed.
+        using var source = WrapCore(start, scalar, shape, strides, owner: null);
+        if (flipped.Count > 0)
+            return source.flip(flipped.ToArray());
+        var result = torch.empty(shape, scalar);
+        result.copy_(source);
+        return result;
+    }
+
+    private static PyObject NativeOrderCopy(PyObject exporter)
+    {
+        using var np = PythonRuntime.Import("numpy");
+        using var array = np.InvokeMethod("asarray", exporter);
+        using var dtype = array.GetAttr("dtype");
+        using var order = new PyString("=");
+        using var native = dtype.InvokeMethod("newbyteorder", order);
+        return array.InvokeMethod("astype", native);
+    }
+
+    // ---- TorchSharp -> NumPy ------------------------------------------------------------------
+
+    /// <summary>
+    /// An ndarray over the tensor's memory (<b>no copy</b> for CPU tensors; writes are seen both ways), with the tensor's
+    /// strides (non-contiguous tensors are not compacted). The array keeps the tensor's storage alive (through its own
+    /// tensor handle) until NumPy drops it. A tensor on another device is first copied to the CPU (then the array shares
+    /// that copy). Requires-grad tensors are detached by default, bfloat16 is refused unless upcast (see <paramref name="options"/>).
+    /// </summary>
+    public static NDArray AsNumPy(torch.Tensor tensor, TorchSharpExportOptions? options = null)
+    {
+        var prepared = Prepare(tensor, options ?? TorchSharpExportOptions.Default);
+        try
+        {
+            var dtype = DTypeOf(prepared.dtype);
+            var shape = prepared.shape;
+            if (prepared.numel() == 0)
+            {
+                prepared.Dispose();
+                return NDArray.Empty(dtype, shape);
+            }
+            var strides = prepared.stride().Select(s => s * dtype.ItemSize).ToArray();
+            var address = LibTorchSharpNative.THSTensor_data(prepared.Handle);
+            return NDArray.Share(address, dtype, shape, strides, owner: prepared, readOnly: false);
+        }
+        catch
+        {
+            prepared.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A new C-contiguous ndarray with a copy of the tensor's elements (any layout, any device; same policy as <see cref="AsNumPy"/>).</summary>
+    public static NDArray ToNumPy(torch.Tensor tensor, TorchSharpExportOptions? options = null)
+    {
+        using var prepared = Prepare(tensor, options ?? TorchSharpExportOptions.Default);
+        var result = NDArray.Empty(DTypeOf(prepared.dtype), prepared.shape);
+        try
+        {
+            if (prepared.numel() != 0)
+            {
+                using var destination = FromBuffer(result.PyObject, TorchSharpMemory.Share);
+                destination.copy_(prepared);
+            }
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A new tensor handle (out of any dispose scope) that is on the CPU, detached if allowed, and of a dtype NumPy has.</summary>
+    private static torch.Tensor Prepare(torch.Tensor tensor, TorchSharpExportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        TorchSharpSupport.EnsureLoadable();
+        if (tensor.requires_grad && !options.Detach)
+            throw new TorchSharpRequiresGradException();
+        var result = tensor.detach();
+        try
+        {
+            if (result.device_type != DeviceType.CPU)
+                Replace(ref result, result.cpu());
+            var dtype = DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)result.dtype);
+            if (dtype is null || dtype.NumPyName is null)
+            {
+                if (!options.Upcast || dtype?.Kind != DTypeKind.Float)
+                    throw new TorchSharpDTypeException($"NumPy has no {dtype?.Name ?? result.dtype.ToString()} dtype. Fix: " +
+                        (dtype?.Kind == DTypeKind.Float ? "set TorchSharpExportOptions.Upcast (widens to float32, a copy), or " : "") +
+                        "convert the tensor first, e.g. tensor.to(torch.float32).", dtype?.Name ?? result.dtype.ToString());
+                Replace(ref result, result.to(torch.ScalarType.Float32));
+            }
+            return result.DetachFromDisposeScope();
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    private static void Replace(ref torch.Tensor tensor, torch.Tensor replacement)
+    {
+        tensor.Dispose();
+        tensor = replacement;
+    }
+
+    // ---- shared helpers ----------------------------------------------------------------------
+
+    /// <summary>TorchSharp's ScalarType for <paramref name="dtype"/>, from the dtype table.</summary>
+    /// <exception cref="TorchSharpDTypeException">The table has none (TorchSharp lacks the dtype).</exception>
+    public static torch.ScalarType ScalarTypeOf(DType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(dtype);
+        return dtype.TorchSharpScalarType is { } code ? (torch.ScalarType)code : throw TorchSharpDTypeException.NoScalarType(dtype);
+    }
+
+    /// <summary>The dtype-table row of a TorchSharp ScalarType.</summary>
+    /// <exception cref="TorchSharpDTypeException">The table has none (quantized types).</exception>
+    public static DType DTypeOf(torch.ScalarType scalarType) =>
+        DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)scalarType)
+        ?? throw new TorchSharpDTypeException($"TorchSharp's {scalarType} has no row in the dtype table (quantized types are not mapped). Fix: dequantize or convert the tensor first.", scalarType.ToString());
+
+    private static torch.Tensor WrapCore(nint address, torch.ScalarType scalar, long[] shape, long[] strides, IDisposable? owner)
+    {
+        var count = ElementCount(shape);
+        if (count == 0 || IsContiguous(shape, strides))
+            return torch.Tensor.UnsafeCreateTensor(MemoryReleaser.Create(address, shape, scalar, owner));
+        // A flat tensor over every element the strides reach, then the strided view of it (the view holds the storage).
+        long extent = 1;
+        for (var i = 0; i < shape.Length; i++)
+            extent += (shape[i] - 1) * strides[i];
+        using var flat = torch.Tensor.UnsafeCreateTensor(MemoryReleaser.Create(address, [extent], scalar, owner));
+        return flat.as_strided(shape, strides, 0);
+    }
+
+    /// <summary>The buffer's strides in elements; a dimension of length 0 or 1 (or an empty array) has no meaningful stride and gets 0.</summary>
+    private static long[] ElementStrides(PythonBuffer buffer)
+    {
+        var itemSize = buffer.DType.ItemSize;
+        var strides = new long[buffer.Strides.Length];
+        for (var i = 0; i < strides.Length; i++)
+        {
+            if (buffer.Shape[i] <= 1 || buffer.ElementCount == 0)
+                continue;
+            if (buffer.Strides[i] % itemSize != 0)
+                throw new LayoutException($"Stride {buffer.Strides[i]} bytes of dimension {i} is not a whole number of {buffer.DType.Name} elements " +
+                    "(a record field or misaligned view); libtorch strides count elements. Fix: np.ascontiguousarray(arr) first.");
+            strides[i] = buffer.Strides[i] / itemSize;
+        }
+        return strides;
+    }
+
+    private static LayoutException NegativeStrides() =>
+        new("The layout has negative strides (e.g. arr[::-1]), which libtorch tensors cannot express, so it cannot be shared. " +
+            "Fix: copy (TorchSharpMemory.Copy / CopyToTorchSharp reverses into a new tensor), or np.ascontiguousarray(arr) in NumPy first.");
+
+    private static long ElementCount(ReadOnlySpan<long> shape)
+    {
+        long n = 1;
+        foreach (var d in shape)
+            n = checked(n * d);
+        return n;
+    }
+
+    private static long[] ContiguousStrides(ReadOnlySpan<long> shape)
+    {
+        var strides = new long[shape.Length];
+        long stride = 1;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            strides[i] = stride;
+            stride *= Math.Max(shape[i], 1);
+        }
+        return strides;
+    }
+
+    private static bool IsContiguous(long[] shape, long[] strides)
+    {
+        long expected = 1;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            if (shape[i] != 1 && strides[i] != expected)
+                return false;
+            expected *= shape[i];
+        }
+        return true;
+    }
+
+    /// <summary>Owns one acquired Python buffer inside a libtorch storage.</summary>
+    private sealed class BufferOwner(PythonBuffer buffer) : IDisposable
+    {
+        public void Dispose() => buffer.ReleaseWithoutWaiting();
+    }
+}
+
+/// <summary>The deleter for one from_blob storage: rooted until libtorch calls it, then disposes the owner once.</summary>
+internal sealed class MemoryReleaser
+{
+    private static readonly ConcurrentDictionary<MemoryReleaser, byte> s_live = new();
+    private readonly StorageDeleter _deleter;
+    private IDisposable? _owner;
+    private int _released;
+
+    private MemoryReleaser(IDisposable? owner)
+    {
+        _owner = owner;
+        _deleter = Release;
+    }
+
+    public static int LiveCount => s_live.Count;
+
+    /// <summary>Calls THSTensor_new; on failure disposes the owner (if libtorch did not already) and throws TorchSharp's error.</summary>
+    public static nint Create(nint address, long[] shape, torch.ScalarType scalar, IDisposable? owner)
+    {
+        var releaser = new MemoryReleaser(owner);
+        s_live.TryAdd(releaser, 0);
+        nint handle;
+        try
+        {
+            handle = LibTorchSharpNative.THSTensor_new(address, releaser._deleter, shape, shape.Length, (sbyte)scalar, (sbyte)scalar,
+                LibTorchSharpNative.DeviceTypeCpu, -1, requiresGrad: false);
+        }
+        catch
+        {
+            releaser.Release(address);
+            throw;
+        }
+        if (handle == 0)
+        {
+            releaser.Release(address);
+            torch.CheckForErrors();
+            throw new InvalidOperationException("THSTensor_new returned no tensor and no error.");
+        }
+        return handle;
+    }
+
+    private void Release(nint data)
+    {
+        // libtorch's deleter: any thread, maybe a finalizer, maybe without the GIL. Exceptions must not reach native code.
+        if (Interlocked.Exchange(ref _released, 1) != 0)
+            return;
+        s_live.TryRemove(this, out _);
+        try
+        {
+            Interlocked.Exchange(ref _owner, null)?.Dispose();
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"[interop] releasing memory held by a TorchSharp tensor failed: {e}");
+        }
+    }
+}
