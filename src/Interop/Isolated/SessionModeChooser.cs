@@ -1,8 +1,10 @@
 // Design notes: SessionMode.Auto. Two libtorch builds in one process crash (docs/environments.md), so the
-// question is whether this process has, or is about to have, a libtorch that Python's torch would not share.
-// Nothing here loads anything: the libtorch files mapped into the process come from /proc/self/maps, TorchSharp's
-// presence from the loaded assemblies, and Python's torch version from discovery (importlib.metadata in a child).
+// question is whether this process has, or will have, a libtorch other than Python torch's own: TorchSharp loaded
+// (its assembly, or its registration with LibTorchGuard before its first native call).
+// Nothing here loads anything: Python's torch version comes from discovery (importlib.metadata in a child
+// process), TorchSharp's libtorch version from its LibTorchGuard registration.
 using Interop.Embedding;
+using Interop.Torch;
 
 namespace Interop.Isolated;
 
@@ -14,52 +16,34 @@ public static class SessionModeChooser
     {
         if (mode != SessionMode.Auto)
             return mode;
-        var torchSharpLoaded = AppDomain.CurrentDomain.GetAssemblies().Any(a => a.GetName().Name == "TorchSharp");
-        var pythonTorch = torchSharpLoaded || MappedLibTorch().Count > 0 ? TryFindTorchVersion(python) : null;
-        return Choose(torchSharpLoaded, MappedLibTorch(), pythonTorch);
+        var foreign = LibTorchGuard.ForeignLoaderInfo;
+        var present = foreign is not null || TorchSharpPresent();
+        if (!present)
+            return SessionMode.InProcess;
+        return Choose(present, foreign?.SharedDirectory is not null, TryFindTorchVersion(python), foreign?.LibTorchVersion);
     }
 
     /// <summary>
-    /// The rule, as a pure function: isolated when TorchSharp is loaded or a libtorch is mapped into this process,
-    /// unless every mapped libtorch is Python's own (<c>…/torch/lib/</c> of a site-packages, the shared setup of
-    /// docs/environments.md) and TorchSharp is not loaded with a build of its own.
+    /// The rule, as a pure function. In-process when TorchSharp is absent, or when it runs on Python torch's own libtorch
+    /// (the shared setup of docs/environments.md, which needs the same release); isolated otherwise, including when the
+    /// versions are unknown.
     /// </summary>
-    /// <param name="torchSharpLoaded">The TorchSharp assembly is loaded in this process.</param>
-    /// <param name="mappedLibTorch">Paths of libtorch files mapped into this process.</param>
+    /// <param name="torchSharpPresent">TorchSharp is loaded in this process.</param>
+    /// <param name="sharedSetup">TorchSharp was pointed at Python torch's <c>torch/lib</c> folder.</param>
     /// <param name="pythonTorchVersion">Python's torch version (read without importing it); null when not installed.</param>
-    public static SessionMode Choose(bool torchSharpLoaded, IReadOnlyCollection<string> mappedLibTorch, string? pythonTorchVersion)
+    /// <param name="torchSharpLibTorchVersion">The libtorch release TorchSharp loads; null when unknown.</param>
+    public static SessionMode Choose(bool torchSharpPresent, bool sharedSetup, string? pythonTorchVersion, string? torchSharpLibTorchVersion)
     {
-        ArgumentNullException.ThrowIfNull(mappedLibTorch);
-        if (mappedLibTorch.Count == 0 && !torchSharpLoaded)
+        if (!torchSharpPresent)
             return SessionMode.InProcess;
-        var allPythons = mappedLibTorch.Count > 0 && mappedLibTorch.All(IsPythonTorchLibrary);
-        return allPythons && pythonTorchVersion is not null ? SessionMode.InProcess : SessionMode.Isolated;
+        return sharedSetup && LibTorchGuard.SameRelease(pythonTorchVersion, torchSharpLibTorchVersion) ? SessionMode.InProcess : SessionMode.Isolated;
     }
 
-    /// <summary>The libtorch files (libtorch*.so, libc10.so, libLibTorchSharp.so) mapped into this process (Linux; empty elsewhere).</summary>
-    public static IReadOnlyCollection<string> MappedLibTorch()
-    {
-        const string maps = "/proc/self/maps";
-        if (!File.Exists(maps))
-            return [];
-        var found = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var line in File.ReadLines(maps))
-        {
-            var slash = line.IndexOf('/', StringComparison.Ordinal);
-            if (slash < 0)
-                continue;
-            var path = line[slash..];
-            var name = Path.GetFileName(path);
-            if (name.StartsWith("libtorch", StringComparison.Ordinal) || name.StartsWith("libc10.", StringComparison.Ordinal) ||
-                name.StartsWith("libLibTorchSharp", StringComparison.Ordinal))
-                found.Add(path);
-        }
-        return found;
-    }
-
-    private static bool IsPythonTorchLibrary(string path) =>
-        path.Contains("/torch/lib/", StringComparison.Ordinal) &&
-        (path.Contains("site-packages", StringComparison.Ordinal) || path.Contains("dist-packages", StringComparison.Ordinal));
+    // Loaded, not merely deployed: a deployed TorchSharp.dll that this process never loads is no conflict (the CLI and
+    // the tests carry it without loading it). An application that loads TorchSharp after creating sessions should ask
+    // for SessionMode.Isolated explicitly.
+    private static bool TorchSharpPresent() =>
+        AppDomain.CurrentDomain.GetAssemblies().Any(a => a.GetName().Name == "TorchSharp");
 
     private static string? TryFindTorchVersion(PythonOptions? python)
     {

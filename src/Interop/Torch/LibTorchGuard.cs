@@ -32,6 +32,10 @@ public static class LibTorchGuard
         s_foreign = new ForeignLoader(description, libTorchVersion, sharedDirectory);
     }
 
+    /// <summary>What registered itself as loading its own libtorch here (version, shared torch/lib folder), if anything. For SessionMode.Auto.</summary>
+    internal static (string Description, string? LibTorchVersion, string? SharedDirectory)? ForeignLoaderInfo =>
+        s_foreign is { } f ? (f.Description, f.LibTorchVersion, f.SharedDirectory) : null;
+
     /// <summary>The libtorch files (libtorch, libtorch_cpu, libc10, ...) mapped into this process, by real path. Empty where /proc/self/maps does not exist.</summary>
     public static IReadOnlyList<string> MappedLibTorchFiles()
     {

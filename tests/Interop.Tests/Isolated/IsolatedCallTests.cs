@@ -191,18 +191,22 @@ public class IsolatedCallTests
     }
 
     [Test]
-    public void Auto_mode_picks_in_process_here_and_isolated_when_a_foreign_libtorch_is_mapped()
+    public void Auto_mode_is_in_process_without_TorchSharp_and_isolated_with_a_TorchSharp_libtorch_that_is_not_Pythons()
     {
         Assert.Multiple(() =>
         {
-            Assert.That(SessionModeChooser.Choose(false, [], "2.6.0"), Is.EqualTo(SessionMode.InProcess));
-            Assert.That(SessionModeChooser.Choose(true, [], "2.6.0"), Is.EqualTo(SessionMode.Isolated));
-            Assert.That(SessionModeChooser.Choose(true, ["/root/.nuget/packages/libtorch-cpu-linux-x64/2.10.0/runtimes/linux-x64/native/libtorch_cpu.so"], "2.6.0"), Is.EqualTo(SessionMode.Isolated));
-            Assert.That(SessionModeChooser.Choose(false, ["/usr/lib/python3/dist-packages/torch/lib/libtorch_cpu.so"], "2.6.0"), Is.EqualTo(SessionMode.InProcess));
+            Assert.That(SessionModeChooser.Choose(false, false, "2.6.0", null), Is.EqualTo(SessionMode.InProcess));
+            Assert.That(SessionModeChooser.Choose(true, false, "2.6.0+debian", "2.10.0"), Is.EqualTo(SessionMode.Isolated));
+            Assert.That(SessionModeChooser.Choose(true, false, "2.10.0", "2.10.0"), Is.EqualTo(SessionMode.Isolated), "same release but two copies");
+            Assert.That(SessionModeChooser.Choose(true, true, "2.10.0+cpu", "2.10.0"), Is.EqualTo(SessionMode.InProcess), "the shared setup");
+            Assert.That(SessionModeChooser.Choose(true, true, "2.6.0", "2.10.0"), Is.EqualTo(SessionMode.Isolated));
+            Assert.That(SessionModeChooser.Choose(true, false, null, null), Is.EqualTo(SessionMode.Isolated));
             Assert.That(SessionModeChooser.Resolve(SessionMode.Isolated), Is.EqualTo(SessionMode.Isolated));
             Assert.That(SessionModeChooser.Resolve(SessionMode.InProcess), Is.EqualTo(SessionMode.InProcess));
         });
-        // This test process never loads TorchSharp; whatever libtorch it maps is Python's own.
-        Assert.That(SessionModeChooser.Resolve(SessionMode.Auto), Is.EqualTo(SessionMode.InProcess), string.Join(", ", SessionModeChooser.MappedLibTorch()));
+        // This test process neither references nor deploys TorchSharp.
+        Assert.That(SessionModeChooser.Resolve(SessionMode.Auto), Is.EqualTo(SessionMode.InProcess));
+        using var auto = PythonSession.Create(SessionMode.Auto);
+        Assert.That(auto.Description, Does.Contain("in-process"));
     }
 }
