@@ -10,6 +10,10 @@ try
     {
         case "demo":
             SeedDemo.Run(Console.Out);
+            return SeedChain.RunInChild(Console.Out); // step 5 runs in a fresh process: this one imported Python torch
+        case "seed-chain":
+            // Hidden: the demo's last step (isolated worker + TorchSharp); never imports Python torch in this process.
+            SeedChain.Run(Console.Out);
             return 0;
         case "exec" when args.Length == 2:
             // Runs Python source in the embedded interpreter (a scripting bridge, and the exit tests' child).

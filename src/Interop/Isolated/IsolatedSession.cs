@@ -345,6 +345,27 @@ internal sealed class SharedTensorData : TensorData
 
     protected override nint GetAddress() => _lease.Region.Address + (nint)_offset;
 
+    /// <summary>
+    /// Another hold on the shared region, independent of this object (for a TorchSharp tensor over the memory):
+    /// the region stays mapped until every hold and this data are disposed.
+    /// </summary>
+    public IDisposable AcquireHold()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed || !_lease.TryAddRef(), this);
+        return new Hold(_lease);
+    }
+
+    private sealed class Hold(RegionLease lease) : IDisposable
+    {
+        private int _done;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) == 0)
+                lease.Dispose();
+        }
+    }
+
     protected override void Dispose(bool disposing)
     {
         _lease.Dispose();
