@@ -1,0 +1,113 @@
+using BenchmarkDotNet.Attributes;
+using Interop.Sessions;
+
+namespace Interop.Benchmarks;
+
+/// <summary>
+/// Isolated mode (worker process, shared memory) against the in-process session and against a same-run memcpy of the
+/// payload (Span.CopyTo into an existing array: the baseline, Ratio = row / memcpy). A round trip sends a float32
+/// tensor to the worker and gets it back (two copies: into the request region, and from the tensor into a result
+/// region, which the host then reads in place); Send and Receive time one direction each. Destinations are pooled
+/// shared regions (allocated and page-faulted once), so no row pays first-touch page faults after warm-up.
+/// Run alone (<c>--filter '*Isolated*'</c>): the in-process rows import Python torch, which TorchSharp rows cannot share a process with.
+/// </summary>
+public class IsolatedBenchmarks
+{
+    private PythonSession? _isolated;
+    private PythonSession? _inProcess;
+    private PythonRef? _isoModule, _isoIdentity, _isoNBytes, _isoCached, _inModule, _inIdentity;
+    private float[] _source = [];
+    private float[] _destination = [];
+
+    /// <summary>Tensor size in bytes (float32): 64 B (16 elements), 1 MiB, 16 MiB, 256 MiB.</summary>
+    [Params(64L, 1L * Sizes.MiB, 16L * Sizes.MiB, 256L * Sizes.MiB)]
+    public long Bytes { get; set; }
+
+    private static string Script
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
+                if (File.Exists(candidate))
+                    return candidate;
+            }
+            throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
+        }
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _source = Sizes.NetFloats(Bytes);
+        _destination = Sizes.NetFloats(Bytes);
+        _isolated = PythonSession.Isolated();
+        _isoModule = _isolated.LoadFile(Script);
+        _isoIdentity = _isoModule.GetAttr("identity");
+        _isoNBytes = _isoModule.GetAttr("nbytes");
+        _isoCached = _isoModule.GetAttr("cached");
+        _inProcess = PythonSession.InProcess();
+        _inModule = _inProcess.LoadFile(Script);
+        _inIdentity = _inModule.GetAttr("identity");
+        // First calls outside the measurement: worker start, imports, region allocation and first touch.
+        for (var i = 0; i < 3; i++)
+        {
+            _ = Isolated_RoundTrip();
+            _ = Isolated_Send();
+            _ = Isolated_Receive();
+            _ = InProcess_RoundTrip();
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var r in new[] { _isoIdentity, _isoNBytes, _isoCached, _isoModule, _inIdentity, _inModule })
+            r?.Dispose();
+        _isolated?.Dispose();
+        _inProcess?.Dispose();
+        _source = _destination = [];
+        Sizes.Collect();
+    }
+
+    /// <summary>The payload copied once with Span.CopyTo into an existing array (the speed limit of one copy).</summary>
+    [Benchmark(Baseline = true)]
+    public float Memcpy()
+    {
+        _source.AsSpan().CopyTo(_destination);
+        return _destination[^1];
+    }
+
+    /// <summary>Worker round trip: float[] -> request region -> from_numpy -> identity -> .numpy() -> result region -> span.</summary>
+    [Benchmark]
+    public float Isolated_RoundTrip()
+    {
+        using var result = _isoIdentity!.Call(_source);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+
+    /// <summary>Only host -> worker: float[] -> request region -> torch.from_numpy; an int comes back.</summary>
+    [Benchmark]
+    public long Isolated_Send()
+    {
+        using var result = _isoNBytes!.Call(_source);
+        return result.AsInt64();
+    }
+
+    /// <summary>Only worker -> host: a cached worker tensor -> export policy -> .numpy() -> result region -> span.</summary>
+    [Benchmark]
+    public float Isolated_Receive()
+    {
+        using var result = _isoCached!.Call(_source.Length);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+
+    /// <summary>The same round trip in this process's Python (argument copied into a new tensor; the result read zero-copy).</summary>
+    [Benchmark]
+    public float InProcess_RoundTrip()
+    {
+        using var result = _inIdentity!.Call(_source);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+}
