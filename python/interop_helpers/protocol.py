@@ -246,11 +246,20 @@ def parse_float(text):
         _fail("float value %r is not a number" % _clip(text))
 
 
+_DTYPE_NAMES = {}
+
+
 def dtype_name(dtype):
-    for name, row in dtypes.DTYPES.items():
-        if row[2] == dtype.name and dtype.byteorder in "=|<":
-            return name
-    raise TypeError("NumPy dtype %s has no row in the dtype table (or is big-endian); convert it first" % dtype)
+    """The table's name for a NumPy dtype (cached: ``dtype.name`` is slow); TypeError when the table has none."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        for candidate, row in dtypes.DTYPES.items():
+            if row[2] == dtype.name and dtype.byteorder in "=|<":
+                name = _DTYPE_NAMES[dtype] = candidate
+                break
+        else:
+            raise TypeError("NumPy dtype %s has no row in the dtype table (or is big-endian); convert it first" % dtype)
+    return name
 
 
 def short_repr(value, limit=200):
