@@ -18,7 +18,6 @@ docs/isolated.md for the design; in short:
 
 import importlib
 import importlib.metadata
-import importlib.util
 import mmap
 import os
 import sys
@@ -27,7 +26,7 @@ import time
 import traceback
 import weakref
 
-from . import protocol
+from . import calls, protocol
 from .protocol import ProtocolError
 
 MIN_RESULT_REGION = 1 << 20
@@ -109,15 +108,10 @@ class Worker:
         return obj
 
     def load_file(self, path):
+        """The module of a file, run once per worker (later references to the same path reuse it)."""
         module = self.files.get(path)
         if module is None:
-            name = "_interop_file_%d" % (len(self.files) + 1)
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None:
-                raise ImportError("cannot load %r as a Python module" % path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self.files[path] = module
+            module = self.files[path] = calls.load_file(path)
         return module
 
     def map_request_regions(self, regions):
@@ -307,12 +301,9 @@ class Worker:
             del self.request_regions[region_id]
         return sorted(kept)
 
-    def grad_mode(self, grad):
-        if grad == "default":
-            return _NoContext()
-        import torch
-
-        return torch.no_grad() if grad == "no_grad" else torch.inference_mode()
+    @staticmethod
+    def grad_mode(grad):
+        return calls.grad_context({"default": calls.GRAD_DEFAULT, "no_grad": calls.NO_GRAD, "inference": calls.INFERENCE_MODE}[grad])
 
     def serve(self, reader, writer):
         protocol.write_message(writer, self.hello())
@@ -338,14 +329,6 @@ class Worker:
                 reply = protocol.error_reply(request["id"], e)
                 del e
             protocol.write_message(writer, reply)
-
-
-class _NoContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _watch_parent(host_pid):

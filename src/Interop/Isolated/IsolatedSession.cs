@@ -61,11 +61,8 @@ internal sealed class IsolatedSession : PythonSession
 
     public override PythonRef LoadFile(string path)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        var full = Path.GetFullPath(path);
-        if (!File.Exists(full))
-            throw new FileNotFoundException($"No Python file at '{full}'.", full);
+        var full = CheckPythonFile(path);
         return Resolve(new Target("file", full, 0, [], null));
     }
 

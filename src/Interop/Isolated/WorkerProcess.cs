@@ -35,6 +35,7 @@ internal sealed class WorkerProcess : IDisposable
     private SharedRegion? _requestRegion;
     private int _nextRequestRegion;
     private long _nextId;
+    private int _load;
     private volatile string? _abandonReason;
     private volatile bool _dead;
     private WorkerCrashedException? _crash;
@@ -73,7 +74,7 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>The worker's NumPy version; null when NumPy is not installed.</summary>
     public string? NumPyVersion { get; private set; }
 
-    /// <summary>A counter that tells stale object handles from live ones (one generation per process).</summary>
+    /// <summary>True while the process runs and no call has found it dead.</summary>
     public bool IsAlive => !_dead && !HasExited();
 
     /// <summary>Copy the worker's stderr lines to this process's stderr as well.</summary>
@@ -81,7 +82,6 @@ internal sealed class WorkerProcess : IDisposable
 
     /// <summary>Number of calls waiting for or holding the gate.</summary>
     public int Load => _load;
-    private int _load;
 
     /// <summary>The last lines of the worker's stderr.</summary>
     public string StderrTail

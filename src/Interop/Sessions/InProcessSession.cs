@@ -52,11 +52,8 @@ internal sealed class InProcessSession : PythonSession
 
     public override PythonRef LoadFile(string path)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ThrowIfDisposed();
-        var full = Path.GetFullPath(path);
-        if (!File.Exists(full))
-            throw new FileNotFoundException($"No Python file at '{full}'.", full);
+        var full = CheckPythonFile(path);
         return PythonRuntime.Run(() =>
         {
             using var calls = Py.Import(CallsModule);

@@ -71,6 +71,17 @@ public abstract class PythonSession : IDisposable
     /// <summary>Releases resources; <paramref name="disposing"/> is false from a finalizer.</summary>
     protected virtual void Dispose(bool disposing) { }
 
+    /// <summary>The full path of the Python file <see cref="LoadFile"/> is given, after checking it exists (for implementations).</summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    protected static string CheckPythonFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new FileNotFoundException($"No Python file at '{full}'.", full);
+        return full;
+    }
+
     /// <summary>Throws <see cref="ObjectDisposedException"/> after <see cref="Dispose()"/>.</summary>
     protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
 }
