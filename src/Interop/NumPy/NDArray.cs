@@ -215,6 +215,10 @@ public sealed class NDArray : IDisposable
         });
     }
 
+    /// <summary>Copies C-order, native-order element bytes of <paramref name="dtype"/> into a new ndarray of <paramref name="shape"/>.</summary>
+    internal static NDArray CopyFrom(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape) =>
+        CopyFromBytes(bytes, dtype, shape, bytes.Length / dtype.ItemSize);
+
     private static NDArray CopyFromBytes(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape, long count)
     {
         CheckShape(shape, count);
