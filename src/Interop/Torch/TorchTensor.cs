@@ -1,6 +1,9 @@
 // Design notes: Python-side PyTorch, in a process that does not load TorchSharp (one libtorch per process).
-// FromNumPy calls the real torch.from_numpy and Numpy() the real Tensor.numpy(): both share memory.
+// FromNumPy calls the real torch.from_numpy and Numpy() the real Tensor.numpy() (after the export policy of
+// python/interop_helpers/torch_export.py): both share memory. Every import of Python torch from .NET goes
+// through Import() below, the one place where a libtorch guard can run before torch loads.
 using Interop.Embedding;
+using Interop.Errors;
 using Interop.NumPy;
 using Python.Runtime;
 
@@ -17,18 +20,45 @@ public sealed class TorchTensor : IDisposable
     public PyObject PyObject => _object ?? throw new ObjectDisposedException(nameof(TorchTensor));
 
     /// <summary>
-    /// <c>torch.from_numpy(array)</c>: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to
-    /// either are seen by the other) and has the array's dtype. PyTorch's refusals surface as <see cref="Errors.PythonErrorException"/>.
+    /// <c>torch.from_numpy(array)</c>, exactly: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to
+    /// either are seen by the other; the array's memory stays alive while the tensor exists) and has the array's dtype.
     /// </summary>
+    /// <exception cref="TorchConversionException">PyTorch refused the array (negative strides, non-native byte order, a dtype
+    /// PyTorch lacks such as uint16 before PyTorch 2.3, ...); carries PyTorch's own message. <see cref="CopyFromNumPy"/> copies instead.</exception>
     public static TorchTensor FromNumPy(NDArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
         var obj = array.PyObject;
-        return PythonRuntime.Run(() =>
+        try
         {
-            using var torch = Import();
-            return new TorchTensor(torch.InvokeMethod("from_numpy", obj));
-        });
+            return PythonRuntime.Run(() => new TorchTensor(FromNumpyFunction.Invoke(obj)));
+        }
+        catch (PythonErrorException e)
+        {
+            throw new TorchConversionException("torch.from_numpy", e,
+                "TorchTensor.CopyFromNumPy(array) makes a C-contiguous, native-byte-order copy (layout and byte-order refusals); " +
+                "for a dtype PyTorch lacks, convert first, e.g. arr.astype(np.int64)");
+        }
+    }
+
+    /// <summary>
+    /// The opt-in alternative to <see cref="FromNumPy"/>: a tensor over a <b>copy</b> of <paramref name="array"/> in C order and
+    /// native byte order (<c>interop_helpers.torch_export.from_numpy_copy</c>). It never shares memory, so it also accepts
+    /// negative strides, big-endian and read-only arrays.
+    /// </summary>
+    /// <exception cref="TorchConversionException">PyTorch has no dtype for the array's elements.</exception>
+    public static TorchTensor CopyFromNumPy(NDArray array)
+    {
+        ArgumentNullException.ThrowIfNull(array);
+        var obj = array.PyObject;
+        try
+        {
+            return PythonRuntime.Run(() => new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(obj)));
+        }
+        catch (PythonErrorException e)
+        {
+            throw new TorchConversionException("torch.from_numpy (of a copy)", e, "convert the array to a dtype PyTorch has, e.g. arr.astype(np.int64)");
+        }
     }
 
     /// <summary>Evaluates a Python expression (with <c>torch</c> and <c>np</c> imported) that yields a tensor.</summary>
@@ -49,14 +79,51 @@ public sealed class TorchTensor : IDisposable
     });
 
     /// <summary>
-    /// <c>tensor.numpy()</c>: an ndarray that <b>shares memory</b> with this tensor. PyTorch requires a CPU tensor
-    /// that does not require grad; its refusal surfaces as <see cref="Errors.PythonErrorException"/>.
+    /// The export policy, then the real <c>tensor.numpy()</c>: an ndarray that <b>shares memory</b> with this tensor when it
+    /// is a CPU tensor of a NumPy dtype (also when it requires grad and <see cref="ExportOptions.Detach"/> is on), and with
+    /// a prepared copy otherwise (moved to the CPU, conjugate/negative views resolved, upcast on request). See docs/torch.md.
     /// </summary>
-    public NDArray Numpy()
+    /// <exception cref="TensorExportException">The policy refused the tensor; the subclass says why and the message names the fix.</exception>
+    public NDArray Numpy(ExportOptions? options = null)
     {
         var obj = PyObject;
-        return PythonRuntime.Run(() => NDArray.Own(obj.InvokeMethod("numpy")));
+        var o = options ?? ExportOptions.Default;
+        return CallPolicy("export", (export, kw) =>
+        {
+            using var args = new PyTuple([obj]);
+            return NDArray.Own(export.Invoke(args, kw));
+        }, o);
     }
+
+    /// <summary>
+    /// <c>interop_helpers.torch_export.prepare(tensor, ...)</c>: the CPU tensor that <see cref="Numpy"/> would export
+    /// (this same tensor when nothing needs to change).
+    /// </summary>
+    /// <exception cref="TensorExportException">The policy refused the tensor.</exception>
+    public TorchTensor Prepare(ExportOptions? options = null)
+    {
+        var obj = PyObject;
+        var o = options ?? ExportOptions.Default;
+        return CallPolicy("prepare", (prepare, kw) =>
+        {
+            using var args = new PyTuple([obj]);
+            return new TorchTensor(prepare.Invoke(args, kw));
+        }, o);
+    }
+
+    /// <summary><c>tensor.requires_grad</c>.</summary>
+    public bool RequiresGrad => Read(t =>
+    {
+        using var value = t.GetAttr("requires_grad");
+        return value.IsTrue();
+    });
+
+    /// <summary><c>tensor.is_contiguous()</c>.</summary>
+    public bool IsContiguous => Read(t =>
+    {
+        using var value = t.InvokeMethod("is_contiguous");
+        return value.IsTrue();
+    });
 
     /// <summary><c>str(tensor.dtype)</c>, e.g. <c>torch.float32</c>.</summary>
     public string DTypeName => Read(t =>
@@ -99,13 +166,82 @@ public sealed class TorchTensor : IDisposable
         obj.Dispose();
     }
 
-    /// <summary>Imports torch (with the GIL held), with a typed error when it is missing.</summary>
+    /// <summary>
+    /// Imports torch (with the GIL held), with a typed error when it is missing. The one place .NET imports Python
+    /// <c>torch</c>: everything else (the export policy, sessions) comes through here first.
+    /// </summary>
     internal static PyObject Import()
     {
         Gil.AssertHeld();
         PythonRuntime.RequirePackage("torch");
         LibTorchGuard.CheckBeforeImportingPythonTorch(); // one libtorch per process: refuse before loading a second
         return Py.Import("torch");
+    }
+
+    /// <summary>Imports <c>interop_helpers.torch_export</c> (which imports torch) after <see cref="Import"/>.</summary>
+    internal static PyObject ImportExportModule()
+    {
+        using (Import())
+            return Py.Import(TorchExport.ModuleName);
+    }
+
+    // Looked up once, with the GIL, after the guarded Import(): modules and their functions live as long as the
+    // interpreter, so caching them saves an import lookup and an attribute lookup per call. Never disposed.
+    // The GIL serialises the dictionary operations; two threads racing through a first lookup both store the same function.
+    private static PyObject? s_fromNumpy;
+    private static readonly Dictionary<string, PyObject> s_policyFunctions = [];
+    private static readonly PyDict?[] s_policyKeywords = new PyDict?[4];
+
+    /// <summary><c>torch.from_numpy</c> (cached). Requires the GIL; never dispose the result.</summary>
+    internal static PyObject FromNumpyFunction
+    {
+        get
+        {
+            Gil.AssertHeld();
+            if (s_fromNumpy is null)
+            {
+                using var torch = Import();
+                s_fromNumpy = torch.GetAttr("from_numpy");
+            }
+            return s_fromNumpy;
+        }
+    }
+
+    /// <summary>A function of <c>interop_helpers.torch_export</c> (cached). Requires the GIL; never dispose the result.</summary>
+    internal static PyObject PolicyFunction(string name)
+    {
+        Gil.AssertHeld();
+        if (!s_policyFunctions.TryGetValue(name, out var function))
+        {
+            using var module = ImportExportModule();
+            s_policyFunctions[name] = function = module.GetAttr(name);
+        }
+        return function;
+    }
+
+    /// <summary>The policy's keyword arguments (<c>detach=..., upcast=...</c>; cached, never mutated). Requires the GIL; never dispose it.</summary>
+    internal static PyDict Keywords(ExportOptions options)
+    {
+        Gil.AssertHeld();
+        var index = (options.Detach ? 1 : 0) + (options.Upcast ? 2 : 0);
+        if (s_policyKeywords[index] is { } cached)
+            return cached;
+        var kw = new PyDict();
+        kw["detach"] = PythonBools.Get(options.Detach);
+        kw["upcast"] = PythonBools.Get(options.Upcast);
+        return s_policyKeywords[index] = kw;
+    }
+
+    private static T CallPolicy<T>(string function, Func<PyObject, PyDict, T> call, ExportOptions options)
+    {
+        try
+        {
+            return PythonRuntime.Run(() => call(PolicyFunction(function), Keywords(options)));
+        }
+        catch (PythonErrorException e)
+        {
+            throw TorchExport.Translate(e);
+        }
     }
 
     private T Read<T>(Func<PyObject, T> read)

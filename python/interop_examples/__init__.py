@@ -1,0 +1,1 @@
+"""Example Python code that the .NET tests and docs call through a PythonSession."""

@@ -1,0 +1,77 @@
+"""Calling Python objects on behalf of a .NET ``PythonSession`` (in-process or in a worker process).
+
+``call`` runs the callee in the requested autograd mode and returns its result with every ``torch.Tensor``
+(inside lists, tuples and dicts too) exported through ``torch_export.export``, so the .NET side only ever sees
+NumPy arrays in native byte order, plain Python values and other objects. ``load_file`` runs a ``.py`` file as a
+fresh module.
+"""
+
+import contextlib
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+GRAD_DEFAULT = 0
+NO_GRAD = 1
+INFERENCE_MODE = 2
+
+_counter = itertools.count()
+
+
+def grad_context(mode):
+    """The context manager for a grad mode (0: none, 1: torch.no_grad(), 2: torch.inference_mode())."""
+    if mode == GRAD_DEFAULT:
+        return contextlib.nullcontext()
+    import torch
+
+    if mode == NO_GRAD:
+        return torch.no_grad()
+    if mode == INFERENCE_MODE:
+        return torch.inference_mode()
+    raise ValueError(f"unknown grad mode {mode!r}: expected 0 (default), 1 (no_grad) or 2 (inference_mode)")
+
+
+def call(fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=False):
+    """``fn(*args, **kwargs)`` in ``grad_mode``, with tensors in the result exported (see the module docstring)."""
+    with grad_context(grad_mode):
+        result = fn(*args, **(kwargs or {}))
+        return export_tree(result, detach=detach, upcast=upcast)
+
+
+def export_tree(value, *, detach=True, upcast=False):
+    """Replaces tensors by ``torch_export.export(tensor)`` in lists, tuples and dicts; big-endian arrays by native ones."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        from . import torch_export
+
+        return torch_export.export(value, detach=detach, upcast=upcast)
+    if isinstance(value, (list, tuple)):
+        return type(value)(export_tree(v, detach=detach, upcast=upcast) for v in value) if type(value) in (list, tuple) \
+            else tuple(export_tree(v, detach=detach, upcast=upcast) for v in value)
+    if isinstance(value, dict):
+        return {k: export_tree(v, detach=detach, upcast=upcast) for k, v in value.items()}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if isinstance(value, numpy.ndarray) and not value.dtype.isnative:
+            return value.astype(value.dtype.newbyteorder("="))
+        if isinstance(value, numpy.generic):
+            return value.item()
+    return value
+
+
+def load_file(path):
+    """Runs the Python file at ``path`` as a new module (registered in ``sys.modules`` under a unique name)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no Python file at {path}")
+    name = f"interop_loaded_{path.stem}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,96 @@
+"""interop_helpers.calls: grad modes, export of results (nested too) and loading files, as both sessions use them."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from interop_helpers import calls, torch_export  # noqa: E402
+
+
+def grad_state():
+    return (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+
+
+@pytest.mark.parametrize("mode, expected", [(calls.GRAD_DEFAULT, (True, False)), (calls.NO_GRAD, (False, False)),
+                                            (calls.INFERENCE_MODE, (False, True))])
+def test_grad_modes(mode, expected):
+    assert calls.call(grad_state, grad_mode=mode) == expected
+    assert torch.is_grad_enabled()
+
+
+def test_unknown_grad_mode_is_a_value_error():
+    with pytest.raises(ValueError, match="grad mode"):
+        calls.call(grad_state, grad_mode=7)
+
+
+def test_args_and_kwargs_are_passed():
+    assert calls.call(lambda a, b=0: a - b, (10,), {"b": 3}) == 7
+
+
+def test_tensors_are_exported_inside_lists_tuples_and_dicts():
+    t = torch.arange(3, dtype=torch.float32)
+    result = calls.call(lambda: {"x": [t, (t * 2, 5)], "s": "keep"})
+    assert isinstance(result["x"][0], np.ndarray)
+    assert result["x"][0].__array_interface__["data"][0] == t.data_ptr(), "a CPU tensor is exported without a copy"
+    np.testing.assert_array_equal(result["x"][1][0], [0, 2, 4])
+    assert result["x"][1][1] == 5 and result["s"] == "keep"
+
+
+def test_export_options_reach_the_policy():
+    bf16 = torch.ones(2, dtype=torch.bfloat16)
+    with pytest.raises(torch_export.UnsupportedDTypeError):
+        calls.call(lambda: [bf16])
+    assert calls.call(lambda: [bf16], upcast=True)[0].dtype == np.float32
+    needs_grad = torch.ones(2, requires_grad=True)
+    with pytest.raises(torch_export.RequiresGradError):
+        calls.call(lambda: needs_grad, detach=False)
+
+
+def test_numpy_scalars_become_python_scalars_and_big_endian_arrays_native():
+    assert type(calls.export_tree(np.float32(1.5))) is float
+    a = calls.export_tree(np.arange(3, dtype=">i4"))
+    assert a.dtype.isnative and a.tolist() == [0, 1, 2]
+
+
+def test_namedtuples_come_back_as_tuples():
+    from collections import namedtuple
+
+    Point = namedtuple("Point", "x y")
+    assert calls.export_tree(Point(1, 2)) == (1, 2)
+
+
+def test_load_file_runs_a_fresh_module_each_time(tmp_path):
+    path = tmp_path / "counter.py"
+    path.write_text("value = []\n")
+    a = calls.load_file(str(path))
+    b = calls.load_file(str(path))
+    assert a is not b and a.value is not b.value
+    assert a.__name__ in sys.modules
+
+
+def test_load_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        calls.load_file(str(tmp_path / "missing.py"))
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('at import')\n")
+    before = set(sys.modules)
+    with pytest.raises(RuntimeError, match="at import"):
+        calls.load_file(str(bad))
+    assert set(sys.modules) == before, "a failed load leaves no module behind"
+
+
+def test_from_numpy_copy_copies_and_accepts_what_from_numpy_refuses():
+    a = np.arange(6.0)[::-1]
+    with pytest.raises(ValueError, match="negative"):
+        torch.from_numpy(a)
+    t = torch_export.from_numpy_copy(a)
+    assert t.is_contiguous() and t.tolist() == a.tolist()
+    assert t.data_ptr() != a.__array_interface__["data"][0]
+    big = np.arange(3, dtype=">f8")
+    assert torch_export.from_numpy_copy(big).tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(TypeError):
+        torch_export.from_numpy_copy([1, 2])

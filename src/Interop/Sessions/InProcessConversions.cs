@@ -1,0 +1,275 @@
+// Design notes: the in-process session's one place for value conversion, both directions.
+// - .NET -> Python (ToPython): scalars and strings become Python objects; tensors (the rule is
+//   TensorArgument.TryCreate, shared with every session kind) are COPIED into a fresh NumPy array and handed to
+//   torch.from_numpy when PyTorch is installed; NDArray, TorchTensor, raw PyObject and PythonRef of this session
+//   pass by reference. Objects created here are owned by a Temporaries list and released after the call.
+// - Python -> .NET (ToValue) receives results already exported by interop_helpers.calls (tensors are NumPy arrays
+//   sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
+// All methods require the GIL.
+using System.Collections;
+using Interop.Buffers;
+using Interop.Embedding;
+using Interop.Errors;
+using Interop.NumPy;
+using Interop.Torch;
+using Python.Runtime;
+
+namespace Interop.Sessions;
+
+internal static class InProcessConversions
+{
+    /// <summary>Python objects created for one call; released (with the GIL held) when disposed.</summary>
+    internal sealed class Temporaries : IDisposable
+    {
+        private readonly List<PyObject> _objects = [];
+
+        public PyObject Own(PyObject obj)
+        {
+            _objects.Add(obj);
+            return obj;
+        }
+
+        public void Dispose()
+        {
+            for (var i = _objects.Count - 1; i >= 0; i--)
+                _objects[i].Dispose();
+            _objects.Clear();
+        }
+    }
+
+    public static PyTuple ToTuple(InProcessSession session, IReadOnlyList<object?> args, Temporaries temporaries)
+    {
+        var items = new PyObject[args.Count];
+        for (var i = 0; i < items.Length; i++)
+            items[i] = ToPython(session, args[i], $"argument {i}", temporaries);
+        return (PyTuple)temporaries.Own(new PyTuple(items));
+    }
+
+    public static PyDict ToDict(InProcessSession session, IReadOnlyDictionary<string, object?>? kwargs, Temporaries temporaries)
+    {
+        var dict = (PyDict)temporaries.Own(new PyDict());
+        if (kwargs is null)
+            return dict;
+        foreach (var (key, value) in kwargs)
+            dict[key] = ToPython(session, value, $"keyword argument '{key}'", temporaries);
+        return dict;
+    }
+
+    /// <summary>Converts one argument; the result is owned by <paramref name="temporaries"/> or borrowed (never dispose it).</summary>
+    public static PyObject ToPython(InProcessSession session, object? value, string where, Temporaries temporaries)
+    {
+        Gil.AssertHeld();
+        switch (value)
+        {
+            case null:
+                return PyObject.None;
+            case bool b:
+                return PythonBools.Get(b);
+            case sbyte or byte or short or ushort or int or uint or long:
+                return temporaries.Own(new PyInt(System.Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)));
+            case ulong u:
+                return temporaries.Own(new PyInt(u));
+            case float or double or Half:
+                return temporaries.Own(new PyFloat(System.Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)));
+            case string s:
+                return temporaries.Own(new PyString(s));
+            case PythonRef r:
+                if (r is not InProcessRef own || !ReferenceEquals(r.Session, session))
+                    throw new UnsupportedArgumentException(value.GetType(), where, "a PythonRef of another session; objects cannot move between sessions");
+                return own.Object;
+            case NDArray array:
+                return array.PyObject;
+            case TorchTensor tensor:
+                return tensor.PyObject;
+            case PyObject obj:
+                return obj;
+        }
+        if (TensorArgument.TryCreate(value, out var tensorArgument))
+            return Tensor(session, tensorArgument!, temporaries);
+        if (value is IDictionary dictionary)
+        {
+            var dict = (PyDict)temporaries.Own(new PyDict());
+            foreach (DictionaryEntry entry in dictionary)
+            {
+                if (entry.Key is not string key)
+                    throw new UnsupportedArgumentException(entry.Key.GetType(), where + " (a dictionary key)", "dictionary keys must be strings");
+                dict[key] = ToPython(session, entry.Value, $"{where}['{key}']", temporaries);
+            }
+            return dict;
+        }
+        if (value is IList list && value is not Array { Rank: > 1 })
+        {
+            var items = new PyObject[list.Count];
+            for (var i = 0; i < items.Length; i++)
+                items[i] = ToPython(session, list[i], $"{where}[{i}]", temporaries);
+            return temporaries.Own(new PyList(items));
+        }
+        throw new UnsupportedArgumentException(value.GetType(), where);
+    }
+
+    private static PyObject Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
+    {
+        var array = NDArray.CopyFrom(argument.Bytes, argument.DType, [.. argument.Shape]);
+        if (!session.HasTorch)
+            return temporaries.Own(array.PyObject);
+        try
+        {
+            return temporaries.Own(TorchTensor.FromNumpyFunction.Invoke(array.PyObject));
+        }
+        finally
+        {
+            array.Dispose();
+        }
+    }
+
+    /// <summary>Converts a (policy-exported) result, taking ownership of <paramref name="obj"/>.</summary>
+    public static PythonValue ToValue(InProcessSession session, PyObject obj)
+    {
+        Gil.AssertHeld();
+        var keep = false;
+        try
+        {
+            if (obj.IsNone())
+                return PythonValue.FromNone();
+            if (Native.CPython.Address(obj) == Native.CPython.Address(PythonBools.Get(true)) || Native.CPython.Address(obj) == Native.CPython.Address(PythonBools.Get(false)))
+                return PythonValue.FromBool(obj.IsTrue());
+            if (PyInt.IsIntType(obj))
+            {
+                try
+                {
+                    return PythonValue.FromInt64(obj.As<long>(), TypeName(obj));
+                }
+                catch (PythonException)
+                {
+                    // beyond 64 bits: stays a Python object
+                }
+                catch (InvalidCastException)
+                {
+                }
+            }
+            else if (PyFloat.IsFloatType(obj))
+                return PythonValue.FromDouble(obj.As<double>(), TypeName(obj));
+            else if (PyString.IsStringType(obj))
+                return PythonValue.FromString(obj.As<string>());
+            else if (IsNumPyArray(obj) && BufferTensorData.TryCreate(obj) is { } data)
+            {
+                keep = true;
+                return PythonValue.FromTensor(data, TypeName(obj));
+            }
+            else if (PyTuple.IsTupleType(obj) || PyList.IsListType(obj))
+                return PythonValue.FromSequence(ConvertItems(obj.Length(), i => ToValue(session, obj[i]), v => v.Dispose()), TypeName(obj));
+            else if (PyDict.IsDictType(obj))
+            {
+                using var keys = obj.InvokeMethod("keys");
+                using var keyList = PyList.AsList(keys);
+                return PythonValue.FromMapping(ConvertItems(keyList.Length(), i =>
+                {
+                    var pyKey = keyList[i];
+                    PythonValue key;
+                    var pyValue = obj.GetItem(pyKey);
+                    try
+                    {
+                        key = ToValue(session, pyKey);
+                    }
+                    catch
+                    {
+                        pyValue.Dispose();
+                        throw;
+                    }
+                    try
+                    {
+                        return new KeyValuePair<PythonValue, PythonValue>(key, ToValue(session, pyValue));
+                    }
+                    catch
+                    {
+                        key.Dispose();
+                        throw;
+                    }
+                }, p => { p.Key.Dispose(); p.Value.Dispose(); }));
+            }
+            keep = true;
+            return PythonValue.FromObject(session.Track(obj));
+        }
+        finally
+        {
+            if (!keep)
+                obj.Dispose();
+        }
+    }
+
+    private static List<T> ConvertItems<T>(long count, Func<int, T> convert, Action<T> dispose)
+    {
+        var result = new List<T>();
+        try
+        {
+            for (var i = 0; i < count; i++)
+                result.Add(convert(i));
+            return result;
+        }
+        catch
+        {
+            result.ForEach(dispose);
+            throw;
+        }
+    }
+
+    private static bool IsNumPyArray(PyObject obj) => TypeName(obj) == "numpy.ndarray";
+
+    /// <summary><c>type(obj)</c>'s qualified name (<c>builtins.</c> left out).</summary>
+    public static string TypeName(PyObject obj)
+    {
+        using var type = obj.GetPythonType();
+        using var module = type.GetAttr("__module__");
+        using var name = type.GetAttr("__qualname__");
+        var m = module.ToString();
+        return m is null or "builtins" ? name.ToString() ?? "?" : $"{m}.{name}";
+    }
+}
+
+/// <summary>Tensor data over the Python buffer of an exported NumPy array: zero-copy (the tensor's own storage when it was on the CPU).</summary>
+internal sealed class BufferTensorData : TensorData
+{
+    private readonly PythonBuffer _buffer;
+    private PyObject? _array;
+
+    private BufferTensorData(PythonBuffer buffer, PyObject array)
+        : base(buffer.DType, [.. buffer.Shape.Select(d => (long)d)], [.. buffer.Strides.Select(s => (long)s)])
+    {
+        _buffer = buffer;
+        _array = array;
+    }
+
+    /// <summary>Takes ownership of <paramref name="array"/> on success; null when its dtype is outside the table. Requires the GIL.</summary>
+    public static BufferTensorData? TryCreate(PyObject array)
+    {
+        PythonBuffer buffer;
+        try
+        {
+            buffer = PythonBuffer.Acquire(array, writable: false);
+        }
+        catch (UnsupportedDTypeException)
+        {
+            return null;
+        }
+        if (!buffer.Format.IsNativeOrder)
+        {
+            buffer.Dispose();
+            return null;
+        }
+        return new BufferTensorData(buffer, array);
+    }
+
+    protected override nint GetAddress() => _buffer.Pointer;
+
+    protected override void Dispose(bool disposing)
+    {
+        _buffer.Dispose();
+        var array = Interlocked.Exchange(ref _array, null);
+        if (disposing && array is not null && PythonRuntime.IsRunning)
+        {
+            using var gil = PythonRuntime.AcquireGil();
+            array.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,264 @@
+// Design notes: the result of a call, the same type for every kind of session. Sessions build values with the
+// From* factories; every accessor (kind checks, tensor element access, strided copies) is implemented here once.
+// A value owns what it holds: its tensor data, its items and its object reference; Dispose releases all of them.
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Interop.Buffers;
+using Interop.DTypes;
+using Interop.Errors;
+
+namespace Interop.Sessions;
+
+/// <summary>What kind of Python value a <see cref="PythonValue"/> holds.</summary>
+#pragma warning disable CA1720 // the kinds are named after Python's types
+public enum PythonValueKind
+{
+    /// <summary><c>None</c>.</summary>
+    None,
+    /// <summary><c>bool</c>.</summary>
+    Bool,
+    /// <summary><c>int</c> that fits in 64 bits.</summary>
+    Int,
+    /// <summary><c>float</c>.</summary>
+    Float,
+    /// <summary><c>str</c>.</summary>
+    String,
+    /// <summary>A <c>torch.Tensor</c> or <c>numpy.ndarray</c>, exported to memory .NET can read.</summary>
+    Tensor,
+    /// <summary>A <c>list</c> or <c>tuple</c>; see <see cref="PythonValue.Items"/>.</summary>
+    Sequence,
+    /// <summary>A <c>dict</c>; see <see cref="PythonValue.Entries"/>.</summary>
+    Mapping,
+    /// <summary>Any other object (a module, an <c>nn.Module</c>, a big int, ...); see <see cref="PythonValue.AsRef"/>.</summary>
+    Object,
+}
+#pragma warning restore CA1720
+
+/// <summary>
+/// A value returned by Python. Scalars and strings are copied into .NET; tensors (and NumPy arrays) keep their
+/// memory, readable without a copy through <see cref="AsReadOnlySpan{T}"/> until <see cref="Dispose"/>; other objects
+/// stay in the session as a <see cref="PythonRef"/>. Dispose the value to release tensor memory and references.
+/// </summary>
+public sealed class PythonValue : IDisposable
+{
+    private readonly object? _value; // bool, long, double, string, TensorData, PythonValue[], KeyValuePair<,>[], PythonRef
+    private int _disposed;
+
+    private PythonValue(PythonValueKind kind, object? value, string pythonType)
+    {
+        Kind = kind;
+        _value = value;
+        PythonType = pythonType;
+    }
+
+    /// <summary>The kind of value.</summary>
+    public PythonValueKind Kind { get; }
+
+    /// <summary>The Python type's name (<c>int</c>, <c>tuple</c>, ...); for tensors the type after export (in-process: <c>numpy.ndarray</c>).</summary>
+    public string PythonType { get; }
+
+    // ---- factories, for session implementations -------------------------------------------------------
+
+    /// <summary><c>None</c>.</summary>
+    public static PythonValue FromNone() => new(PythonValueKind.None, null, "NoneType");
+
+    /// <summary>A <c>bool</c>.</summary>
+    public static PythonValue FromBool(bool value) => new(PythonValueKind.Bool, value, "bool");
+
+    /// <summary>An <c>int</c>.</summary>
+    public static PythonValue FromInt64(long value, string pythonType = "int") => new(PythonValueKind.Int, value, pythonType);
+
+    /// <summary>A <c>float</c>.</summary>
+    public static PythonValue FromDouble(double value, string pythonType = "float") => new(PythonValueKind.Float, value, pythonType);
+
+    /// <summary>A <c>str</c>.</summary>
+    public static PythonValue FromString(string value) => new(PythonValueKind.String, value ?? throw new ArgumentNullException(nameof(value)), "str");
+
+    /// <summary>A tensor whose memory <paramref name="data"/> holds; the value takes ownership of it.</summary>
+    public static PythonValue FromTensor(TensorData data, string pythonType = "torch.Tensor") =>
+        new(PythonValueKind.Tensor, data ?? throw new ArgumentNullException(nameof(data)), pythonType);
+
+    /// <summary>A list or tuple; the value takes ownership of the items.</summary>
+    public static PythonValue FromSequence(IEnumerable<PythonValue> items, string pythonType) =>
+        new(PythonValueKind.Sequence, (items ?? throw new ArgumentNullException(nameof(items))).ToArray(), pythonType);
+
+    /// <summary>A dict; the value takes ownership of keys and values.</summary>
+    public static PythonValue FromMapping(IEnumerable<KeyValuePair<PythonValue, PythonValue>> entries, string pythonType = "dict") =>
+        new(PythonValueKind.Mapping, (entries ?? throw new ArgumentNullException(nameof(entries))).ToArray(), pythonType);
+
+    /// <summary>Any other object, kept in its session; the value takes ownership of the reference.</summary>
+    public static PythonValue FromObject(PythonRef reference) =>
+        new(PythonValueKind.Object, reference ?? throw new ArgumentNullException(nameof(reference)), reference.PythonType);
+
+    // ---- scalars and strings ---------------------------------------------------------------------------
+
+    /// <summary>True when the value is <c>None</c>.</summary>
+    public bool IsNone => Kind == PythonValueKind.None;
+
+    /// <summary>The <c>bool</c>.</summary>
+    /// <exception cref="PythonValueKindException">The value is not a bool.</exception>
+    public bool AsBool() => Get<bool>(PythonValueKind.Bool, nameof(AsBool));
+
+    /// <summary>The <c>int</c>.</summary>
+    /// <exception cref="PythonValueKindException">The value is not an int.</exception>
+    public long AsInt64() => Get<long>(PythonValueKind.Int, nameof(AsInt64));
+
+    /// <summary>The <c>float</c> (an <c>int</c> is widened).</summary>
+    /// <exception cref="PythonValueKindException">The value is not a float or int.</exception>
+    public double AsDouble() => Kind == PythonValueKind.Int ? AsInt64() : Get<double>(PythonValueKind.Float, nameof(AsDouble));
+
+    /// <summary>The <c>str</c>.</summary>
+    /// <exception cref="PythonValueKindException">The value is not a str.</exception>
+    public string AsString() => Get<string>(PythonValueKind.String, nameof(AsString));
+
+    /// <summary>The object, still in its session (for <see cref="PythonValueKind.Object"/>). The value keeps ownership: the
+    /// reference is valid until the value is disposed (use <c>GetAttr</c> on it to get independent references).</summary>
+    /// <exception cref="PythonValueKindException">The value is not an object kind.</exception>
+    public PythonRef AsRef() => Get<PythonRef>(PythonValueKind.Object, nameof(AsRef));
+
+    // ---- containers ------------------------------------------------------------------------------------
+
+    /// <summary>The items of a list or tuple.</summary>
+    /// <exception cref="PythonValueKindException">The value is not a sequence.</exception>
+    public IReadOnlyList<PythonValue> Items => Get<PythonValue[]>(PythonValueKind.Sequence, nameof(Items));
+
+    /// <summary>The item at <paramref name="index"/> of a list or tuple.</summary>
+    public PythonValue this[int index] => Items[index];
+
+    /// <summary>The entries of a dict, in its order.</summary>
+    /// <exception cref="PythonValueKindException">The value is not a mapping.</exception>
+    public IReadOnlyList<KeyValuePair<PythonValue, PythonValue>> Entries =>
+        Get<KeyValuePair<PythonValue, PythonValue>[]>(PythonValueKind.Mapping, nameof(Entries));
+
+    /// <summary>The value of a dict at the string key <paramref name="key"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No such key.</exception>
+    public PythonValue this[string key]
+    {
+        get
+        {
+            foreach (var (k, v) in Entries)
+                if (k.Kind == PythonValueKind.String && k.AsString() == key)
+                    return v;
+            throw new KeyNotFoundException($"The dict has no key '{key}'.");
+        }
+    }
+
+    // ---- tensors ---------------------------------------------------------------------------------------
+
+    /// <summary>The tensor's memory, shape, strides and dtype (valid until the value is disposed).</summary>
+    /// <exception cref="PythonValueKindException">The value is not a tensor.</exception>
+    public TensorData AsTensorData() => Get<TensorData>(PythonValueKind.Tensor, nameof(AsTensorData));
+
+    /// <summary>The tensor's dimensions.</summary>
+    public long[] Shape => AsTensorData().Shape.ToArray();
+
+    /// <summary>The tensor's dtype (from the dtype table).</summary>
+    public DType DType => AsTensorData().DType;
+
+    /// <summary>The number of elements of the tensor.</summary>
+    public long ElementCount => AsTensorData().ElementCount;
+
+    /// <summary>The elements, in C order, <b>without a copy</b>: valid until <see cref="Dispose"/>.</summary>
+    /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the dtype's element type.</exception>
+    /// <exception cref="LayoutException">The tensor is not C-contiguous (use <see cref="ToArray{T}"/> or <see cref="CopyTo{T}"/>).</exception>
+    public unsafe ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged
+    {
+        var data = Typed<T>();
+        if (!data.IsCContiguous)
+            throw new LayoutException($"The tensor (shape ({string.Join(", ", data.Shape)}), strides ({string.Join(", ", data.Strides)}) bytes) is not C-contiguous, " +
+                                      "so a flat span cannot express it. Fix: ToArray/CopyTo copy it in C order, or return tensor.contiguous() from Python.");
+        // Safety: the memory is held by the TensorData until this value is disposed; the span is documented as valid until then.
+        return new ReadOnlySpan<T>((void*)data.Address, checked((int)data.ElementCount));
+    }
+
+    /// <summary>Copies the elements, in C order, into <paramref name="destination"/>.</summary>
+    /// <exception cref="ArgumentException">The destination is too short.</exception>
+    public unsafe void CopyTo<T>(Span<T> destination) where T : unmanaged
+    {
+        var data = Typed<T>();
+        if (destination.Length < data.ElementCount)
+            throw new ArgumentException($"The destination holds {destination.Length} elements; the tensor has {data.ElementCount}.", nameof(destination));
+        var shape = data.Shape.Select(d => (nint)d).ToArray();
+        var strides = data.Strides.Select(s => (nint)s).ToArray();
+        fixed (T* dst = destination)
+            StridedCopy.Gather((byte*)data.Address, shape, strides, sizeof(T), 1, (byte*)dst);
+    }
+
+    /// <summary>Copies the elements, in C order, into a new array.</summary>
+    public T[] ToArray<T>() where T : unmanaged
+    {
+        var result = new T[checked((int)Typed<T>().ElementCount)];
+        CopyTo<T>(result);
+        return result;
+    }
+
+    /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the same shape (a 0-d tensor gives shape [1]).</summary>
+    public Tensor<T> ToTensor<T>() where T : unmanaged
+    {
+        var shape = Typed<T>().Shape.Select(d => checked((nint)d)).ToArray();
+        return Tensor.Create(ToArray<T>(), shape.Length == 0 ? [1] : shape);
+    }
+
+    /// <summary>Copies the elements into a new .NET array of the tensor's rank (<c>T[,]</c>, ...; 0-d gives <c>T[1]</c>).</summary>
+    public Array ToMultidimensionalArray<T>() where T : unmanaged
+    {
+        var shape = Typed<T>().Shape.Select(d => checked((int)d)).ToArray();
+        var result = Array.CreateInstance(typeof(T), shape.Length == 0 ? [1] : shape);
+        CopyTo(MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length));
+        return result;
+    }
+
+    /// <summary>A short description, e.g. <c>Tensor float32 (2, 3)</c> or <c>Int 42</c>.</summary>
+    public override string ToString() => IsDisposed ? "disposed PythonValue" : Kind switch
+    {
+        PythonValueKind.Tensor => $"Tensor {DType} ({string.Join(", ", AsTensorData().Shape)})",
+        PythonValueKind.Sequence => $"{PythonType} of {Items.Count}",
+        PythonValueKind.Mapping => $"dict of {Entries.Count}",
+        PythonValueKind.Object => $"Object {PythonType}",
+        PythonValueKind.None => "None",
+        _ => $"{Kind} {Convert.ToString(_value, System.Globalization.CultureInfo.InvariantCulture)}",
+    };
+
+    /// <summary>True once disposed.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>Releases the tensor memory, the items and the object reference. Harmless when called again.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        switch (_value)
+        {
+            case TensorData t: t.Dispose(); break;
+            case PythonRef r: r.Dispose(); break;
+            case PythonValue[] items:
+                foreach (var item in items)
+                    item.Dispose();
+                break;
+            case KeyValuePair<PythonValue, PythonValue>[] entries:
+                foreach (var (k, v) in entries)
+                {
+                    k.Dispose();
+                    v.Dispose();
+                }
+                break;
+        }
+    }
+
+    private T Get<T>(PythonValueKind kind, string accessor)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (Kind != kind)
+            throw new PythonValueKindException(accessor, kind.ToString(), Kind, PythonType);
+        return (T)_value!;
+    }
+
+    private TensorData Typed<T>() where T : unmanaged
+    {
+        var data = AsTensorData();
+        if (data.DType.ClrType != typeof(T))
+            throw new ElementTypeMismatchException(typeof(T), data.DType.Name, data.DType.ClrType);
+        return data;
+    }
+}

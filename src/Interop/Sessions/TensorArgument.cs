@@ -1,0 +1,114 @@
+// Design notes: the session-neutral form of a tensor argument: C-order element bytes in native byte order,
+// a shape and a dtype from the one table. Every session kind accepts it, so the decision "which .NET values
+// are tensors" is made here once (TryCreate) and each session only decides how to carry the bytes.
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using Interop.DTypes;
+
+namespace Interop.Sessions;
+
+/// <summary>
+/// Tensor data for a call argument: a C-order (row-major) block of elements, its shape and dtype. Made from
+/// <see cref="Memory{T}"/> (so spans of pooled or native memory can be passed), .NET arrays of any rank or
+/// <see cref="Tensor{T}"/>. It refers to the caller's memory (no copy) until a session copies it into a Python tensor
+/// during the call; keep the memory unchanged until the call returns.
+/// </summary>
+public sealed class TensorArgument
+{
+    private readonly Source _source;
+    private readonly long[] _shape;
+
+    private TensorArgument(Source source, DType dtype, long[] shape)
+    {
+        long count = 1;
+        foreach (var d in shape)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+            count = checked(count * d);
+        }
+        var available = source.ByteLength / dtype.ItemSize;
+        if (count != available)
+            throw new ArgumentException($"Shape ({string.Join(", ", shape)}) holds {count} elements, but the data has {available}.", nameof(shape));
+        _source = source;
+        DType = dtype;
+        _shape = shape;
+        ElementCount = count;
+    }
+
+    /// <summary>The element dtype.</summary>
+    public DType DType { get; }
+
+    /// <summary>The dimensions (empty: a 0-d tensor).</summary>
+    public IReadOnlyList<long> Shape => _shape;
+
+    /// <summary>The number of elements.</summary>
+    public long ElementCount { get; }
+
+    /// <summary>The elements' bytes in C order and native byte order (the caller's memory, not a copy).</summary>
+    public ReadOnlySpan<byte> Bytes => _source.Bytes;
+
+    /// <summary>An argument over <paramref name="data"/> with <paramref name="shape"/> (default: 1-d). No copy.</summary>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not in the dtype table.</exception>
+    /// <exception cref="ArgumentException">The shape does not hold exactly <c>data.Length</c> elements.</exception>
+    public static TensorArgument Create<T>(ReadOnlyMemory<T> data, params long[] shape) where T : unmanaged =>
+        new(new MemorySource<T>(data), DType.Of<T>(), shape is null || shape.Length == 0 ? [data.Length] : (long[])shape.Clone());
+
+    /// <summary>An argument over a .NET array of any rank (<c>T[]</c>, <c>T[,]</c>, ...), with the array's shape. No copy.</summary>
+    /// <exception cref="NotSupportedException">The element type is not in the dtype table.</exception>
+    public static TensorArgument FromArray(Array array)
+    {
+        ArgumentNullException.ThrowIfNull(array);
+        var dtype = DType.Of(array.GetType().GetElementType()!);
+        var shape = Enumerable.Range(0, array.Rank).Select(d => (long)array.GetLength(d)).ToArray();
+        return new(new ArraySource(array, dtype.ItemSize), dtype, shape);
+    }
+
+    /// <summary>An argument with the shape and elements of <paramref name="tensor"/> (copied once into C order).</summary>
+    public static TensorArgument FromTensor<T>(Tensor<T> tensor) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        var data = new T[tensor.FlattenedLength];
+        tensor.FlattenTo(data);
+        var shape = tensor.Lengths.ToArray().Select(d => (long)d).ToArray();
+        return new(new MemorySource<T>(data), DType.Of<T>(), shape);
+    }
+
+    /// <summary>
+    /// The one rule for which call arguments are tensors: a <see cref="TensorArgument"/>, a .NET array whose element
+    /// type is in the dtype table, or a <see cref="Tensor{T}"/> of such a type. Other values give false.
+    /// </summary>
+    public static bool TryCreate(object? value, out TensorArgument? argument)
+    {
+        argument = value switch
+        {
+            TensorArgument t => t,
+            Array a when a.GetType().GetElementType() is { } e && IsElementType(e) => FromArray(a),
+            not null when value.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(Tensor<>)
+                                                                          && IsElementType(type.GetGenericArguments()[0]) => FromTensorObject(value, type),
+            _ => null,
+        };
+        return argument is not null;
+    }
+
+    private static bool IsElementType(Type type) => DType.All.Any(d => d.ClrType == type);
+
+    private static TensorArgument FromTensorObject(object tensor, Type type) =>
+        (TensorArgument)typeof(TensorArgument).GetMethod(nameof(FromTensor))!.MakeGenericMethod(type.GetGenericArguments()[0]).Invoke(null, [tensor])!;
+
+    private abstract class Source
+    {
+        public abstract ReadOnlySpan<byte> Bytes { get; }
+        public int ByteLength => Bytes.Length;
+    }
+
+    private sealed class MemorySource<T>(ReadOnlyMemory<T> memory) : Source where T : unmanaged
+    {
+        public override ReadOnlySpan<byte> Bytes => MemoryMarshal.AsBytes(memory.Span);
+    }
+
+    private sealed class ArraySource(Array array, int itemSize) : Source
+    {
+        public override ReadOnlySpan<byte> Bytes =>
+            MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(array), checked(array.Length * itemSize));
+    }
+}
