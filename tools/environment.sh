@@ -169,7 +169,7 @@ env_enter_root() {
             PATH="$DOTNET_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
             DOTNET_ROOT="$DOTNET_DIR" NUGET_PACKAGES="$NUGET_DIR" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 \
             DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 SSL_CERT_FILE="$CERT" PYTHONDONTWRITEBYTECODE=1 \
-            INTEROP_PYTHON=/usr/bin/python3 INTEROP_ENVIRONMENT=debian13 \
+            INTEROP_PYTHON=/usr/bin/python3 INTEROP_ENVIRONMENT=debian13 INTEROP_BENCH_ITERATIONS="${INTEROP_BENCH_ITERATIONS:-}" \
             /bin/bash -c "cd \"\$0\" && exec \"\$@\"" "$REPO" "$@"
     ' _ "$@"
 }

@@ -31,7 +31,7 @@ public sealed class BenchConfig : ManualConfig
             .WithToolchain(InProcessEmitToolchain.Instance)
             .WithLaunchCount(1)
             .WithWarmupCount(2)
-            .WithIterationCount(7)
+            .WithIterationCount(Iterations())
             .WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(120))
             .WithId("InProcessShort"));
         AddColumn(StatisticColumn.Median);
@@ -39,4 +39,8 @@ public sealed class BenchConfig : ManualConfig
         AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByCategory);
         WithOptions(ConfigOptions.JoinSummary);
     }
+
+    /// <summary>Iterations per case: 7, or <c>INTEROP_BENCH_ITERATIONS</c> (3–100) for steadier medians on noisy machines.</summary>
+    private static int Iterations() =>
+        int.TryParse(Environment.GetEnvironmentVariable("INTEROP_BENCH_ITERATIONS"), out var n) ? Math.Clamp(n, 3, 100) : 7;
 }

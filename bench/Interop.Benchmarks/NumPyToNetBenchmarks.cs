@@ -64,4 +64,11 @@ public class NumPyToNetBenchmarks
 
     [Benchmark, BenchmarkCategory("IntoNew")]
     public float[] NDArray_ToArray() => _numpy!.ToArray<float>();
+
+    [Benchmark, BenchmarkCategory("IntoNew")]
+    public float NDArray_ToPooledArray_Dispose()
+    {
+        using var pooled = _numpy!.ToPooledArray<float>();
+        return pooled.Span[^1];
+    }
 }

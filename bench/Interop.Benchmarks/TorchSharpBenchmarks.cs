@@ -6,9 +6,9 @@ using TorchSharp;
 
 namespace Interop.Benchmarks;
 
-// This process loads TorchSharp's libtorch, so no benchmark in this project may import Python torch (one libtorch per
-// process; LibTorchGuard would refuse it). TorchSharp runs only where libstdc++ has GLIBCXX_3.4.32 (the debian13
-// environment on a Debian 12 host): elsewhere these setups throw TorchSharpUnavailableException.
+// These classes load TorchSharp's libtorch, so Program.Main runs them in a child process of their own (other classes
+// import Python torch: one libtorch per process). TorchSharp runs only where libstdc++ has GLIBCXX_3.4.32 (the
+// debian13 environment on a Debian 12 host): elsewhere these setups throw TorchSharpUnavailableException.
 
 /// <summary>
 /// Zero-copy NumPy ↔ TorchSharp: flat in size. Baseline: TorchSharp's own zero-copy over a pinned .NET array

@@ -96,6 +96,88 @@ public class ExportTests
     }
 
     [Test]
+    public void Assign_scatters_into_a_strided_view_and_leaves_the_gaps_alone()
+    {
+        using var whole = NDArray.Evaluate("np.zeros((4, 6), dtype=np.int32)");
+        using var every_other = PythonRuntime.Run(() =>
+        {
+            using var scope = Python.Runtime.Py.CreateScope();
+            scope.Set("w", whole.PyObject);
+            return NDArray.Wrap(scope.Eval("w[::2, ::-2].T"));
+        });
+        var data = Enumerable.Range(1, 6).ToArray();
+        every_other.Assign<int>(data);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Py<string>("str(e.tolist())", ("e", every_other)), Is.EqualTo("[[1, 2], [3, 4], [5, 6]]"));
+            Assert.That(Py<int>("int((w != 0).sum())", ("w", whole)), Is.EqualTo(6), "only the viewed elements change");
+            Assert.That(Py<int>("int(w[2, 1])", ("w", whole)), Is.EqualTo(6));
+        });
+    }
+
+    [TestCase("'>f4'", "float32")]
+    [TestCase("'>c8'", "complex64")]
+    [TestCase("'>u2'", "uint16")]
+    public void Assign_into_a_big_endian_array_writes_its_byte_order(string typestr, string name)
+    {
+        using var a = NDArray.Evaluate($"np.zeros(3, dtype={typestr})");
+        Assert.That(a.IsBigEndian);
+        var dtype = DType.FromName(name)!;
+        typeof(ExportTests).GetMethod(nameof(AssignCounting), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+            .MakeGenericMethod(dtype.ClrType!).Invoke(null, [a]);
+        // NumPy reads the values back in the array's own (big-endian) order.
+        Assert.That(Py<string>("str([complex(x) for x in a.tolist()])", ("a", a)), Is.EqualTo("[(1+0j), (2+0j), (3+0j)]"));
+    }
+
+    private static void AssignCounting<T>(NDArray a) where T : unmanaged
+    {
+        var values = new T[3];
+        using var source = NDArray.Evaluate($"np.array([1, 2, 3], dtype='{DType.Of<T>().NumPyName}')");
+        source.CopyTo<T>(values);
+        a.Assign<T>(values);
+    }
+
+    [Test]
+    public void Assign_refuses_read_only_arrays_wrong_lengths_and_wrong_types()
+    {
+        var buffersBefore = LiveObjects.PythonBuffers;
+        using var readOnly = NDArray.Evaluate("np.frombuffer(b'abcdefgh', dtype=np.uint8)");
+        Assert.Throws<Interop.Errors.ReadOnlyBufferException>(() => readOnly.Assign<byte>(new byte[8]));
+        using var a = NDArray.Evaluate("np.zeros((2, 3), dtype=np.float64)");
+        var ex = Assert.Throws<ArgumentException>(() => a.Assign<double>(new double[5]));
+        Assert.That(ex!.Message, Does.Contain("5 elements").And.Contain("6"));
+        Assert.Throws<Interop.Errors.ElementTypeMismatchException>(() => a.Assign<float>(new float[6]));
+        Assert.That(Py<double>("float(abs(a).sum())", ("a", a)), Is.EqualTo(0), "refused writes leave the array untouched");
+        Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(buffersBefore), "refusals release the buffer");
+    }
+
+    [Test]
+    public void ArrayView_CopyFrom_writes_through_a_writable_view_only()
+    {
+        using var a = NDArray.Evaluate("np.zeros(4, dtype=np.float32)");
+        using (var view = a.View<float>())
+            view.CopyFrom([1f, 2f, 3f, 4f]);
+        Assert.That(Py<string>("str(a.tolist())", ("a", a)), Is.EqualTo("[1.0, 2.0, 3.0, 4.0]"));
+        using var readOnly = a.ViewReadOnly<float>();
+        Assert.Throws<Interop.Errors.ReadOnlyBufferException>(() => readOnly.CopyFrom([0f, 0f, 0f, 0f]));
+    }
+
+    [Test]
+    public void ToPooledArray_copies_exactly_the_elements_and_returns_the_array_on_dispose()
+    {
+        using var a = NDArray.Evaluate("np.arange(10, dtype=np.int64).reshape(2, 5)[:, ::2]");
+        var pool = System.Buffers.ArrayPool<long>.Create(maxArrayLength: 64, maxArraysPerBucket: 1);
+        var pooled = a.ToPooledArray<long>(pool);
+        Assert.That(pooled.Span.ToArray(), Is.EqualTo(a.ToArray<long>()));
+        Assert.That(pooled.Length, Is.EqualTo(6));
+        var rented = System.Runtime.InteropServices.MemoryMarshal.TryGetArray<long>(pooled.Memory, out var segment) ? segment.Array : null;
+        pooled.Dispose();
+        pooled.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => _ = pooled.Span.Length);
+        Assert.That(pool.Rent(6), Is.SameAs(rented), "the array went back to the pool it came from");
+    }
+
+    [Test]
     public void A_shape_that_does_not_fit_the_data_is_refused()
     {
         var ex = Assert.Throws<ArgumentException>(() => NDArray.CopyFrom<int>(new int[6], 4, 2));

@@ -41,9 +41,17 @@ public class RoundTripPropertyTests
 
         using (var copy = NDArray.CopyFrom<T>(data, dims.Length == 0 ? [] : dims))
         {
-            // CopyFrom with no shape means 1-d; a 0-d array comes from an explicit empty shape only through Share below.
+            // CopyFrom with no shape means 1-d; 0-d arrays are covered by Empty + Assign below.
             var back = copy.ToArray<T>();
             Assert.That(MemoryMarshal.AsBytes(back.AsSpan()).ToArray(), Is.EqualTo(bytes), $"copy {dtype} {string.Join("x", shape)}");
+        }
+        using (var target = NDArray.Empty(dtype, dims))
+        {
+            // Assign writes into an existing array of any rank, 0-d included.
+            target.Assign<T>(data);
+            Assert.That(target.Shape, Is.EqualTo(dims));
+            var back = target.ToArray<T>();
+            Assert.That(MemoryMarshal.AsBytes(back.AsSpan()).ToArray(), Is.EqualTo(bytes), $"assign {dtype} {string.Join("x", shape)}");
         }
         using var shared = NDArray.Share(new Memory<T>(data), dims.Length == 0 ? [1] : dims);
         Assert.That(shared.Shape, Is.EqualTo(dims.Length == 0 ? new long[] { 1 } : dims));
