@@ -9,7 +9,6 @@ namespace Interop.Benchmarks;
 /// tensor to the worker and gets it back (two copies: into the request region, and from the tensor into a result
 /// region, which the host then reads in place); Send and Receive time one direction each. Destinations are pooled
 /// shared regions (allocated and page-faulted once), so no row pays first-touch page faults after warm-up.
-/// Run alone (<c>--filter '*Isolated*'</c>): the in-process rows import Python torch, which TorchSharp rows cannot share a process with.
 /// </summary>
 public class IsolatedBenchmarks
 {
