@@ -63,10 +63,11 @@ internal sealed class InProcessSession : PythonSession
     }
 
     /// <summary>Calls <paramref name="callee"/>; the one call path of the session.</summary>
-    internal PythonValue Call(PyObject callee, IReadOnlyList<object?> args, CallOptions? options)
+    internal PythonValue Call(InProcessRef callee, IReadOnlyList<object?> args, CallOptions? options)
     {
         ArgumentNullException.ThrowIfNull(args);
         ThrowIfDisposed();
+        _ = callee.Object; // fail fast; read again with the GIL below
         var o = options ?? CallOptions.Default;
         try
         {
@@ -76,7 +77,9 @@ internal sealed class InProcessSession : PythonSession
                 var pyArgs = InProcessConversions.ToTuple(this, args, temporaries);
                 var pyKwargs = InProcessConversions.ToDict(this, o.KeywordArguments, temporaries);
                 using var grad = new PyInt((int)o.GradMode);
-                using var callArgs = new PyTuple([callee, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
+                // The callee is read with the GIL held, right before the tuple takes its own reference: a Dispose on another
+                // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
+                using var callArgs = new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
                 return InProcessConversions.ToValue(this, CallFunction.Invoke(callArgs));
             });
         }
@@ -162,11 +165,12 @@ internal sealed class InProcessRef : PythonRef
     public override PythonRef GetAttr(string name)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        var obj = Object;
-        return PythonRuntime.Run(() => _session.Track(obj.GetAttr(name)));
+        ThrowIfDisposed();
+        // Object is read with the GIL held: a concurrent Dispose releases it with the GIL, so it cannot vanish in use.
+        return PythonRuntime.Run(() => _session.Track(Object.GetAttr(name)));
     }
 
-    public override PythonValue Call(IReadOnlyList<object?> args, CallOptions? options) => _session.Call(Object, args, options);
+    public override PythonValue Call(IReadOnlyList<object?> args, CallOptions? options) => _session.Call(this, args, options);
 
     public override string ToString() => IsDisposed ? "disposed PythonRef" : $"PythonRef {PythonType}";
 

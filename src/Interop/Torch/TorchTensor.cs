@@ -28,10 +28,10 @@ public sealed class TorchTensor : IDisposable
     public static TorchTensor FromNumPy(NDArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
-        var obj = array.PyObject;
+        _ = array.PyObject; // fail fast when disposed; read again with the GIL (see Read)
         try
         {
-            return PythonRuntime.Run(() => new TorchTensor(FromNumpyFunction.Invoke(obj)));
+            return PythonRuntime.Run(() => new TorchTensor(FromNumpyFunction.Invoke(array.PyObject)));
         }
         catch (PythonErrorException e)
         {
@@ -50,10 +50,10 @@ public sealed class TorchTensor : IDisposable
     public static TorchTensor CopyFromNumPy(NDArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
-        var obj = array.PyObject;
+        _ = array.PyObject; // fail fast when disposed; read again with the GIL (see Read)
         try
         {
-            return PythonRuntime.Run(() => new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(obj)));
+            return PythonRuntime.Run(() => new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(array.PyObject)));
         }
         catch (PythonErrorException e)
         {
@@ -86,11 +86,11 @@ public sealed class TorchTensor : IDisposable
     /// <exception cref="TensorExportException">The policy refused the tensor; the subclass says why and the message names the fix.</exception>
     public NDArray Numpy(ExportOptions? options = null)
     {
-        var obj = PyObject;
+        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
         var o = options ?? ExportOptions.Default;
         return CallPolicy("export", (export, kw) =>
         {
-            using var args = new PyTuple([obj]);
+            using var args = new PyTuple([PyObject]);
             return NDArray.Own(export.Invoke(args, kw));
         }, o);
     }
@@ -102,11 +102,11 @@ public sealed class TorchTensor : IDisposable
     /// <exception cref="TensorExportException">The policy refused the tensor.</exception>
     public TorchTensor Prepare(ExportOptions? options = null)
     {
-        var obj = PyObject;
+        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
         var o = options ?? ExportOptions.Default;
         return CallPolicy("prepare", (prepare, kw) =>
         {
-            using var args = new PyTuple([obj]);
+            using var args = new PyTuple([PyObject]);
             return new TorchTensor(prepare.Invoke(args, kw));
         }, o);
     }
@@ -244,9 +244,12 @@ public sealed class TorchTensor : IDisposable
         }
     }
 
+    // The object is read with the GIL held: Dispose releases it with the GIL, so a Dispose on another thread either
+    // happened before (ObjectDisposedException) or waits until this use is over; a reference read before taking the
+    // GIL could be released in between and reach CPython as a null pointer.
     private T Read<T>(Func<PyObject, T> read)
     {
-        var obj = PyObject;
-        return PythonRuntime.Run(() => read(obj));
+        _ = PyObject;
+        return PythonRuntime.Run(() => read(PyObject));
     }
 }
