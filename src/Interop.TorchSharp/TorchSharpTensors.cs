@@ -65,11 +65,14 @@ public static class TorchSharpTensors
             foreach (var s in stridesInElements)
                 if (s < 0)
                     throw NegativeStrides();
-            if (address == 0 && ElementCount(shape) != 0)
+            var count = CheckedElementCount(shape);
+            if (address == 0 && count != 0)
                 throw new ArgumentException("The address is null.", nameof(address));
             TorchSharpSupport.EnsureLoadable();
             scalar = ScalarTypeOf(dtype);
             strides = stridesInElements.IsEmpty ? ContiguousStrides(shape) : stridesInElements.ToArray();
+            if (count != 0)
+                _ = CheckedExtent(shape.ToArray(), strides, dtype.ItemSize);
         }
         catch
         {
@@ -290,9 +293,7 @@ public static class TorchSharpTensors
         if (count == 0 || IsContiguous(shape, strides))
             return torch.Tensor.UnsafeCreateTensor(MemoryReleaser.Create(address, shape, scalar, owner));
         // A flat tensor over every element the strides reach, then the strided view of it (the view holds the storage).
-        long extent = 1;
-        for (var i = 0; i < shape.Length; i++)
-            extent += (shape[i] - 1) * strides[i];
+        var extent = CheckedExtent(shape, strides);
         using var flat = torch.Tensor.UnsafeCreateTensor(MemoryReleaser.Create(address, [extent], scalar, owner));
         return flat.as_strided(shape, strides, 0);
     }
@@ -317,6 +318,35 @@ public static class TorchSharpTensors
     private static LayoutException NegativeStrides() =>
         new("The layout has negative strides (e.g. arr[::-1]), which libtorch tensors cannot express, so it cannot be shared. " +
             "Fix: copy (TorchSharpMemory.Copy / CopyToTorchSharp reverses into a new tensor), or np.ascontiguousarray(arr) in NumPy first.");
+
+    private static long CheckedElementCount(ReadOnlySpan<long> shape)
+    {
+        try
+        {
+            return ElementCount(shape);
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentOutOfRangeException(nameof(shape), $"The shape ({string.Join(", ", shape.ToArray())}) holds more elements than a 64-bit count: no memory block can back it.");
+        }
+    }
+
+    /// <summary>The number of elements from the first to the last one the strides reach (what the storage must hold).</summary>
+    private static long CheckedExtent(long[] shape, long[] stridesInElements, int itemSize = 1)
+    {
+        try
+        {
+            long extent = 1;
+            for (var i = 0; i < shape.Length; i++)
+                extent = checked(extent + checked((shape[i] - 1) * stridesInElements[i]));
+            _ = checked(extent * itemSize); // libtorch sizes the storage in bytes
+            return extent;
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentOutOfRangeException(nameof(stridesInElements), $"The strides ({string.Join(", ", stridesInElements)}) reach beyond a 64-bit offset for shape ({string.Join(", ", shape)}): no memory block can back them.");
+        }
+    }
 
     private static long ElementCount(ReadOnlySpan<long> shape)
     {
