@@ -1,4 +1,3 @@
-using Interop.DTypes;
 using Interop.Isolated;
 using Interop.Sessions;
 using TorchSharp;
@@ -30,51 +29,7 @@ public static class PythonValueTorchSharpExtensions
             var strides = data.Strides.Select(s => s / data.DType.ItemSize).ToArray(); // C order: whole elements
             return TorchSharpTensors.WrapMemory(shared.Address, data.DType, shape, strides, shared.AcquireHold());
         }
-        return CopyAnyLayout(data, shape);
-    }
-
-    /// <summary>
-    /// A C-contiguous TorchSharp copy of any strided layout a result can have (an in-process result is whatever ndarray
-    /// Python returned): negative strides (<c>a[::-1]</c>) and byte strides that are not whole elements (a field of a
-    /// record array). libtorch strides count elements and cannot be negative, so the source is viewed as bytes (one more
-    /// dimension for the bytes of an element) from its lowest address, reversed dimensions are flipped back, and the
-    /// bytes are copied into a new tensor of the dtype.
-    /// </summary>
-    private static torch.Tensor CopyAnyLayout(TensorData data, long[] shape)
-    {
-        var result = torch.empty(shape, TorchSharpTensors.ScalarTypeOf(data.DType)); // refuses dtypes TorchSharp lacks
-        try
-        {
-            if (data.ElementCount == 0)
-                return result;
-            var itemSize = data.DType.ItemSize;
-            long[] byteShape = [.. shape, itemSize];
-            var byteStrides = new long[shape.Length + 1];
-            byteStrides[shape.Length] = 1;
-            var start = data.Address;
-            var flipped = new List<long>();
-            for (var i = 0; i < shape.Length; i++)
-            {
-                var stride = data.Strides[i];
-                if (shape[i] > 1 && stride < 0)
-                {
-                    start += (nint)((shape[i] - 1) * stride);
-                    stride = -stride;
-                    flipped.Add(i);
-                }
-                byteStrides[i] = shape[i] > 1 ? stride : 0;
-            }
-            using var source = TorchSharpTensors.WrapMemory(start, DType.UInt8, byteShape, byteStrides, owner: null);
-            using var ordered = flipped.Count > 0 ? source.flip([.. flipped]) : null;
-            using var destination = TorchSharpTensors.WrapMemory(result.DataAddress(), DType.UInt8, byteShape, [], owner: null);
-            destination.copy_(ordered ?? source);
-            return result;
-        }
-        catch
-        {
-            result.Dispose();
-            throw;
-        }
+        return TorchSharpTensors.CopyStrided(data.Address, data.DType, shape, [.. data.Strides]);
     }
 
     /// <summary>The address of a CPU tensor's first element (libtorch's <c>data_ptr()</c>), to check what shares memory.</summary>

@@ -122,7 +122,7 @@ public static class TorchSharpTensors
                 }
             }
             using (buffer)
-                return Copy(buffer, scalar);
+                return Copy(buffer);
         }
         catch
         {
@@ -146,31 +146,62 @@ public static class TorchSharpTensors
         return WrapCore(buffer.Pointer, scalar, buffer.Shape.Select(d => (long)d).ToArray(), strides, new BufferOwner(buffer));
     }
 
-    private static torch.Tensor Copy(PythonBuffer buffer, torch.ScalarType scalar)
+    // Only read while the buffer is held (this method's caller disposes it): no owner needed.
+    private static torch.Tensor Copy(PythonBuffer buffer) =>
+        CopyStrided(buffer.Pointer, buffer.DType, buffer.Shape.Select(d => (long)d).ToArray(), buffer.Strides.Select(s => (long)s).ToArray());
+
+    /// <summary>
+    /// A new C-contiguous TorchSharp tensor with the elements of any strided layout (byte strides, read while the caller
+    /// keeps the memory valid). libtorch strides count elements and cannot be negative, so the source is viewed from its
+    /// lowest address with the reversed dimensions flipped back; byte strides that are not whole elements (a field of a
+    /// record array) are copied through a byte view with one more dimension for the bytes of an element.
+    /// </summary>
+    /// <exception cref="TorchSharpDTypeException">TorchSharp has no such dtype.</exception>
+    internal static torch.Tensor CopyStrided(nint address, DType dtype, long[] shape, long[] byteStrides)
     {
-        var shape = buffer.Shape.Select(d => (long)d).ToArray();
-        if (buffer.ElementCount == 0)
+        var scalar = ScalarTypeOf(dtype);
+        if (ElementCount(shape) == 0)
             return torch.empty(shape, scalar);
-        var strides = ElementStrides(buffer);
-        // libtorch cannot express negative strides: view the same elements with positive strides from the lowest
-        // address, then flip those dimensions (the flip is the copy).
-        var start = buffer.Pointer;
+        var itemSize = dtype.ItemSize;
+        var strides = new long[shape.Length];
+        var start = address;
         var flipped = new List<long>();
-        for (var i = 0; i < strides.Length; i++)
+        for (var i = 0; i < shape.Length; i++)
         {
-            if (strides[i] >= 0)
-                continue;
-            start += (nint)((shape[i] - 1) * strides[i] * buffer.DType.ItemSize);
-            strides[i] = -strides[i];
-            flipped.Add(i);
+            if (shape[i] <= 1)
+                continue; // no meaningful stride
+            strides[i] = byteStrides[i];
+            if (strides[i] < 0)
+            {
+                start += (nint)((shape[i] - 1) * strides[i]);
+                strides[i] = -strides[i];
+                flipped.Add(i);
+            }
         }
-        // Only read while the buffer is held (this method's caller disposes it): no owner needed.
-        using var source = WrapCore(start, scalar, shape, strides, owner: null);
-        if (flipped.Count > 0)
-            return source.flip(flipped.ToArray());
-        var result = torch.empty(shape, scalar);
-        result.copy_(source);
-        return result;
+        if (strides.All(s => s % itemSize == 0))
+        {
+            using var source = WrapCore(start, scalar, shape, [.. strides.Select(s => s / itemSize)], owner: null);
+            if (flipped.Count > 0)
+                return source.flip([.. flipped]); // the flip is the copy
+            var result = torch.empty(shape, scalar);
+            result.copy_(source);
+            return result;
+        }
+        long[] byteShape = [.. shape, itemSize];
+        var bytes = torch.empty(shape, scalar);
+        try
+        {
+            using var source = WrapCore(start, torch.ScalarType.Byte, byteShape, [.. strides, 1], owner: null);
+            using var ordered = flipped.Count > 0 ? source.flip([.. flipped]) : null;
+            using var destination = WrapCore(LibTorchSharpNative.THSTensor_data(bytes.Handle), torch.ScalarType.Byte, byteShape, ContiguousStrides(byteShape), owner: null);
+            destination.copy_(ordered ?? source);
+            return bytes;
+        }
+        catch
+        {
+            bytes.Dispose();
+            throw;
+        }
     }
 
     private static PyObject NativeOrderCopy(PyObject exporter)

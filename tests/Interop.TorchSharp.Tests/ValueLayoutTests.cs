@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 using Interop.DTypes;
+using Interop.Errors;
+using Interop.NumPy;
 using Interop.Sessions;
 
 namespace Interop.TorchSharp.Tests;
@@ -69,6 +71,18 @@ public class ValueLayoutTests : TorchSharpFixture
         Assert.That(t.shape, Is.EqualTo(new long[] { 4, 3 }));
         Assert.That(t.data<int>().ToArray(), Is.EqualTo(value.ToArray<int>()));
         Assert.That(t.data<int>().ToArray().Take(3), Is.EqualTo(new[] { 3, 7, 11 }));
+    }
+
+    [TestCase("np.zeros(4, dtype='u1,f4')")]
+    [TestCase("np.zeros((3, 2), dtype='u1,f4')[::-1]")]
+    public void CopyToTorchSharp_copies_a_record_field_whose_strides_are_not_whole_elements(string records)
+    {
+        // The zero-copy refusal names the copy as the way out, so the copy must handle the layout.
+        using var field = NDArray.Evaluate($"(lambda r: (r.__setitem__('f1', np.arange(r.size, dtype=np.float32).reshape(r.shape) + 0.5), r['f1'])[1])({records})");
+        Assert.Throws<LayoutException>(() => field.AsTorchSharp().Dispose());
+        using var t = field.CopyToTorchSharp();
+        Assert.That(t.shape, Is.EqualTo(field.Shape));
+        Assert.That(t.data<float>().ToArray(), Is.EqualTo(field.ToArray<float>()));
     }
 
     [Test]
