@@ -220,7 +220,7 @@ public static class TorchSharpTensors
     /// An ndarray over the tensor's memory (<b>no copy</b> for CPU tensors; writes are seen both ways), with the tensor's
     /// strides (non-contiguous tensors are not compacted). The array keeps the tensor's storage alive (through its own
     /// tensor handle) until NumPy drops it. A tensor on another device is first copied to the CPU (then the array shares
-    /// that copy). Requires-grad tensors are detached by default, bfloat16 is refused unless upcast (see <paramref name="options"/>).
+    /// that copy); a lazy conjugate or negative view is resolved first (a copy). Requires-grad tensors are detached by default, bfloat16 is refused unless upcast (see <paramref name="options"/>).
     /// </summary>
     public static NDArray AsNumPy(torch.Tensor tensor, TorchSharpExportOptions? options = null)
     {
@@ -278,6 +278,12 @@ public static class TorchSharpTensors
         {
             if (result.device_type != DeviceType.CPU)
                 Replace(ref result, result.cpu());
+            // Lazy conjugate / negative views (conj() of a complex tensor, the imag of such a view) are flag bits over
+            // memory that does not hold their values: resolve them (a copy), as the PyTorch side's policy does.
+            if (result.is_conj())
+                Replace(ref result, result.resolve_conj());
+            if (result.is_neg())
+                Replace(ref result, result.resolve_neg());
             var dtype = DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)result.dtype);
             if (dtype is null || dtype.NumPyName is null)
             {

@@ -116,4 +116,31 @@ public class TorchSharpToNumPyTests : TorchSharpFixture
             Assert.That(c.ToArray<double>(), Is.EqualTo(new[] { 3.25 }));
         });
     }
+
+    [Test]
+    public void Lazy_conjugate_and_negative_views_export_their_values_not_the_raw_memory()
+    {
+        // libtorch's conj() of a complex tensor is a lazy view (a conj bit over the same memory), and the imaginary part
+        // of such a view is a lazy negative view: the raw memory does not hold the values they stand for.
+        using var z = torch.complex(torch.tensor(new float[] { 1, 2 }), torch.tensor(new float[] { 3, -4 }));
+        using var conj = z.conj();
+        using var imag = conj.imag;
+        Assert.That(conj.is_conj(), Is.True, "precondition: a lazy conjugate view");
+        using var shared = conj.AsNumPy();
+        using var copied = conj.ToNumPy();
+        using var sharedImag = imag.AsNumPy();
+        using var copiedImag = imag.ToNumPy();
+        var expected = new[] { new System.Numerics.Complex(1, -3), new System.Numerics.Complex(2, 4) };
+        Assert.Multiple(() =>
+        {
+            Assert.That(Complex(copied), Is.EqualTo(expected), "the copy");
+            Assert.That(Complex(shared), Is.EqualTo(expected), "the export of a lazy conjugate");
+            Assert.That(copiedImag.ToArray<float>(), Is.EqualTo(new float[] { -3, 4 }), "the copy");
+            Assert.That(sharedImag.ToArray<float>(), Is.EqualTo(new float[] { -3, 4 }), "the export of a lazy negative view");
+        });
+        Assert.That(conj.is_conj(), Is.True, "the caller's tensor is left as it was");
+    }
+
+    private static System.Numerics.Complex[] Complex(NDArray a) =>
+        a.ToArray<Interop.DTypes.ComplexFloat>().Select(c => new System.Numerics.Complex(c.Real, c.Imaginary)).ToArray();
 }
