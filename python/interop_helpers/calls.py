@@ -7,6 +7,7 @@ fresh module.
 """
 
 import contextlib
+import importlib.machinery
 import importlib.util
 import itertools
 import sys
@@ -66,7 +67,9 @@ def load_file(path):
     if not path.is_file():
         raise FileNotFoundError(f"no Python file at {path}")
     name = f"interop_loaded_{path.stem}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    # An explicit source loader: spec_from_file_location alone gives None for names without a .py suffix (a script
+    # called "model"), which surfaced as "'NoneType' object has no attribute 'loader'".
+    spec = importlib.util.spec_from_file_location(name, path, loader=importlib.machinery.SourceFileLoader(name, str(path)))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -72,6 +72,12 @@ def test_load_file_runs_a_fresh_module_each_time(tmp_path):
     assert a.__name__ in sys.modules
 
 
+def test_load_file_runs_a_script_without_the_py_suffix(tmp_path):
+    path = tmp_path / "model"
+    path.write_text("def f():\n    return 42\n")
+    assert calls.load_file(str(path)).f() == 42
+
+
 def test_load_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         calls.load_file(str(tmp_path / "missing.py"))
