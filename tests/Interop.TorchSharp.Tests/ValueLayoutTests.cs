@@ -86,6 +86,17 @@ public class ValueLayoutTests : TorchSharpFixture
     }
 
     [Test]
+    public void FromBuffer_of_a_disposed_PyObject_throws_ObjectDisposedException()
+    {
+        // A disposed pythonnet PyObject has a null handle: it must not reach PyObject_GetBuffer (a segfault).
+        var exporter = Interop.Embedding.PythonRuntime.Run(() => Python.Runtime.PyModule.FromString("m", "import numpy as np\na = np.ones(3)").GetAttr("a"));
+        using (Interop.Embedding.PythonRuntime.AcquireGil())
+            exporter.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => TorchSharpTensors.FromBuffer(exporter, TorchSharpMemory.Share).Dispose());
+        Assert.Throws<ObjectDisposedException>(() => TorchSharpTensors.FromBuffer(exporter, TorchSharpMemory.Copy).Dispose());
+    }
+
+    [Test]
     public void WrapMemory_of_a_shape_whose_element_count_overflows_is_refused_and_disposes_the_owner()
     {
         var owner = new CountingOwner();

@@ -75,10 +75,11 @@ internal sealed unsafe class PythonBuffer : IDisposable
     public static PythonBuffer Acquire(PyObject obj, bool writable)
     {
         Gil.AssertHeld();
+        var exporter = CPython.Address(obj); // throws for a disposed object, before anything is allocated
         var view = (PyBuffer*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(PyBuffer));
         var flags = writable ? PyBufferFlags.Full : PyBufferFlags.FullReadOnly;
         // Safety: obj is alive (pythonnet holds a reference) and the GIL is held; view is a zeroed Py_buffer.
-        if (CPython.PyObject_GetBuffer(CPython.Address(obj), view, (int)flags) != 0)
+        if (CPython.PyObject_GetBuffer(exporter, view, (int)flags) != 0)
         {
             System.Runtime.InteropServices.NativeMemory.Free(view);
             var error = PythonErrors.FetchPending("PyObject_GetBuffer");

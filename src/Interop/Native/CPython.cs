@@ -64,8 +64,13 @@ internal static unsafe class CPython
     private static Python.Runtime.PyObject? s_objectAt;
 
     /// <summary>The <c>PyObject*</c> behind a pythonnet object (borrowed: valid while <paramref name="obj"/> is alive).</summary>
+    /// <exception cref="ObjectDisposedException"><paramref name="obj"/> was disposed (its handle is null; CPython would crash on it).</exception>
 #pragma warning disable CS0612, CS0618 // pythonnet marks Handle obsolete in favour of internal reference types
-    public static nint Address(Python.Runtime.PyObject obj) => obj.Handle;
+    public static nint Address(Python.Runtime.PyObject obj)
+    {
+        var handle = obj.Handle;
+        return handle != 0 ? handle : throw new ObjectDisposedException(nameof(Python.Runtime.PyObject), "The Python object was disposed.");
+    }
 #pragma warning restore CS0612, CS0618
 
     private static nint Resolve(nint lib, string name) =>
