@@ -80,4 +80,16 @@ public class DisposeRaceTests
         var e = RaceWithDispose(() => tensor.Numpy().Dispose(), tensor);
         Assert.That(e, Is.InstanceOf<ObjectDisposedException>());
     }
+
+    [Test]
+    public void A_disposed_PyObject_never_reaches_CPython()
+    {
+        var exporter = PythonRuntime.Run(() => Python.Runtime.PyModule.FromString("m", "import numpy as np\na = np.ones(3)").GetAttr("a"));
+        PythonRuntime.Run(() =>
+        {
+            exporter.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => Interop.Buffers.PythonBuffer.Acquire(exporter, writable: false).Dispose());
+            return 0;
+        });
+    }
 }
