@@ -271,6 +271,14 @@ public static class TorchSharpTensors
     {
         ArgumentNullException.ThrowIfNull(tensor);
         TorchSharpSupport.EnsureLoadable();
+        // The PyTorch side's refusals (torch_export.py): no strided memory, or no data at all. Sparse first: libtorch
+        // cannot even report a sparse tensor's device through TorchSharp (it asks for a data pointer).
+        if (tensor.is_sparse)
+            throw new TensorLayoutNotSupportedException("A sparse TorchSharp tensor cannot be exported: NumPy shares only strided (dense) memory. " +
+                                                        "Fix: call tensor.to_dense() first.", null);
+        if (tensor.device_type == DeviceType.META)
+            throw new TensorDeviceNotSupportedException("A TorchSharp tensor on the 'meta' device has shapes but no data, so it cannot be exported. " +
+                                                        "Fix: create or compute it on a real device (torch.CPU).", null);
         if (tensor.requires_grad && !options.Detach)
             throw new TorchSharpRequiresGradException();
         var result = tensor.detach();
@@ -285,12 +293,15 @@ public static class TorchSharpTensors
             if (result.is_neg())
                 Replace(ref result, result.resolve_neg());
             var dtype = DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)result.dtype);
-            if (dtype is null || dtype.NumPyName is null)
+            if (dtype is null) // quantized: to(float32) refuses them, dequantize() is the way
+                throw new TorchSharpDTypeException($"NumPy has no {result.dtype} dtype (quantized types have no row in the dtype table). " +
+                                                   "Fix: call tensor.dequantize() first (gives float32).", result.dtype.ToString());
+            if (dtype.NumPyName is null)
             {
-                if (!options.Upcast || dtype?.Kind != DTypeKind.Float)
-                    throw new TorchSharpDTypeException($"NumPy has no {dtype?.Name ?? result.dtype.ToString()} dtype. Fix: " +
-                        (dtype?.Kind == DTypeKind.Float ? "set TorchSharpExportOptions.Upcast (widens to float32, a copy), or " : "") +
-                        "convert the tensor first, e.g. tensor.to(torch.float32).", dtype?.Name ?? result.dtype.ToString());
+                if (!options.Upcast || dtype.Kind != DTypeKind.Float)
+                    throw new TorchSharpDTypeException($"NumPy has no {dtype.Name} dtype. Fix: " +
+                        (dtype.Kind == DTypeKind.Float ? "set TorchSharpExportOptions.Upcast (widens to float32, a copy), or " : "") +
+                        "convert the tensor first, e.g. tensor.to(torch.float32).", dtype.Name);
                 Replace(ref result, result.to(torch.ScalarType.Float32));
             }
             return result.DetachFromDisposeScope();

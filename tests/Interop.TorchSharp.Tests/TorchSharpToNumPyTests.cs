@@ -143,4 +143,19 @@ public class TorchSharpToNumPyTests : TorchSharpFixture
 
     private static System.Numerics.Complex[] Complex(NDArray a) =>
         a.ToArray<Interop.DTypes.ComplexFloat>().Select(c => new System.Numerics.Complex(c.Real, c.Imaginary)).ToArray();
+
+    [Test]
+    public void Meta_sparse_and_quantized_tensors_are_refused_with_typed_errors_naming_the_fix()
+    {
+        // The PyTorch side's policy: no data (meta) and no strided memory (sparse, quantized) give typed errors, not libtorch's.
+        using var meta = torch.empty(3, device: torch.META);
+        using var sparse = torch.ones(3).to_sparse();
+        using var quantized = torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.ScalarType.QUInt8);
+        foreach (var export in new Func<torch.Tensor, NDArray>[] { t => t.AsNumPy(), t => t.ToNumPy() })
+        {
+            Assert.That(Assert.Throws<Interop.Errors.TensorDeviceNotSupportedException>(() => export(meta).Dispose())!.Message, Does.Contain("meta").And.Contain("Fix"));
+            Assert.That(Assert.Throws<Interop.Errors.TensorLayoutNotSupportedException>(() => export(sparse).Dispose())!.Message, Does.Contain("to_dense"));
+            Assert.That(Assert.Throws<TorchSharpDTypeException>(() => export(quantized).Dispose())!.Message, Does.Contain("dequantize"));
+        }
+    }
 }
