@@ -399,7 +399,9 @@ public sealed class NDArray : IDisposable
 
     private T Attribute<T>(Func<PyObject, T> read)
     {
-        var obj = PyObject;
-        return PythonRuntime.Run(() => read(obj));
+        _ = PyObject;
+        // Read again with the GIL held: Dispose releases the object with the GIL, so a Dispose on another thread cannot
+        // hand CPython a released (null) object between the check and the use.
+        return PythonRuntime.Run(() => read(PyObject));
     }
 }

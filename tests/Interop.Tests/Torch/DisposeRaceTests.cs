@@ -82,6 +82,15 @@ public class DisposeRaceTests
     }
 
     [Test]
+    public void Reading_an_NDArray_disposed_while_waiting_for_the_GIL_throws_ObjectDisposedException()
+    {
+        var array = Interop.NumPy.NDArray.Evaluate("np.ones(3)");
+        Assert.That(RaceWithDispose(() => _ = array.DTypeName, array), Is.InstanceOf<ObjectDisposedException>());
+        var other = Interop.NumPy.NDArray.Evaluate("np.ones(3)");
+        Assert.That(RaceWithDispose(() => other.ToArray<double>(), other), Is.InstanceOf<ObjectDisposedException>());
+    }
+
+    [Test]
     public void A_disposed_PyObject_never_reaches_CPython()
     {
         var exporter = PythonRuntime.Run(() => Python.Runtime.PyModule.FromString("m", "import numpy as np\na = np.ones(3)").GetAttr("a"));
