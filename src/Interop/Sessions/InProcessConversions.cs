@@ -82,6 +82,7 @@ internal static class InProcessConversions
             case TorchTensor tensor:
                 return tensor.PyObject;
             case PyObject obj:
+                _ = Native.CPython.Address(obj); // a disposed PyObject (null handle) throws ObjectDisposedException here
                 return obj;
         }
         if (TensorArgument.TryCreate(value, out var tensorArgument))

@@ -91,6 +91,31 @@ public class DisposeRaceTests
     }
 
     [Test]
+    public void Passing_disposed_objects_as_call_arguments_throws_ObjectDisposedException()
+    {
+        using var session = PythonSession.InProcess();
+        using var builtins = session.Import("builtins");
+        using var repr = builtins.GetAttr("repr");
+        var raw = PythonRuntime.Run(() => new Python.Runtime.PyString("x"));
+        PythonRuntime.Run(() =>
+        {
+            raw.Dispose();
+            return 0;
+        });
+        var array = Interop.NumPy.NDArray.Evaluate("np.ones(3)");
+        array.Dispose();
+        var tensor = TorchTensor.Evaluate("torch.ones(3)");
+        tensor.Dispose();
+        var reference = builtins.GetAttr("len");
+        reference.Dispose();
+        foreach (var argument in new object[] { raw, array, tensor, reference })
+        {
+            Assert.Throws<ObjectDisposedException>(() => repr.Call(argument).Dispose(), argument.GetType().Name);
+            Assert.Throws<ObjectDisposedException>(() => repr.Call(new object?[] { new object?[] { argument } }).Dispose(), "nested: " + argument.GetType().Name);
+        }
+    }
+
+    [Test]
     public void A_disposed_PyObject_never_reaches_CPython()
     {
         var exporter = PythonRuntime.Run(() => Python.Runtime.PyModule.FromString("m", "import numpy as np\na = np.ones(3)").GetAttr("a"));
