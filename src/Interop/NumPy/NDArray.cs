@@ -30,6 +30,7 @@ public sealed class NDArray : IDisposable
         ArgumentNullException.ThrowIfNull(obj);
         return PythonRuntime.Run(() =>
         {
+            _ = Native.CPython.Address(obj); // a disposed object (null handle) throws ObjectDisposedException, never reaches CPython
             using var np = NumPyModule.Import();
             using var ndarray = np.GetAttr("ndarray");
             if (!obj.IsInstance(ndarray))

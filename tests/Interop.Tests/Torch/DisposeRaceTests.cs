@@ -123,6 +123,7 @@ public class DisposeRaceTests
         {
             exporter.Dispose();
             Assert.Throws<ObjectDisposedException>(() => Interop.Buffers.PythonBuffer.Acquire(exporter, writable: false).Dispose());
+            Assert.Throws<ObjectDisposedException>(() => Interop.NumPy.NDArray.Wrap(exporter).Dispose());
             return 0;
         });
     }
