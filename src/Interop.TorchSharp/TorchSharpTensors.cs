@@ -51,6 +51,7 @@ public static class TorchSharpTensors
     /// <param name="owner">Disposed when libtorch no longer needs the memory.</param>
     /// <exception cref="TorchSharpDTypeException">TorchSharp has no such dtype (uint16/32/64).</exception>
     /// <exception cref="LayoutException">A negative stride (libtorch has none), or strides that do not match the shape.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension, or a shape/strides whose element count or extent overflows 64 bits.</exception>
     public static torch.Tensor WrapMemory(nint address, DType dtype, ReadOnlySpan<long> shape, ReadOnlySpan<long> stridesInElements, IDisposable? owner)
     {
         torch.ScalarType scalar;
