@@ -80,9 +80,18 @@ public class ValueLayoutTests : TorchSharpFixture
         // The zero-copy refusal names the copy as the way out, so the copy must handle the layout.
         using var field = NDArray.Evaluate($"(lambda r: (r.__setitem__('f1', np.arange(r.size, dtype=np.float32).reshape(r.shape) + 0.5), r['f1'])[1])({records})");
         Assert.Throws<LayoutException>(() => field.AsTorchSharp().Dispose());
-        using var t = field.CopyToTorchSharp();
-        Assert.That(t.shape, Is.EqualTo(field.Shape));
-        Assert.That(t.data<float>().ToArray(), Is.EqualTo(field.ToArray<float>()));
+        Settle();
+        var wraps = TorchSharpTensors.LiveWrappedMemory;
+        var buffers = Interop.Diagnostics.LiveObjects.PythonBuffers;
+        using (var t = field.CopyToTorchSharp())
+        {
+            Assert.That(t.shape, Is.EqualTo(field.Shape));
+            Assert.That(t.data<float>().ToArray(), Is.EqualTo(field.ToArray<float>()));
+        }
+        for (var i = 0; i < 200; i++)
+            field.CopyToTorchSharp().Dispose();
+        Assert.That(Eventually(() => TorchSharpTensors.LiveWrappedMemory <= wraps && Interop.Diagnostics.LiveObjects.PythonBuffers <= buffers), Is.True,
+            "the byte views over the source and the destination are released with the copy");
     }
 
     [Test]
