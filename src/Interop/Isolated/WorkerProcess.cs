@@ -312,12 +312,7 @@ internal sealed class WorkerProcess : IDisposable
     {
         if (_requestRegion is { } current && current.Size >= size)
             return current;
-        if (_requestRegion is { } old)
-        {
-            context.DroppedRegions.Add(old.Id);
-            old.Dispose();
-            _requestRegion = null;
-        }
+        ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
         var capacity = Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)));
         var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
         _requestRegion = region;

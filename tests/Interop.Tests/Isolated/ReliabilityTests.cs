@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using Interop.Isolated;
 using Interop.Errors;
 using Interop.Sessions;
 using static Interop.Tests.Isolated.IsolatedTestSupport;
@@ -130,6 +132,23 @@ public class ReliabilityTests
         Assert.That(WaitUntilGone(pid, Gone), Is.True);
         using var after = await sleep.CallAsync([0.0], null);
         Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid));
+    }
+
+    [Test]
+    public void Request_regions_reserve_their_memory_up_front_so_a_full_dev_shm_is_an_exception_not_a_SIGBUS()
+    {
+        // A sparse tmpfs file is backed page by page on first write; when /dev/shm is full (Docker's default is 64 MiB)
+        // that write raises SIGBUS and kills the host. Reserved pages make a full /dev/shm fail at creation instead.
+        const long size = 1 << 20;
+        using var region = SharedRegion.CreateForRequests(1, size);
+        var stat = Process.Start(new ProcessStartInfo("stat", ["-L", "-c", "%b %B", $"/proc/{Environment.ProcessId}/fd/{region.FileDescriptor}"])
+        {
+            RedirectStandardOutput = true,
+        })!;
+        var fields = stat.StandardOutput.ReadToEnd().Split(' ', StringSplitOptions.TrimEntries);
+        stat.WaitForExit();
+        Assert.That(long.Parse(fields[0], CultureInfo.InvariantCulture) * long.Parse(fields[1], CultureInfo.InvariantCulture), Is.GreaterThanOrEqualTo(size),
+                    "allocated bytes of the request region");
     }
 
     [Test]
