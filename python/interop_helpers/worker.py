@@ -177,7 +177,11 @@ class Worker:
 
         return torch.from_numpy(array)
 
-    def encode(self, value, pending, export):
+    def encode(self, value, pending, export, depth=0):
+        if depth > protocol.MAX_DEPTH:
+            # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead.
+            raise ValueError("the result is nested deeper than %d lists, tuples or dicts, the limit of isolated mode; "
+                             "return a flatter structure" % protocol.MAX_DEPTH)
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
@@ -193,16 +197,19 @@ class Worker:
             return {"t": "str", "v": value}
         if isinstance(value, (list, tuple)):
             return {"t": "list" if isinstance(value, list) else "tuple",
-                    "items": [self.encode(v, pending, export) for v in value]}
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value]}
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {"t": "dict", "keys": list(value),
-                    "items": [self.encode(v, pending, export) for v in value.values()]}
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
             from . import torch_export
 
             prepared = torch_export.prepare(value, detach=export["detach"], upcast=export["upcast"])
             return self.pending_array(prepared.numpy(), "tensor", pending)
+        if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
+            # big-endian: native, as in-process (calls.export_tree); through .str, as a derived dtype is not "builtin"
+            value = value.astype(np.dtype(value.dtype.newbyteorder("=").str))
         if np is not None and isinstance(value, np.ndarray) and value.dtype.isbuiltin and value.dtype.kind in "biufc":
             return self.pending_array(value, "ndarray", pending)
         handle = self.next_handle

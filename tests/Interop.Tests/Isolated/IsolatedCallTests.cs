@@ -36,7 +36,7 @@ public class IsolatedCallTests
         using var pid = _fixture.GetAttr("pid").Call();
         using var sqrt = _session.Import("math").GetAttr("sqrt");
         using var root = sqrt.Call(16.0);
-        using var echo = _fixture.GetAttr("echo").Call([1, -2L, 2.5, "text", true, null, new object?[] { 1, "a" }],
+        using var echo = _fixture.GetAttr("echo").Call([1, -2L, 2.5, "text", true, null, new object?[] { 1, "a" }, (Half)0.5],
                                                       new CallOptions { KeywordArguments = new Dictionary<string, object?> { ["k"] = double.NaN } });
         Assert.Multiple(() =>
         {
@@ -51,6 +51,7 @@ public class IsolatedCallTests
             Assert.That(args[4].AsBool(), Is.True);
             Assert.That(args[5].IsNone, Is.True);
             Assert.That(args[6].Items[1].AsString(), Is.EqualTo("a"));
+            Assert.That(args[7].AsDouble(), Is.EqualTo(0.5), "a Half scalar (not IConvertible) is a float");
             Assert.That(double.IsNaN(echo["kwargs"]["k"].AsDouble()), Is.True);
         });
     }
@@ -92,6 +93,7 @@ public class IsolatedCallTests
 
     [TestCase("strided", new long[] { 4, 3 })]
     [TestCase("numpy", new long[] { 2, 3 })]
+    [TestCase("big_endian", new long[] { 2, 3 })]
     public void Non_contiguous_tensors_and_numpy_arrays_come_back_in_C_order(string kind, long[] shape)
     {
         using var v = _fixture.GetAttr("make").Call(kind);
@@ -115,6 +117,22 @@ public class IsolatedCallTests
             Assert.That(v[2][0].ToArray<double>(), Is.EqualTo(new double[4]));
             Assert.That(v[2][1].AsDouble(), Is.EqualTo(2.5));
         });
+    }
+
+    [Test]
+    public void Results_nested_deeper_than_the_protocol_carries_are_a_Python_error_and_the_worker_lives_on()
+    {
+        var pid = _session.WorkerProcessIds.Single();
+        using (var deepest = _fixture.GetAttr("make").Call("nested", 32))
+        {
+            var inner = deepest;
+            for (var i = 0; i < 32; i++)
+                inner = inner[0];
+            Assert.That(inner.AsInt64(), Is.EqualTo(7));
+        }
+        var e = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("make").Call("nested", 45))!;
+        Assert.That(e.PythonMessage, Does.Contain("nested deeper than 32"));
+        Assert.That(_session.WorkerProcessIds, Is.EqualTo(new[] { pid }), "a deep result is the caller's problem, not a protocol breach");
     }
 
     [Test]

@@ -51,7 +51,7 @@ def kept_sum(index):
     return float(_kept[index].double().sum())
 
 
-def make(kind):
+def make(kind, depth=0):
     import torch
 
     if kind == "bfloat16":
@@ -66,6 +66,15 @@ def make(kind):
         return np.arange(6, dtype=np.int32).reshape(2, 3)
     if kind == "several":
         return (torch.arange(3, dtype=torch.int64), "label", [torch.zeros(2, 2, dtype=torch.float64), 2.5])
+    if kind == "big_endian":
+        import numpy as np
+
+        return np.arange(6, dtype=">i4").reshape(2, 3)
+    if kind == "nested":
+        value = 7
+        for _ in range(depth):
+            value = [value]
+        return value
     if kind == "big":
         return torch.arange(1 << 22, dtype=torch.float32)  # 16 MiB
     raise ValueError(kind)
