@@ -360,6 +360,21 @@ def _watch_parent(host_pid):
     threading.Thread(target=watch, name="interop-parent-watch", daemon=True).start()
 
 
+def _detach_protocol_on_fork(*fds):
+    """Points the protocol descriptors of a forked child (multiprocessing, DataLoader workers) at /dev/null.
+
+    A child that kept them would hold the control pipe open after this worker died, and the host would wait for the
+    child instead of seeing EOF; it could also write into the protocol stream."""
+
+    def in_child():
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in fds:
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=in_child)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--host-pid":
@@ -376,6 +391,7 @@ def main(argv=None):
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
+    _detach_protocol_on_fork(reader.fileno(), writer.fileno())
     _watch_parent(host_pid)
     try:
         return Worker(host_pid).serve(reader, writer)

@@ -249,7 +249,7 @@ internal sealed class WorkerProcess : IDisposable
             Kill();
             _process.WaitForExit(2000);
         }
-        _process.WaitForExit(); // drains the stderr reader so the tail is complete
+        WaitForStderr();
         return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "while a call was pending");
     }
 
@@ -268,8 +268,25 @@ internal sealed class WorkerProcess : IDisposable
         if (_crash is not null)
             return _crash;
         if (!_disposed && HasExited())
-            _process.WaitForExit(); // drains the stderr reader so the tail is complete
+            WaitForStderr();
         return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+    }
+
+    /// <summary>
+    /// Lets the stderr reader reach EOF so the tail is complete, but not forever: a process the worker forked keeps the
+    /// pipe open as long as it lives (WaitForExit() without a limit would wait for it).
+    /// </summary>
+    private void WaitForStderr()
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            _process.WaitForExitAsync(limit.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            // a child of the worker holds its stderr: the tail has what arrived so far
+        }
     }
 
     private void Abandon(string reason)

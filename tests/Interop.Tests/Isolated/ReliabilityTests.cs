@@ -64,6 +64,39 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void A_worker_that_dies_while_a_process_it_forked_lives_on_fails_its_call_at_once()
+    {
+        // The forked child inherits every descriptor of the worker: the control pipe's EOF and the end of its stderr
+        // must not wait for the child.
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        var pidFile = Path.GetTempFileName();
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            var e = Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("fork_then_exit").Call(pidFile, 30.0))!;
+            Assert.That(e.ExitCode, Is.EqualTo(5));
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "the call waited for the worker's child");
+            using var again = fixture.GetAttr("pid").Call();
+        }
+        finally
+        {
+            if (int.TryParse(File.ReadAllText(pidFile), out var child))
+            {
+                try
+                {
+                    Process.GetProcessById(child).Kill();
+                }
+                catch (ArgumentException)
+                {
+                    // already gone
+                }
+            }
+            File.Delete(pidFile);
+        }
+    }
+
+    [Test]
     public void A_killed_worker_fails_its_pending_call_and_objects_it_held_but_not_module_calls()
     {
         using var session = Session();

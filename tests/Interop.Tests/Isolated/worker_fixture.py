@@ -93,3 +93,15 @@ def grad_enabled():
     import torch
 
     return torch.is_grad_enabled()
+
+
+
+def fork_then_exit(pid_file, seconds):
+    """Forks a child that outlives this worker (as multiprocessing and DataLoader workers do), then dies."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    with open(pid_file, "w") as f:
+        f.write(str(child))
+    os._exit(5)
