@@ -246,11 +246,10 @@ internal sealed class IsolatedSession : PythonSession
         {
             lock (_lock)
             {
+                // In parallel: each busy worker gets its grace period at the same time, not one after the other.
+                Parallel.ForEach(_slots, slot => slot.Worker?.Dispose());
                 foreach (var slot in _slots)
-                {
-                    slot.Worker?.Dispose();
                     slot.Worker = null;
-                }
             }
         }
         base.Dispose(disposing);

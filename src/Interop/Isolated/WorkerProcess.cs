@@ -485,12 +485,14 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>Asks the worker to exit, then waits for it (killing it after <paramref name="grace"/>).</summary>
     public void Shutdown(TimeSpan grace)
     {
+        var asked = false;
         if (!_dead && !HasExited() && _gate.Wait(grace))
         {
             try
             {
                 WireProtocol.Write(_toWorker, new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
                 _toWorker.Close();
+                asked = true;
             }
             catch (IOException)
             {
@@ -501,7 +503,8 @@ internal sealed class WorkerProcess : IDisposable
                 _gate.Release();
             }
         }
-        if (!_process.WaitForExit((int)grace.TotalMilliseconds))
+        // A worker still busy after the grace period was never asked to exit: waiting longer would not help.
+        if (!asked || !_process.WaitForExit((int)grace.TotalMilliseconds))
             Kill();
     }
 

@@ -203,6 +203,32 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void Disposing_a_session_whose_workers_are_all_busy_takes_one_grace_period_not_one_per_worker()
+    {
+        var session = Session(workers: 3);
+        var fixture = session.LoadFile(Fixture);
+        var calls = Enumerable.Range(0, 3).Select(_ => Task.Run(() => fixture.GetAttr("sleep").Call(60.0))).ToArray();
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (session.WorkerProcessIds.Count < 3 && DateTime.UtcNow < until)
+            Thread.Sleep(50);
+        Thread.Sleep(500);
+        var pids = session.WorkerProcessIds.ToArray();
+        var watch = Stopwatch.StartNew();
+        session.Dispose();
+        watch.Stop();
+        Assert.Multiple(() =>
+        {
+            Assert.That(pids, Has.Length.EqualTo(3));
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "Dispose waits 2 s for a busy worker, then kills it");
+            foreach (var call in calls)
+                Assert.That(() => call.GetAwaiter().GetResult(), Throws.InstanceOf<ObjectDisposedException>());
+            foreach (var pid in pids)
+                Assert.That(WaitUntilGone(pid, Gone), Is.True, $"worker {pid} outlived Dispose");
+        });
+        fixture.Dispose();
+    }
+
+    [Test]
     public void Several_threads_call_at_once_across_a_pool_of_workers_with_their_own_GILs()
     {
         using var session = Session(workers: 3);
