@@ -247,7 +247,23 @@ class Worker:
     # ---- requests -----------------------------------------------------------------------------
 
     def handle(self, request):
+        """The reply to a checked request; a failed call's error reply still reports closed and retained regions."""
         reply = {"id": request["id"], "ok": True, "regions": [], "result_regions": [], "closed": [], "retained": []}
+        arrays = []
+        failure = None
+        try:
+            self._handle(request, reply, arrays)
+        except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
+            failure = protocol.error_reply(request["id"], e, protocol_error=isinstance(e, ProtocolError))
+            del e
+        # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
+        reply["retained"] = self.retained(arrays)
+        if failure is None:
+            return reply
+        failure["closed"], failure["retained"] = reply["closed"], reply["retained"]
+        return failure
+
+    def _handle(self, request, reply, arrays):
         self.release_results(request["release_regions"], reply["closed"])
         for h in request["release_handles"]:
             self.handles.pop(h, None)
@@ -257,8 +273,7 @@ class Worker:
         op = request["op"]
         if op == "ping":
             reply["value"] = {"t": "none"}
-            return reply
-        arrays = []
+            return
         pending = []
         grad = request["grad"]
         with self.grad_mode(grad):
@@ -285,9 +300,6 @@ class Worker:
                 reply["value"] = self.encode(result, pending, request["export"])
             del result
         self.place_arrays(pending, reply)
-        del pending
-        reply["retained"] = self.retained(arrays)
-        return reply
 
     def retained(self, arrays):
         """Request regions whose arrays outlived the call: the host must not reuse them."""

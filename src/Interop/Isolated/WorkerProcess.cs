@@ -378,6 +378,8 @@ internal sealed class WorkerProcess : IDisposable
         var ok = WireProtocol.Bool(message, "ok");
         if (!ok)
         {
+            // A call that raised still reports the inputs Python kept and the result regions the worker closed.
+            ApplyRetainedAndClosed(message, required: false);
             var error = WireProtocol.Obj(message, "error");
             var isProtocol = message.TryGetProperty("protocol", out var p) && p.ValueKind == JsonValueKind.True;
             if (isProtocol)
@@ -393,28 +395,18 @@ internal sealed class WorkerProcess : IDisposable
         }
         if (replyId != id)
             throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
-        foreach (var retained in WireProtocol.List(message, "retained"))
-        {
-            if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.GetInt32() == r.Id)
-            {
-                // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
-                r.Dispose();
-                _requestRegion = null;
-            }
-        }
+        ApplyRetainedAndClosed(message, required: true);
         foreach (var region in WireProtocol.List(message, "regions"))
         {
             var rid = (int)WireProtocol.Int(region, "id", 1, int.MaxValue);
             var pid = (int)WireProtocol.Int(region, "pid", 1, int.MaxValue);
-            if (pid != ProcessId || _resultRegions.ContainsKey(rid))
+            bool known;
+            lock (_resultRegions) // leases return on other threads (and finalizers) and change the map under this lock
+                known = _resultRegions.ContainsKey(rid);
+            if (pid != ProcessId || known)
                 throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
             lock (_resultRegions)
                 _resultRegions[rid] = SharedRegion.OpenFromWorker(rid, pid, (int)WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
-        }
-        foreach (var closed in WireProtocol.List(message, "closed"))
-        {
-            if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
-                CloseResultRegion(cid);
         }
         RegionLease? lease = null;
         var results = WireProtocol.List(message, "result_regions").ToArray();
@@ -441,6 +433,30 @@ internal sealed class WorkerProcess : IDisposable
         {
             lease?.Dispose();
             throw;
+        }
+    }
+
+    private void ApplyRetainedAndClosed(JsonElement message, bool required)
+    {
+        if (required || message.TryGetProperty("retained", out _))
+        {
+            foreach (var retained in WireProtocol.List(message, "retained"))
+            {
+                if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.TryGetInt32(out var kept) && kept == r.Id)
+                {
+                    // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
+                    r.Dispose();
+                    _requestRegion = null;
+                }
+            }
+        }
+        if (required || message.TryGetProperty("closed", out _))
+        {
+            foreach (var closed in WireProtocol.List(message, "closed"))
+            {
+                if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
+                    CloseResultRegion(cid);
+            }
         }
     }
 

@@ -188,6 +188,36 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void An_input_Python_keeps_is_not_overwritten_by_the_next_call_even_when_the_call_raised()
+    {
+        var ones = Enumerable.Repeat(1.0f, 1000).ToArray();
+        var e = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("keep_then_raise").Call(ones))!;
+        var index = long.Parse(e.PythonMessage.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) - 1;
+        var twos = Enumerable.Repeat(2.0f, 1000).ToArray();
+        using var _ = _fixture.GetAttr("describe").Call(twos);
+        using var sum = _fixture.GetAttr("kept_sum").Call(index);
+        Assert.That(sum.AsDouble(), Is.EqualTo(1000.0), "the kept tensor must still see its own data");
+    }
+
+    [Test]
+    public void Result_regions_the_worker_closes_during_a_call_that_raises_are_unmapped_by_the_host_too()
+    {
+        static int Mapped() => File.ReadAllLines("/proc/self/maps").Count(l => l.Contains("interop-result-", StringComparison.Ordinal));
+        var before = Mapped();
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var make = fixture.GetAttr("make");
+        using var raise = fixture.GetAttr("raise_value_error");
+        // Six live results of different sizes take six regions; released together, the worker pools four and closes two
+        // while it runs the next call, which raises.
+        var results = Enumerable.Range(0, 6).Select(i => make.Call("mebibytes", 1 << i)).ToList();
+        Assert.That(Mapped() - before, Is.EqualTo(6));
+        results.ForEach(r => r.Dispose());
+        Assert.Throws<PythonErrorException>(() => raise.Call("after the release"));
+        Assert.That(Mapped() - before, Is.EqualTo(4), "the host unmaps what the worker closed, even in an error reply");
+    }
+
+    [Test]
     public void Results_released_by_the_host_are_reused_and_unreleased_ones_stay_valid()
     {
         using var big1 = _fixture.GetAttr("make").Call("big");

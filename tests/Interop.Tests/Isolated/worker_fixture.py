@@ -47,6 +47,12 @@ def keep(t):
     return len(_kept)
 
 
+def keep_then_raise(t):
+    """Keeps the argument, then fails: the region must not be reused although the call raised."""
+    _kept.append(t)
+    raise ValueError("kept %d" % len(_kept))
+
+
 def kept_sum(index):
     return float(_kept[index].double().sum())
 
@@ -75,6 +81,8 @@ def make(kind, depth=0):
         for _ in range(depth):
             value = [value]
         return value
+    if kind == "mebibytes":
+        return torch.zeros(depth << 18, dtype=torch.float32)
     if kind == "big":
         return torch.arange(1 << 22, dtype=torch.float32)  # 16 MiB
     raise ValueError(kind)
