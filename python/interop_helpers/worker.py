@@ -194,12 +194,12 @@ class Worker:
         if isinstance(value, float):
             return {"t": "float", "v": protocol.float_text(value)}
         if isinstance(value, str):
-            return {"t": "str", "v": value}
+            return {"t": "str", "v": protocol.check_text(value)}
         if isinstance(value, (list, tuple)):
             return {"t": "list" if isinstance(value, list) else "tuple",
                     "items": [self.encode(v, pending, export, depth + 1) for v in value]}
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return {"t": "dict", "keys": list(value),
+            return {"t": "dict", "keys": [protocol.check_text(k) for k in value],
                     "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):

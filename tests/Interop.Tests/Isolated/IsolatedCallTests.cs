@@ -73,6 +73,17 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void Strings_with_unpaired_surrogates_are_a_Python_error_naming_them_and_error_texts_keep_them_escaped()
+    {
+        // os.listdir and friends decode non-UTF-8 file names with surrogateescape; .NET's JSON reader refuses the result.
+        var returned = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("undecodable_name").Call(false))!;
+        Assert.That(returned.PythonMessage, Does.Contain("surrogate").And.Contain("caf\\udce9.txt"));
+        var raised = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("undecodable_name").Call(true))!;
+        Assert.That(raised.PythonType, Is.EqualTo("FileNotFoundError"));
+        Assert.That(raised.PythonMessage, Does.Contain("caf\\udce9.txt"));
+    }
+
+    [Test]
     public void A_dotnet_array_becomes_a_torch_tensor_from_numpy_over_shared_memory_and_the_result_comes_back()
     {
         var data = new float[,] { { 1, 2, 3 }, { 4, 5, 6 } };

@@ -27,6 +27,14 @@ def echo(*args, **kwargs):
     return {"args": list(args), "kwargs": kwargs}
 
 
+def undecodable_name(fail):
+    """A file name that is not UTF-8, as os.listdir returns it (surrogateescape): returned, or in an exception."""
+    name = os.fsdecode(b"caf\xe9.txt")
+    if fail:
+        raise FileNotFoundError(2, "No such file", name)
+    return {"name": name}
+
+
 def raise_value_error(message):
     raise ValueError(message)
 
