@@ -199,12 +199,23 @@ internal sealed class WorkerProcess : IDisposable
             var request = prepare(context);
             request["id"] = ++_nextId;
             AddHousekeeping(request, context);
+            byte[] frame;
+            try
+            {
+                frame = WireProtocol.Frame(request);
+            }
+            catch (WorkerProtocolException)
+            {
+                UndoHousekeeping(request, context); // nothing was sent: the worker lives on and hears it all next time
+                throw;
+            }
             using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout"), null, t, Timeout.InfiniteTimeSpan) : null;
             using var registration = cancellationToken.Register(() => Abandon("cancelled"));
             JsonElement? raw;
             try
             {
-                WireProtocol.Write(_toWorker, request);
+                _toWorker.Write(frame);
+                _toWorker.Flush();
                 raw = WireProtocol.Read(_fromWorker);
             }
             catch (IOException)
@@ -363,6 +374,17 @@ internal sealed class WorkerProcess : IDisposable
         while (_releasedHandles.TryDequeue(out var h))
             handles.Add(h);
         request["release_handles"] = handles;
+    }
+
+    private void UndoHousekeeping(JsonObject request, RequestContext context)
+    {
+        if (context.NewRegions.Count > 0)
+            ForgetRequestRegion(); // never announced: the next request makes and announces a new one
+        _forgottenRegions.AddRange(((JsonArray)request["drop_regions"]!).Select(n => (int)n!));
+        foreach (var id in (JsonArray)request["release_regions"]!)
+            _releasedResults.Enqueue((int)id!);
+        foreach (var handle in (JsonArray)request["release_handles"]!)
+            _releasedHandles.Enqueue((long)handle!);
     }
 
     /// <summary>Queues a handle release for the next request (object handles are freed lazily).</summary>

@@ -188,6 +188,28 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void A_request_too_large_for_a_control_message_is_refused_without_stopping_the_worker()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var counter = fixture.GetAttr("Counter").Call(1);
+        using var add = counter.AsRef().GetAttr("add");
+        var pid = session.WorkerProcessIds.Single();
+        var big = new float[2 << 20]; // a request region larger than the first one: announced by the refused request
+        var e = Assert.Throws<WorkerProtocolException>(() => fixture.GetAttr("describe").Call(big, new string('x', 65 << 20)))!;
+        Assert.That(e.Message, Does.Contain("limit for control messages"));
+        big[0] = 3;
+        using var described = fixture.GetAttr("describe").Call(big);
+        using var added = add.Call(1);
+        Assert.Multiple(() =>
+        {
+            Assert.That(session.WorkerProcessIds, Is.EqualTo(new[] { pid }), "nothing was sent: the worker and its objects live on");
+            Assert.That(added.AsInt64(), Is.EqualTo(2));
+            Assert.That(described["sum"].AsDouble(), Is.EqualTo(3.0), "the next request announces the region the refused one did not deliver");
+        });
+    }
+
+    [Test]
     public void An_input_Python_keeps_is_not_overwritten_by_the_next_call()
     {
         var ones = Enumerable.Repeat(1.0f, 1000).ToArray();
