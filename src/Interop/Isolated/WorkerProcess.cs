@@ -37,6 +37,8 @@ internal sealed class WorkerProcess : IDisposable
     private long _nextId;
     private int _load;
     private volatile string? _abandonReason;
+    private readonly Lock _abandonLock = new();
+    private long _awaiting; // the id of the request whose reply is awaited (0: none), guarded by _abandonLock
     private volatile bool _dead;
     private WorkerCrashedException? _crash;
 
@@ -197,7 +199,8 @@ internal sealed class WorkerProcess : IDisposable
             ThrowIfDead();
             var context = new RequestContext(this);
             var request = prepare(context);
-            request["id"] = ++_nextId;
+            var id = ++_nextId;
+            request["id"] = id;
             AddHousekeeping(request, context);
             byte[] frame;
             try
@@ -209,8 +212,9 @@ internal sealed class WorkerProcess : IDisposable
                 UndoHousekeeping(request, context); // nothing was sent: the worker lives on and hears it all next time
                 throw;
             }
-            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout"), null, t, Timeout.InfiniteTimeSpan) : null;
-            using var registration = cancellationToken.Register(() => Abandon("cancelled"));
+            Volatile.Write(ref _awaiting, id);
+            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout", id), null, t, Timeout.InfiniteTimeSpan) : null;
+            using var registration = cancellationToken.Register(() => Abandon("cancelled", id));
             JsonElement? raw;
             try
             {
@@ -227,6 +231,12 @@ internal sealed class WorkerProcess : IDisposable
                 Kill();
                 _dead = true;
                 throw;
+            }
+            finally
+            {
+                // From here on a late timer callback (Timer.Dispose does not wait for one already queued) is ignored.
+                lock (_abandonLock)
+                    _awaiting = 0;
             }
             if (raw is not { } message)
             {
@@ -300,10 +310,16 @@ internal sealed class WorkerProcess : IDisposable
         }
     }
 
-    private void Abandon(string reason)
+    private void Abandon(string reason, long id)
     {
-        _abandonReason ??= reason;
-        Kill();
+        lock (_abandonLock)
+        {
+            // Only the call that set the timer or token: not one that already has its reply, nor a later call.
+            if (_awaiting != id)
+                return;
+            _abandonReason ??= reason;
+            Kill();
+        }
     }
 
     private void Kill()
