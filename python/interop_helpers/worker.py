@@ -256,6 +256,9 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
             failure = protocol.error_reply(request["id"], e, protocol_error=isinstance(e, ProtocolError))
             del e
+        # After the call: the host may release a handle (its reference was collected) in the very request that uses it.
+        for h in request["release_handles"]:
+            self.handles.pop(h, None)
         # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
         reply["retained"] = self.retained(arrays)
         if failure is None:
@@ -265,8 +268,6 @@ class Worker:
 
     def _handle(self, request, reply, arrays):
         self.release_results(request["release_regions"], reply["closed"])
-        for h in request["release_handles"]:
-            self.handles.pop(h, None)
         for region_id in request["drop_regions"]:
             self.request_regions.pop(region_id, None)
         self.map_request_regions(request["regions"])

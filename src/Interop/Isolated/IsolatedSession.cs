@@ -287,7 +287,12 @@ internal sealed class IsolatedRef : PythonRef
         Target = target;
         PythonType = pythonType;
         _owned = owned || target.Base == "handle";
+        if (!_owned)
+            GC.SuppressFinalize(this);
     }
+
+    /// <summary>A handle whose value was never disposed is released with the worker's next request.</summary>
+    ~IsolatedRef() => Dispose(false);
 
     public IsolatedSession.Target Target { get; }
 

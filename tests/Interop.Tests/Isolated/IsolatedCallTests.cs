@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Interop.Errors;
 using Interop.Isolated;
 using Interop.Sessions;
@@ -207,6 +208,27 @@ public class IsolatedCallTests
             Assert.That(added.AsInt64(), Is.EqualTo(2));
             Assert.That(described["sum"].AsDouble(), Is.EqualTo(3.0), "the next request announces the region the refused one did not deliver");
         });
+    }
+
+    [Test]
+    public void Objects_whose_values_were_never_disposed_are_released_in_the_worker_after_the_host_collects_them()
+    {
+        using var live = _fixture.GetAttr("live_counters");
+        using var before = live.Call();
+        MakeAndDropCounters(20);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using var _ = live.Call(); // carries the releases
+        using var after = live.Call();
+        Assert.That(after.AsInt64(), Is.EqualTo(before.AsInt64()), "a forgotten PythonValue must not pin its object in the worker forever");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void MakeAndDropCounters(int count)
+    {
+        using var counterType = _fixture.GetAttr("Counter");
+        for (var i = 0; i < count; i++)
+            _ = counterType.Call(i); // not disposed: the user forgot
     }
 
     [Test]

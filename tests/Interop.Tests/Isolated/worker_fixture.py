@@ -121,3 +121,10 @@ def fork_then_exit(pid_file, seconds):
     with open(pid_file, "w") as f:
         f.write(str(child))
     os._exit(5)
+
+
+def live_counters():
+    import gc
+
+    gc.collect()
+    return sum(type(o) is Counter for o in gc.get_objects())
