@@ -73,10 +73,28 @@ def error_reply(request_id, error, protocol_error=False):
         "protocol": protocol_error,
         "error": {
             "type": type(error).__module__ + "." + type(error).__qualname__ if not protocol_error else "ProtocolError",
-            "message": str(error),
-            "traceback": "" if protocol_error else "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            "message": _escape_surrogates(str(error)),
+            "traceback": "" if protocol_error else _escape_surrogates(
+                "".join(traceback.format_exception(type(error), error, error.__traceback__))),
         },
     }
+
+
+def _escape_surrogates(text):
+    """Text that .NET can read: unpaired surrogates (file names decoded with surrogateescape) spelled as \\udcXX."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_text(text):
+    """``text`` if .NET can read it; a ValueError naming the string when it holds unpaired surrogates."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the result holds the string %s with unpaired surrogates (a name decoded with "
+                             "surrogateescape?), which .NET cannot read; return os.fsencode(name) or fix the text"
+                             % _clip(text)) from None
+    return text
 
 
 # ---- validation -------------------------------------------------------------------------------------

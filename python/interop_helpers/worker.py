@@ -177,7 +177,11 @@ class Worker:
 
         return torch.from_numpy(array)
 
-    def encode(self, value, pending, export):
+    def encode(self, value, pending, export, depth=0):
+        if depth > protocol.MAX_DEPTH:
+            # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead.
+            raise ValueError("the result is nested deeper than %d lists, tuples or dicts, the limit of isolated mode; "
+                             "return a flatter structure" % protocol.MAX_DEPTH)
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
@@ -190,19 +194,22 @@ class Worker:
         if isinstance(value, float):
             return {"t": "float", "v": protocol.float_text(value)}
         if isinstance(value, str):
-            return {"t": "str", "v": value}
+            return {"t": "str", "v": protocol.check_text(value)}
         if isinstance(value, (list, tuple)):
             return {"t": "list" if isinstance(value, list) else "tuple",
-                    "items": [self.encode(v, pending, export) for v in value]}
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value]}
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return {"t": "dict", "keys": list(value),
-                    "items": [self.encode(v, pending, export) for v in value.values()]}
+            return {"t": "dict", "keys": [protocol.check_text(k) for k in value],
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
             from . import torch_export
 
             prepared = torch_export.prepare(value, detach=export["detach"], upcast=export["upcast"])
             return self.pending_array(prepared.numpy(), "tensor", pending)
+        if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
+            # big-endian: native, as in-process (calls.export_tree); through .str, as a derived dtype is not "builtin"
+            value = value.astype(np.dtype(value.dtype.newbyteorder("=").str))
         if np is not None and isinstance(value, np.ndarray) and value.dtype.isbuiltin and value.dtype.kind in "biufc":
             return self.pending_array(value, "ndarray", pending)
         handle = self.next_handle
@@ -240,18 +247,34 @@ class Worker:
     # ---- requests -----------------------------------------------------------------------------
 
     def handle(self, request):
+        """The reply to a checked request; a failed call's error reply still reports closed and retained regions."""
         reply = {"id": request["id"], "ok": True, "regions": [], "result_regions": [], "closed": [], "retained": []}
-        self.release_results(request["release_regions"], reply["closed"])
+        arrays = []
+        failure = None
+        try:
+            self._handle(request, reply, arrays)
+        except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
+            failure = protocol.error_reply(request["id"], e, protocol_error=isinstance(e, ProtocolError))
+            del e
+        # After the call: the host may release a handle (its reference was collected) in the very request that uses it.
         for h in request["release_handles"]:
             self.handles.pop(h, None)
+        # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
+        reply["retained"] = self.retained(arrays)
+        if failure is None:
+            return reply
+        failure["closed"], failure["retained"] = reply["closed"], reply["retained"]
+        return failure
+
+    def _handle(self, request, reply, arrays):
+        self.release_results(request["release_regions"], reply["closed"])
         for region_id in request["drop_regions"]:
             self.request_regions.pop(region_id, None)
         self.map_request_regions(request["regions"])
         op = request["op"]
         if op == "ping":
             reply["value"] = {"t": "none"}
-            return reply
-        arrays = []
+            return
         pending = []
         grad = request["grad"]
         with self.grad_mode(grad):
@@ -278,9 +301,6 @@ class Worker:
                 reply["value"] = self.encode(result, pending, request["export"])
             del result
         self.place_arrays(pending, reply)
-        del pending
-        reply["retained"] = self.retained(arrays)
-        return reply
 
     def retained(self, arrays):
         """Request regions whose arrays outlived the call: the host must not reuse them."""
@@ -353,6 +373,21 @@ def _watch_parent(host_pid):
     threading.Thread(target=watch, name="interop-parent-watch", daemon=True).start()
 
 
+def _detach_protocol_on_fork(*fds):
+    """Points the protocol descriptors of a forked child (multiprocessing, DataLoader workers) at /dev/null.
+
+    A child that kept them would hold the control pipe open after this worker died, and the host would wait for the
+    child instead of seeing EOF; it could also write into the protocol stream."""
+
+    def in_child():
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in fds:
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=in_child)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "--host-pid":
@@ -369,6 +404,7 @@ def main(argv=None):
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
+    _detach_protocol_on_fork(reader.fileno(), writer.fileno())
     _watch_parent(host_pid)
     try:
         return Worker(host_pid).serve(reader, writer)

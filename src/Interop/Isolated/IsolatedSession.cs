@@ -246,11 +246,10 @@ internal sealed class IsolatedSession : PythonSession
         {
             lock (_lock)
             {
+                // In parallel: each busy worker gets its grace period at the same time, not one after the other.
+                Parallel.ForEach(_slots, slot => slot.Worker?.Dispose());
                 foreach (var slot in _slots)
-                {
-                    slot.Worker?.Dispose();
                     slot.Worker = null;
-                }
             }
         }
         base.Dispose(disposing);
@@ -288,7 +287,12 @@ internal sealed class IsolatedRef : PythonRef
         Target = target;
         PythonType = pythonType;
         _owned = owned || target.Base == "handle";
+        if (!_owned)
+            GC.SuppressFinalize(this);
     }
+
+    /// <summary>A handle whose value was never disposed is released with the worker's next request.</summary>
+    ~IsolatedRef() => Dispose(false);
 
     public IsolatedSession.Target Target { get; }
 

@@ -50,10 +50,26 @@ internal sealed unsafe class SharedRegion : IDisposable
     internal static string NamePrefix => $"interop-{Environment.ProcessId}-";
 
     /// <summary>Creates a host request region of <paramref name="size"/> bytes with no name left behind.</summary>
+    /// <exception cref="WorkerException">The shared-memory directory has no room for the region.</exception>
     public static SharedRegion CreateForRequests(int id, long size)
     {
         var path = Path.Combine(Directory, NamePrefix + Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite, bufferSize: 0);
+        FileStream file;
+        try
+        {
+            // Preallocated: a file on tmpfs is sparse, and writing a page that a full /dev/shm cannot back raises
+            // SIGBUS, which kills this process (Docker's default /dev/shm is 64 MiB). fallocate fails cleanly instead.
+            file = new FileStream(path, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite, BufferSize = 0, PreallocationSize = size,
+            });
+        }
+        catch (IOException e)
+        {
+            File.Delete(path);
+            throw new WorkerException($"The shared-memory directory {Directory} has no room for a {size}-byte request region ({e.Message}). " +
+                                      "Fix: free space there or make it larger (Docker: --shm-size), or pass smaller arrays per call.", e);
+        }
         try
         {
             File.Delete(path);

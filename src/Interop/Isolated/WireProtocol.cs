@@ -22,6 +22,13 @@ internal static class WireProtocol
 
     public static void Write(Stream stream, JsonObject message)
     {
+        stream.Write(Frame(message));
+        stream.Flush();
+    }
+
+    /// <summary>The frame of <paramref name="message"/> (versioned); refuses it when it exceeds the limit, before anything is sent.</summary>
+    public static byte[] Frame(JsonObject message)
+    {
         message["v"] = Version;
         var body = JsonSerializer.SerializeToUtf8Bytes(message);
         if (body.Length > MaxMessage)
@@ -29,8 +36,7 @@ internal static class WireProtocol
         var frame = new byte[4 + body.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)body.Length);
         body.CopyTo(frame.AsSpan(4));
-        stream.Write(frame);
-        stream.Flush();
+        return frame;
     }
 
     /// <summary>Reads one frame; null at EOF (the worker is gone). Throws <see cref="WorkerProtocolException"/> on a bad frame.</summary>

@@ -133,8 +133,10 @@ internal sealed class ArgumentEncoder
                 return new JsonObject { ["t"] = "int", ["v"] = Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture) };
             case ulong u when u <= long.MaxValue:
                 return new JsonObject { ["t"] = "int", ["v"] = (long)u };
-            case float or double or Half:
+            case float or double:
                 return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)) };
+            case Half h: // not IConvertible
+                return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText((double)h) };
             case string s:
                 return new JsonObject { ["t"] = "str", ["v"] = s };
         }

@@ -37,6 +37,8 @@ internal sealed class WorkerProcess : IDisposable
     private long _nextId;
     private int _load;
     private volatile string? _abandonReason;
+    private readonly Lock _abandonLock = new();
+    private long _awaiting; // the id of the request whose reply is awaited (0: none), guarded by _abandonLock
     private volatile bool _dead;
     private WorkerCrashedException? _crash;
 
@@ -197,14 +199,27 @@ internal sealed class WorkerProcess : IDisposable
             ThrowIfDead();
             var context = new RequestContext(this);
             var request = prepare(context);
-            request["id"] = ++_nextId;
+            var id = ++_nextId;
+            request["id"] = id;
             AddHousekeeping(request, context);
-            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout"), null, t, Timeout.InfiniteTimeSpan) : null;
-            using var registration = cancellationToken.Register(() => Abandon("cancelled"));
+            byte[] frame;
+            try
+            {
+                frame = WireProtocol.Frame(request);
+            }
+            catch (WorkerProtocolException)
+            {
+                UndoHousekeeping(request, context); // nothing was sent: the worker lives on and hears it all next time
+                throw;
+            }
+            Volatile.Write(ref _awaiting, id);
+            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout", id), null, t, Timeout.InfiniteTimeSpan) : null;
+            using var registration = cancellationToken.Register(() => Abandon("cancelled", id));
             JsonElement? raw;
             try
             {
-                WireProtocol.Write(_toWorker, request);
+                _toWorker.Write(frame);
+                _toWorker.Flush();
                 raw = WireProtocol.Read(_fromWorker);
             }
             catch (IOException)
@@ -216,6 +231,12 @@ internal sealed class WorkerProcess : IDisposable
                 Kill();
                 _dead = true;
                 throw;
+            }
+            finally
+            {
+                // From here on a late timer callback (Timer.Dispose does not wait for one already queued) is ignored.
+                lock (_abandonLock)
+                    _awaiting = 0;
             }
             if (raw is not { } message)
             {
@@ -249,7 +270,7 @@ internal sealed class WorkerProcess : IDisposable
             Kill();
             _process.WaitForExit(2000);
         }
-        _process.WaitForExit(); // drains the stderr reader so the tail is complete
+        WaitForStderr();
         return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail, "while a call was pending");
     }
 
@@ -268,14 +289,37 @@ internal sealed class WorkerProcess : IDisposable
         if (_crash is not null)
             return _crash;
         if (!_disposed && HasExited())
-            _process.WaitForExit(); // drains the stderr reader so the tail is complete
+            WaitForStderr();
         return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
     }
 
-    private void Abandon(string reason)
+    /// <summary>
+    /// Lets the stderr reader reach EOF so the tail is complete, but not forever: a process the worker forked keeps the
+    /// pipe open as long as it lives (WaitForExit() without a limit would wait for it).
+    /// </summary>
+    private void WaitForStderr()
     {
-        _abandonReason ??= reason;
-        Kill();
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            _process.WaitForExitAsync(limit.Token).GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            // a child of the worker holds its stderr: the tail has what arrived so far
+        }
+    }
+
+    private void Abandon(string reason, long id)
+    {
+        lock (_abandonLock)
+        {
+            // Only the call that set the timer or token: not one that already has its reply, nor a later call.
+            if (_awaiting != id)
+                return;
+            _abandonReason ??= reason;
+            Kill();
+        }
     }
 
     private void Kill()
@@ -312,12 +356,7 @@ internal sealed class WorkerProcess : IDisposable
     {
         if (_requestRegion is { } current && current.Size >= size)
             return current;
-        if (_requestRegion is { } old)
-        {
-            context.DroppedRegions.Add(old.Id);
-            old.Dispose();
-            _requestRegion = null;
-        }
+        ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
         var capacity = Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)));
         var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
         _requestRegion = region;
@@ -353,6 +392,17 @@ internal sealed class WorkerProcess : IDisposable
         request["release_handles"] = handles;
     }
 
+    private void UndoHousekeeping(JsonObject request, RequestContext context)
+    {
+        if (context.NewRegions.Count > 0)
+            ForgetRequestRegion(); // never announced: the next request makes and announces a new one
+        _forgottenRegions.AddRange(((JsonArray)request["drop_regions"]!).Select(n => (int)n!));
+        foreach (var id in (JsonArray)request["release_regions"]!)
+            _releasedResults.Enqueue((int)id!);
+        foreach (var handle in (JsonArray)request["release_handles"]!)
+            _releasedHandles.Enqueue((long)handle!);
+    }
+
     /// <summary>Queues a handle release for the next request (object handles are freed lazily).</summary>
     public void ReleaseHandle(long handle)
     {
@@ -366,6 +416,8 @@ internal sealed class WorkerProcess : IDisposable
         var ok = WireProtocol.Bool(message, "ok");
         if (!ok)
         {
+            // A call that raised still reports the inputs Python kept and the result regions the worker closed.
+            ApplyRetainedAndClosed(message, required: false);
             var error = WireProtocol.Obj(message, "error");
             var isProtocol = message.TryGetProperty("protocol", out var p) && p.ValueKind == JsonValueKind.True;
             if (isProtocol)
@@ -381,28 +433,18 @@ internal sealed class WorkerProcess : IDisposable
         }
         if (replyId != id)
             throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
-        foreach (var retained in WireProtocol.List(message, "retained"))
-        {
-            if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.GetInt32() == r.Id)
-            {
-                // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
-                r.Dispose();
-                _requestRegion = null;
-            }
-        }
+        ApplyRetainedAndClosed(message, required: true);
         foreach (var region in WireProtocol.List(message, "regions"))
         {
             var rid = (int)WireProtocol.Int(region, "id", 1, int.MaxValue);
             var pid = (int)WireProtocol.Int(region, "pid", 1, int.MaxValue);
-            if (pid != ProcessId || _resultRegions.ContainsKey(rid))
+            bool known;
+            lock (_resultRegions) // leases return on other threads (and finalizers) and change the map under this lock
+                known = _resultRegions.ContainsKey(rid);
+            if (pid != ProcessId || known)
                 throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
             lock (_resultRegions)
                 _resultRegions[rid] = SharedRegion.OpenFromWorker(rid, pid, (int)WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
-        }
-        foreach (var closed in WireProtocol.List(message, "closed"))
-        {
-            if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
-                CloseResultRegion(cid);
         }
         RegionLease? lease = null;
         var results = WireProtocol.List(message, "result_regions").ToArray();
@@ -429,6 +471,30 @@ internal sealed class WorkerProcess : IDisposable
         {
             lease?.Dispose();
             throw;
+        }
+    }
+
+    private void ApplyRetainedAndClosed(JsonElement message, bool required)
+    {
+        if (required || message.TryGetProperty("retained", out _))
+        {
+            foreach (var retained in WireProtocol.List(message, "retained"))
+            {
+                if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.TryGetInt32(out var kept) && kept == r.Id)
+                {
+                    // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
+                    r.Dispose();
+                    _requestRegion = null;
+                }
+            }
+        }
+        if (required || message.TryGetProperty("closed", out _))
+        {
+            foreach (var closed in WireProtocol.List(message, "closed"))
+            {
+                if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
+                    CloseResultRegion(cid);
+            }
         }
     }
 
@@ -473,12 +539,14 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>Asks the worker to exit, then waits for it (killing it after <paramref name="grace"/>).</summary>
     public void Shutdown(TimeSpan grace)
     {
+        var asked = false;
         if (!_dead && !HasExited() && _gate.Wait(grace))
         {
             try
             {
                 WireProtocol.Write(_toWorker, new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
                 _toWorker.Close();
+                asked = true;
             }
             catch (IOException)
             {
@@ -489,7 +557,8 @@ internal sealed class WorkerProcess : IDisposable
                 _gate.Release();
             }
         }
-        if (!_process.WaitForExit((int)grace.TotalMilliseconds))
+        // A worker still busy after the grace period was never asked to exit: waiting longer would not help.
+        if (!asked || !_process.WaitForExit((int)grace.TotalMilliseconds))
             Kill();
     }
 

@@ -69,8 +69,10 @@ internal static class InProcessConversions
                 return temporaries.Own(new PyInt(System.Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)));
             case ulong u:
                 return temporaries.Own(new PyInt(u));
-            case float or double or Half:
+            case float or double:
                 return temporaries.Own(new PyFloat(System.Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)));
+            case Half h: // not IConvertible
+                return temporaries.Own(new PyFloat((double)h));
             case string s:
                 return temporaries.Own(new PyString(s));
             case PythonRef r:

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Interop.Errors;
 using Interop.Isolated;
 using Interop.Sessions;
@@ -36,7 +37,7 @@ public class IsolatedCallTests
         using var pid = _fixture.GetAttr("pid").Call();
         using var sqrt = _session.Import("math").GetAttr("sqrt");
         using var root = sqrt.Call(16.0);
-        using var echo = _fixture.GetAttr("echo").Call([1, -2L, 2.5, "text", true, null, new object?[] { 1, "a" }],
+        using var echo = _fixture.GetAttr("echo").Call([1, -2L, 2.5, "text", true, null, new object?[] { 1, "a" }, (Half)0.5],
                                                       new CallOptions { KeywordArguments = new Dictionary<string, object?> { ["k"] = double.NaN } });
         Assert.Multiple(() =>
         {
@@ -51,6 +52,7 @@ public class IsolatedCallTests
             Assert.That(args[4].AsBool(), Is.True);
             Assert.That(args[5].IsNone, Is.True);
             Assert.That(args[6].Items[1].AsString(), Is.EqualTo("a"));
+            Assert.That(args[7].AsDouble(), Is.EqualTo(0.5), "a Half scalar (not IConvertible) is a float");
             Assert.That(double.IsNaN(echo["kwargs"]["k"].AsDouble()), Is.True);
         });
     }
@@ -69,6 +71,17 @@ public class IsolatedCallTests
         Assert.That(again.AsInt64(), Is.GreaterThan(0));
         Assert.Throws<PythonErrorException>(() => _session.Import("no_such_module_xyz"));
         Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("no_such_function"));
+    }
+
+    [Test]
+    public void Strings_with_unpaired_surrogates_are_a_Python_error_naming_them_and_error_texts_keep_them_escaped()
+    {
+        // os.listdir and friends decode non-UTF-8 file names with surrogateescape; .NET's JSON reader refuses the result.
+        var returned = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("undecodable_name").Call(false))!;
+        Assert.That(returned.PythonMessage, Does.Contain("surrogate").And.Contain("caf\\udce9.txt"));
+        var raised = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("undecodable_name").Call(true))!;
+        Assert.That(raised.PythonType, Is.EqualTo("FileNotFoundError"));
+        Assert.That(raised.PythonMessage, Does.Contain("caf\\udce9.txt"));
     }
 
     [Test]
@@ -92,6 +105,7 @@ public class IsolatedCallTests
 
     [TestCase("strided", new long[] { 4, 3 })]
     [TestCase("numpy", new long[] { 2, 3 })]
+    [TestCase("big_endian", new long[] { 2, 3 })]
     public void Non_contiguous_tensors_and_numpy_arrays_come_back_in_C_order(string kind, long[] shape)
     {
         using var v = _fixture.GetAttr("make").Call(kind);
@@ -115,6 +129,22 @@ public class IsolatedCallTests
             Assert.That(v[2][0].ToArray<double>(), Is.EqualTo(new double[4]));
             Assert.That(v[2][1].AsDouble(), Is.EqualTo(2.5));
         });
+    }
+
+    [Test]
+    public void Results_nested_deeper_than_the_protocol_carries_are_a_Python_error_and_the_worker_lives_on()
+    {
+        var pid = _session.WorkerProcessIds.Single();
+        using (var deepest = _fixture.GetAttr("make").Call("nested", 32))
+        {
+            var inner = deepest;
+            for (var i = 0; i < 32; i++)
+                inner = inner[0];
+            Assert.That(inner.AsInt64(), Is.EqualTo(7));
+        }
+        var e = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("make").Call("nested", 45))!;
+        Assert.That(e.PythonMessage, Does.Contain("nested deeper than 32"));
+        Assert.That(_session.WorkerProcessIds, Is.EqualTo(new[] { pid }), "a deep result is the caller's problem, not a protocol breach");
     }
 
     [Test]
@@ -159,6 +189,49 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void A_request_too_large_for_a_control_message_is_refused_without_stopping_the_worker()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var counter = fixture.GetAttr("Counter").Call(1);
+        using var add = counter.AsRef().GetAttr("add");
+        var pid = session.WorkerProcessIds.Single();
+        var big = new float[2 << 20]; // a request region larger than the first one: announced by the refused request
+        var e = Assert.Throws<WorkerProtocolException>(() => fixture.GetAttr("describe").Call(big, new string('x', 65 << 20)))!;
+        Assert.That(e.Message, Does.Contain("limit for control messages"));
+        big[0] = 3;
+        using var described = fixture.GetAttr("describe").Call(big);
+        using var added = add.Call(1);
+        Assert.Multiple(() =>
+        {
+            Assert.That(session.WorkerProcessIds, Is.EqualTo(new[] { pid }), "nothing was sent: the worker and its objects live on");
+            Assert.That(added.AsInt64(), Is.EqualTo(2));
+            Assert.That(described["sum"].AsDouble(), Is.EqualTo(3.0), "the next request announces the region the refused one did not deliver");
+        });
+    }
+
+    [Test]
+    public void Objects_whose_values_were_never_disposed_are_released_in_the_worker_after_the_host_collects_them()
+    {
+        using var live = _fixture.GetAttr("live_counters");
+        using var before = live.Call();
+        MakeAndDropCounters(20);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using var _ = live.Call(); // carries the releases
+        using var after = live.Call();
+        Assert.That(after.AsInt64(), Is.EqualTo(before.AsInt64()), "a forgotten PythonValue must not pin its object in the worker forever");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void MakeAndDropCounters(int count)
+    {
+        using var counterType = _fixture.GetAttr("Counter");
+        for (var i = 0; i < count; i++)
+            _ = counterType.Call(i); // not disposed: the user forgot
+    }
+
+    [Test]
     public void An_input_Python_keeps_is_not_overwritten_by_the_next_call()
     {
         var ones = Enumerable.Repeat(1.0f, 1000).ToArray();
@@ -167,6 +240,36 @@ public class IsolatedCallTests
         using var _ = _fixture.GetAttr("describe").Call(twos);
         using var sum = _fixture.GetAttr("kept_sum").Call(index.AsInt64() - 1);
         Assert.That(sum.AsDouble(), Is.EqualTo(1000.0), "the kept tensor must still see its own data");
+    }
+
+    [Test]
+    public void An_input_Python_keeps_is_not_overwritten_by_the_next_call_even_when_the_call_raised()
+    {
+        var ones = Enumerable.Repeat(1.0f, 1000).ToArray();
+        var e = Assert.Throws<PythonErrorException>(() => _fixture.GetAttr("keep_then_raise").Call(ones))!;
+        var index = long.Parse(e.PythonMessage.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) - 1;
+        var twos = Enumerable.Repeat(2.0f, 1000).ToArray();
+        using var _ = _fixture.GetAttr("describe").Call(twos);
+        using var sum = _fixture.GetAttr("kept_sum").Call(index);
+        Assert.That(sum.AsDouble(), Is.EqualTo(1000.0), "the kept tensor must still see its own data");
+    }
+
+    [Test]
+    public void Result_regions_the_worker_closes_during_a_call_that_raises_are_unmapped_by_the_host_too()
+    {
+        static int Mapped() => File.ReadAllLines("/proc/self/maps").Count(l => l.Contains("interop-result-", StringComparison.Ordinal));
+        var before = Mapped();
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var make = fixture.GetAttr("make");
+        using var raise = fixture.GetAttr("raise_value_error");
+        // Six live results of different sizes take six regions; released together, the worker pools four and closes two
+        // while it runs the next call, which raises.
+        var results = Enumerable.Range(0, 6).Select(i => make.Call("mebibytes", 1 << i)).ToList();
+        Assert.That(Mapped() - before, Is.EqualTo(6));
+        results.ForEach(r => r.Dispose());
+        Assert.Throws<PythonErrorException>(() => raise.Call("after the release"));
+        Assert.That(Mapped() - before, Is.EqualTo(4), "the host unmaps what the worker closed, even in an error reply");
     }
 
     [Test]

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using Interop.Isolated;
 using Interop.Errors;
 using Interop.Sessions;
 using static Interop.Tests.Isolated.IsolatedTestSupport;
@@ -59,6 +61,39 @@ public class ReliabilityTests
             Assert.That(WaitUntilGone(pid, Gone), Is.True);
         });
         Assert.That(WorkerPid(fixture), Is.Not.EqualTo(pid));
+    }
+
+    [Test]
+    public void A_worker_that_dies_while_a_process_it_forked_lives_on_fails_its_call_at_once()
+    {
+        // The forked child inherits every descriptor of the worker: the control pipe's EOF and the end of its stderr
+        // must not wait for the child.
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        var pidFile = Path.GetTempFileName();
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            var e = Assert.Throws<WorkerCrashedException>(() => fixture.GetAttr("fork_then_exit").Call(pidFile, 30.0))!;
+            Assert.That(e.ExitCode, Is.EqualTo(5));
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "the call waited for the worker's child");
+            using var again = fixture.GetAttr("pid").Call();
+        }
+        finally
+        {
+            if (int.TryParse(File.ReadAllText(pidFile), out var child))
+            {
+                try
+                {
+                    Process.GetProcessById(child).Kill();
+                }
+                catch (ArgumentException)
+                {
+                    // already gone
+                }
+            }
+            File.Delete(pidFile);
+        }
     }
 
     [Test]
@@ -133,6 +168,23 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void Request_regions_reserve_their_memory_up_front_so_a_full_dev_shm_is_an_exception_not_a_SIGBUS()
+    {
+        // A sparse tmpfs file is backed page by page on first write; when /dev/shm is full (Docker's default is 64 MiB)
+        // that write raises SIGBUS and kills the host. Reserved pages make a full /dev/shm fail at creation instead.
+        const long size = 1 << 20;
+        using var region = SharedRegion.CreateForRequests(1, size);
+        var stat = Process.Start(new ProcessStartInfo("stat", ["-L", "-c", "%b %B", $"/proc/{Environment.ProcessId}/fd/{region.FileDescriptor}"])
+        {
+            RedirectStandardOutput = true,
+        })!;
+        var fields = stat.StandardOutput.ReadToEnd().Split(' ', StringSplitOptions.TrimEntries);
+        stat.WaitForExit();
+        Assert.That(long.Parse(fields[0], CultureInfo.InvariantCulture) * long.Parse(fields[1], CultureInfo.InvariantCulture), Is.GreaterThanOrEqualTo(size),
+                    "allocated bytes of the request region");
+    }
+
+    [Test]
     public void Disposing_the_session_ends_every_worker_and_leaves_no_shared_memory()
     {
         var session = Session(workers: 3);
@@ -148,6 +200,32 @@ public class ReliabilityTests
             Assert.That(WorkersOf(Environment.ProcessId), Is.Empty);
         });
         Assert.Throws<ObjectDisposedException>(() => fixture.GetAttr("pid"));
+    }
+
+    [Test]
+    public void Disposing_a_session_whose_workers_are_all_busy_takes_one_grace_period_not_one_per_worker()
+    {
+        var session = Session(workers: 3);
+        var fixture = session.LoadFile(Fixture);
+        var calls = Enumerable.Range(0, 3).Select(_ => Task.Run(() => fixture.GetAttr("sleep").Call(60.0))).ToArray();
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (session.WorkerProcessIds.Count < 3 && DateTime.UtcNow < until)
+            Thread.Sleep(50);
+        Thread.Sleep(500);
+        var pids = session.WorkerProcessIds.ToArray();
+        var watch = Stopwatch.StartNew();
+        session.Dispose();
+        watch.Stop();
+        Assert.Multiple(() =>
+        {
+            Assert.That(pids, Has.Length.EqualTo(3));
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "Dispose waits 2 s for a busy worker, then kills it");
+            foreach (var call in calls)
+                Assert.That(() => call.GetAwaiter().GetResult(), Throws.InstanceOf<ObjectDisposedException>());
+            foreach (var pid in pids)
+                Assert.That(WaitUntilGone(pid, Gone), Is.True, $"worker {pid} outlived Dispose");
+        });
+        fixture.Dispose();
     }
 
     [Test]

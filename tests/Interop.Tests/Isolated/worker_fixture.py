@@ -27,6 +27,14 @@ def echo(*args, **kwargs):
     return {"args": list(args), "kwargs": kwargs}
 
 
+def undecodable_name(fail):
+    """A file name that is not UTF-8, as os.listdir returns it (surrogateescape): returned, or in an exception."""
+    name = os.fsdecode(b"caf\xe9.txt")
+    if fail:
+        raise FileNotFoundError(2, "No such file", name)
+    return {"name": name}
+
+
 def raise_value_error(message):
     raise ValueError(message)
 
@@ -47,11 +55,17 @@ def keep(t):
     return len(_kept)
 
 
+def keep_then_raise(t):
+    """Keeps the argument, then fails: the region must not be reused although the call raised."""
+    _kept.append(t)
+    raise ValueError("kept %d" % len(_kept))
+
+
 def kept_sum(index):
     return float(_kept[index].double().sum())
 
 
-def make(kind):
+def make(kind, depth=0):
     import torch
 
     if kind == "bfloat16":
@@ -66,6 +80,17 @@ def make(kind):
         return np.arange(6, dtype=np.int32).reshape(2, 3)
     if kind == "several":
         return (torch.arange(3, dtype=torch.int64), "label", [torch.zeros(2, 2, dtype=torch.float64), 2.5])
+    if kind == "big_endian":
+        import numpy as np
+
+        return np.arange(6, dtype=">i4").reshape(2, 3)
+    if kind == "nested":
+        value = 7
+        for _ in range(depth):
+            value = [value]
+        return value
+    if kind == "mebibytes":
+        return torch.zeros(depth << 18, dtype=torch.float32)
     if kind == "big":
         return torch.arange(1 << 22, dtype=torch.float32)  # 16 MiB
     raise ValueError(kind)
@@ -84,3 +109,22 @@ def grad_enabled():
     import torch
 
     return torch.is_grad_enabled()
+
+
+
+def fork_then_exit(pid_file, seconds):
+    """Forks a child that outlives this worker (as multiprocessing and DataLoader workers do), then dies."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    with open(pid_file, "w") as f:
+        f.write(str(child))
+    os._exit(5)
+
+
+def live_counters():
+    import gc
+
+    gc.collect()
+    return sum(type(o) is Counter for o in gc.get_objects())

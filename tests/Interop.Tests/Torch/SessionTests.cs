@@ -138,8 +138,8 @@ public class SessionTests
     [Test]
     public void Scalars_strings_and_null_arrive_as_Python_types()
     {
-        using var result = Call("types", null, true, false, 3, 4L, (byte)5, 1.5, 2.5f, "s", ulong.MaxValue);
-        Assert.That(Strings(result), Is.EqualTo(new[] { "NoneType", "bool", "bool", "int", "int", "int", "float", "float", "str", "int" }));
+        using var result = Call("types", null, true, false, 3, 4L, (byte)5, 1.5, 2.5f, "s", ulong.MaxValue, (Half)0.5);
+        Assert.That(Strings(result), Is.EqualTo(new[] { "NoneType", "bool", "bool", "int", "int", "int", "float", "float", "str", "int", "float" }));
         using var echoed = Call("echo", false, ulong.MaxValue);
         Assert.That(echoed[0][0].AsBool(), Is.False, "false stays False (not a truthy wrapper)");
         Assert.That(echoed[0][1].Kind, Is.EqualTo(PythonValueKind.Object), "ints beyond 64 bits stay Python objects");
