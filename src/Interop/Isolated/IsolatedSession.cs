@@ -116,6 +116,8 @@ internal sealed class IsolatedSession : PythonSession
         {
             if (target.Worker is { IsAlive: false } dead)
                 throw dead.CrashInfo();
+            // A worker picked from the pool comes with its load already counted (see PickWorker).
+            var reserved = target.Worker is null;
             worker = target.Worker ?? PickWorker();
             var chosen = worker;
             var finalTarget = target;
@@ -139,7 +141,7 @@ internal sealed class IsolatedSession : PythonSession
                         request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
                     }
                     return request;
-                }, op == "call" ? timeout : null, cancellationToken);
+                }, op == "call" ? timeout : null, cancellationToken, loadReserved: reserved);
             }
             catch (WorkerProcess.WorkerGoneException gone)
             {
@@ -188,34 +190,43 @@ internal sealed class IsolatedSession : PythonSession
         return new JsonObject { ["t"] = "object", ["ref"] = refTarget.ToJson() };
     }
 
+    // Chooses and reserves under one lock: the chosen worker's Load counts the call before the lock is released,
+    // so callers arriving together spread over the pool instead of all seeing the same idle worker.
     private WorkerProcess PickWorker()
     {
         lock (_lock)
         {
-            ThrowIfDisposed();
-            Slot? best = null;
-            foreach (var slot in _slots)
-            {
-                if (slot.Worker is { IsAlive: true } w && (best?.Worker is null || w.Load < best.Worker.Load))
-                    best = slot;
-            }
-            if (best?.Worker is { Load: 0 } idle)
-                return idle;
-            var empty = _slots.FirstOrDefault(s => s.Worker is null || !s.Worker.IsAlive);
-            if (empty is not null)
-            {
-                if (empty.Worker is { } dead)
-                {
-                    if (!_options.RestartAfterCrash)
-                        throw dead.CrashInfo();
-                    Retire(dead);
-                }
-                var (python, helpers, _) = _setup.Value;
-                empty.Worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, _options.EchoWorkerOutput);
-                return empty.Worker;
-            }
-            return best!.Worker!;
+            var chosen = ChooseWorker();
+            chosen.ReserveLoad();
+            return chosen;
         }
+    }
+
+    private WorkerProcess ChooseWorker()
+    {
+        ThrowIfDisposed();
+        Slot? best = null;
+        foreach (var slot in _slots)
+        {
+            if (slot.Worker is { IsAlive: true } w && (best?.Worker is null || w.Load < best.Worker.Load))
+                best = slot;
+        }
+        if (best?.Worker is { Load: 0 } idle)
+            return idle;
+        var empty = _slots.FirstOrDefault(s => s.Worker is null || !s.Worker.IsAlive);
+        if (empty is not null)
+        {
+            if (empty.Worker is { } dead)
+            {
+                if (!_options.RestartAfterCrash)
+                    throw dead.CrashInfo();
+                Retire(dead);
+            }
+            var (python, helpers, _) = _setup.Value;
+            empty.Worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, _options.EchoWorkerOutput);
+            return empty.Worker;
+        }
+        return best!.Worker!;
     }
 
     private void Retire(WorkerProcess worker)

@@ -85,6 +85,9 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>Number of calls waiting for or holding the gate.</summary>
     public int Load => _load;
 
+    /// <summary>Counts a call the pool has just routed here; the matching <see cref="Exchange"/> passes <c>loadReserved: true</c>.</summary>
+    public void ReserveLoad() => Interlocked.Increment(ref _load);
+
     /// <summary>The last lines of the worker's stderr.</summary>
     public string StderrTail
     {
@@ -181,12 +184,17 @@ internal sealed class WorkerProcess : IDisposable
     /// Sends one request and returns its reply. <paramref name="prepare"/> runs under the gate and fills the
     /// request (it may write payloads into the request region it is given).
     /// </summary>
-    public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken)
+    /// <remarks>
+    /// <paramref name="loadReserved"/>: the pool already counted this call in <see cref="Load"/> (<see cref="ReserveLoad"/>,
+    /// under its lock), so that concurrent callers choosing a worker see it as busy at once.
+    /// </remarks>
+    public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken, bool loadReserved = false)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        Interlocked.Increment(ref _load);
+        if (!loadReserved)
+            Interlocked.Increment(ref _load);
         try
         {
+            cancellationToken.ThrowIfCancellationRequested();
             _gate.Wait(cancellationToken);
         }
         catch

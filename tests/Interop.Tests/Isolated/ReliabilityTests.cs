@@ -207,7 +207,8 @@ public class ReliabilityTests
     {
         var session = Session(workers: 3);
         var fixture = session.LoadFile(Fixture);
-        var calls = Enumerable.Range(0, 3).Select(_ => Task.Run(() => fixture.GetAttr("sleep").Call(60.0))).ToArray();
+        // Dedicated threads: three blocked thread-pool threads on a 2-core machine would wait for the pool to grow.
+        var calls = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(() => fixture.GetAttr("sleep").Call(60.0), TaskCreationOptions.LongRunning)).ToArray();
         var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (session.WorkerProcessIds.Count < 3 && DateTime.UtcNow < until)
             Thread.Sleep(50);
@@ -226,6 +227,24 @@ public class ReliabilityTests
                 Assert.That(WaitUntilGone(pid, Gone), Is.True, $"worker {pid} outlived Dispose");
         });
         fixture.Dispose();
+    }
+
+    [Test]
+    public void Calls_arriving_together_spread_over_the_pool_instead_of_queueing_on_one_idle_worker()
+    {
+        using var session = Session(workers: 3);
+        using var fixture = session.LoadFile(Fixture);
+        using var pidAfter = fixture.GetAttr("pid_after");
+        using var start = new Barrier(3);
+        var threads = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(() =>
+        {
+            start.SignalAndWait();
+            using var pid = pidAfter.Call(1.0);
+            return pid.AsInt64();
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Task.WaitAll(threads);
+        Assert.That(threads.Select(t => t.Result).Distinct().Count(), Is.EqualTo(3),
+            "each of three simultaneous calls must get its own worker of the pool of three");
     }
 
     [Test]

@@ -23,6 +23,11 @@ def pid():
     return os.getpid()
 
 
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def echo(*args, **kwargs):
     return {"args": list(args), "kwargs": kwargs}
 
