@@ -53,6 +53,13 @@ public sealed class TensorArgument
     public static TensorArgument Create<T>(ReadOnlyMemory<T> data, params long[] shape) where T : unmanaged =>
         new(new MemorySource<T>(data), DType.Of<T>(), shape is null || shape.Length == 0 ? [data.Length] : (long[])shape.Clone());
 
+    /// <summary>
+    /// A 0-d tensor holding <paramref name="value"/> (shape <c>()</c>), for callees that want a tensor, not a Python
+    /// number. <see cref="Create{T}(ReadOnlyMemory{T}, long[])"/> without a shape means 1-d, so it cannot express this.
+    /// </summary>
+    public static TensorArgument Scalar<T>(T value) where T : unmanaged =>
+        new(new MemorySource<T>(new[] { value }), DType.Of<T>(), []);
+
     /// <summary>An argument over a .NET array of any rank (<c>T[]</c>, <c>T[,]</c>, ...), with the array's shape. No copy.</summary>
     /// <exception cref="NotSupportedException">The element type is not in the dtype table.</exception>
     public static TensorArgument FromArray(Array array)

@@ -103,6 +103,18 @@ public class IsolatedCallTests
         });
     }
 
+    [Test]
+    public void A_0_d_tensor_argument_arrives_with_shape_empty()
+    {
+        using var described = _fixture.GetAttr("describe").Call(TensorArgument.Scalar(7L));
+        Assert.Multiple(() =>
+        {
+            Assert.That(described["dtype"].AsString(), Is.EqualTo("torch.int64"));
+            Assert.That(described["shape"].Items, Is.Empty);
+            Assert.That(described["sum"].AsDouble(), Is.EqualTo(7));
+        });
+    }
+
     [TestCase("strided", new long[] { 4, 3 })]
     [TestCase("numpy", new long[] { 2, 3 })]
     [TestCase("big_endian", new long[] { 2, 3 })]

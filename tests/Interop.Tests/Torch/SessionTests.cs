@@ -171,6 +171,11 @@ public class SessionTests
         using var fromMemory = Call("describe_tensor", TensorArgument.Create<long>(backing.AsMemory(1, 6), 2, 3));
         Assert.That(fromMemory[0].AsString(), Is.EqualTo("torch.int64"));
         Assert.That(fromMemory[2].Items.Select(v => v.AsInt64()), Is.EqualTo(new long[] { 10, 11, 12, 13, 14, 15 }));
+
+        using var zeroD = Call("describe_tensor", TensorArgument.Scalar(2.5f));
+        Assert.That(zeroD[0].AsString(), Is.EqualTo("torch.float32"));
+        Assert.That(zeroD[1].Items, Is.Empty, "a 0-d tensor has shape ()");
+        Assert.That(zeroD[2].Items.Select(v => v.AsDouble()), Is.EqualTo(new double[] { 2.5 }));
     }
 
     [Test]
