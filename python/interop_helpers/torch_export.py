@@ -92,11 +92,6 @@ def numpy_dtypes():
     return _NUMPY_DTYPES
 
 
-def upcast_target(dtype):
-    """The dtype ``upcast=True`` widens ``dtype`` to, or None when it needs no upcast or has none."""
-    return _UPCASTS.get(dtype)
-
-
 def prepare(tensor, *, detach=True, upcast=False):
     """Returns a CPU tensor ready for ``.numpy()`` (see the module's docstring), or raises an ``ExportError``."""
     if not isinstance(tensor, torch.Tensor):

@@ -146,17 +146,8 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         var b = Live();
         if (!IsWritable)
             throw new ReadOnlyBufferException("Copying into a read-only view");
-        CheckSourceLength(source.Length, b.ElementCount);
-        fixed (T* src = source)
-            StridedCopy.Scatter((byte*)src, b.Shape, b.Strides, sizeof(T), 1, (byte*)b.Pointer);
+        b.Scatter(source);
         GC.KeepAlive(this);
-    }
-
-    /// <summary>The one check that a source for a copy into an array holds exactly as many elements as the array.</summary>
-    internal static void CheckSourceLength(int sourceLength, nint elementCount)
-    {
-        if (sourceLength != elementCount)
-            throw new ArgumentException($"The source holds {sourceLength} elements; the array has {elementCount}. Fix: pass exactly as many elements as the array holds (in C order).");
     }
 
     /// <summary>Copies the elements, in C order, into a new array.</summary>

@@ -16,6 +16,9 @@ public readonly record struct ParsedFormat(DType DType, bool BigEndian)
 {
     /// <summary>True when the bytes are in this machine's byte order.</summary>
     public bool IsNativeOrder => BigEndian != BitConverter.IsLittleEndian;
+
+    /// <summary>How many bytes a copy reverses at a time: 1 in native order, else one component (a complex number swaps each half).</summary>
+    public int SwapUnit => IsNativeOrder ? 1 : DType.Kind == DTypeKind.Complex ? DType.ItemSize / 2 : DType.ItemSize;
 }
 
 /// <summary>Parses PEP 3118 format strings into entries of the dtype table.</summary>

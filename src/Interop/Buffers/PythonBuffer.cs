@@ -121,6 +121,22 @@ internal sealed unsafe class PythonBuffer : IDisposable
         return error;
     }
 
+    /// <summary>
+    /// Copies <paramref name="source"/> (C order) into the buffer's memory over its strides, in the buffer's byte order.
+    /// The one write path for .NET data into existing Python memory; needs no GIL (the buffer keeps the memory alive).
+    /// </summary>
+    /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the buffer's element type.</exception>
+    /// <exception cref="ArgumentException"><paramref name="source"/> does not hold exactly <see cref="ElementCount"/> elements.</exception>
+    public void Scatter<T>(ReadOnlySpan<T> source) where T : unmanaged
+    {
+        if (DType.ClrType != typeof(T))
+            throw new ElementTypeMismatchException(typeof(T), DType.Name, DType.ClrType);
+        if (source.Length != ElementCount)
+            throw new ArgumentException($"The source holds {source.Length} elements; the array has {ElementCount}. Fix: pass exactly as many elements as the array holds (in C order).");
+        fixed (T* src = source)
+            StridedCopy.Scatter((byte*)src, Shape, Strides, sizeof(T), Format.SwapUnit, (byte*)Pointer);
+    }
+
     /// <summary>Releases the buffer (taking the GIL). Harmless when called again.</summary>
     public void Dispose()
     {

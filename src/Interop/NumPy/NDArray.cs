@@ -154,24 +154,14 @@ public sealed class NDArray : IDisposable
     /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the array's element type.</exception>
     /// <exception cref="ReadOnlyBufferException">The array is read-only.</exception>
     /// <exception cref="ArgumentException"><paramref name="source"/> does not hold exactly as many elements as the array.</exception>
-    public unsafe void Assign<T>(ReadOnlySpan<T> source) where T : unmanaged
+    public void Assign<T>(ReadOnlySpan<T> source) where T : unmanaged
     {
         var obj = PyObject;
         PythonBuffer buffer;
         using (PythonRuntime.AcquireGil())
             buffer = PythonBuffer.Acquire(obj, writable: true);
         using (buffer)
-        {
-            var dtype = buffer.DType;
-            if (dtype.ClrType != typeof(T))
-                throw new ElementTypeMismatchException(typeof(T), dtype.Name, dtype.ClrType);
-            ArrayView<T>.CheckSourceLength(source.Length, buffer.ElementCount);
-            // Components swap separately: a complex number is two floats.
-            var swapUnit = buffer.Format.IsNativeOrder ? 1 : dtype.Kind == DTypeKind.Complex ? dtype.ItemSize / 2 : dtype.ItemSize;
-            // The copy runs without the GIL; the acquired buffer keeps the memory alive.
-            fixed (T* src = source)
-                StridedCopy.Scatter((byte*)src, buffer.Shape, buffer.Strides, sizeof(T), swapUnit, (byte*)buffer.Pointer);
-        }
+            buffer.Scatter(source); // without the GIL; the acquired buffer keeps the memory alive
     }
 
     /// <summary>Copies <paramref name="data"/> into a new ndarray of <paramref name="shape"/> (default: 1-d) and the dtype of <typeparamref name="T"/>.</summary>

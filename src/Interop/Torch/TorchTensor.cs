@@ -84,32 +84,14 @@ public sealed class TorchTensor : IDisposable
     /// a prepared copy otherwise (moved to the CPU, conjugate/negative views resolved, upcast on request). See docs/torch.md.
     /// </summary>
     /// <exception cref="TensorExportException">The policy refused the tensor; the subclass says why and the message names the fix.</exception>
-    public NDArray Numpy(ExportOptions? options = null)
-    {
-        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
-        var o = options ?? ExportOptions.Default;
-        return CallPolicy("export", (export, kw) =>
-        {
-            using var args = new PyTuple([PyObject]);
-            return NDArray.Own(export.Invoke(args, kw));
-        }, o);
-    }
+    public NDArray Numpy(ExportOptions? options = null) => NDArray.Own(CallPolicy("export", options));
 
     /// <summary>
     /// <c>interop_helpers.torch_export.prepare(tensor, ...)</c>: the CPU tensor that <see cref="Numpy"/> would export
     /// (this same tensor when nothing needs to change).
     /// </summary>
     /// <exception cref="TensorExportException">The policy refused the tensor.</exception>
-    public TorchTensor Prepare(ExportOptions? options = null)
-    {
-        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
-        var o = options ?? ExportOptions.Default;
-        return CallPolicy("prepare", (prepare, kw) =>
-        {
-            using var args = new PyTuple([PyObject]);
-            return new TorchTensor(prepare.Invoke(args, kw));
-        }, o);
-    }
+    public TorchTensor Prepare(ExportOptions? options = null) => new(CallPolicy("prepare", options));
 
     /// <summary><c>tensor.requires_grad</c>.</summary>
     public bool RequiresGrad => Read(t =>
@@ -232,11 +214,18 @@ public sealed class TorchTensor : IDisposable
         return s_policyKeywords[index] = kw;
     }
 
-    private static T CallPolicy<T>(string function, Func<PyObject, PyDict, T> call, ExportOptions options)
+    // Calls torch_export.<function>(this tensor, **options) with the GIL; the policy's refusals become typed exceptions.
+    private PyObject CallPolicy(string function, ExportOptions? options)
     {
+        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
+        var o = options ?? ExportOptions.Default;
         try
         {
-            return PythonRuntime.Run(() => call(PolicyFunction(function), Keywords(options)));
+            return PythonRuntime.Run(() =>
+            {
+                using var args = new PyTuple([PyObject]);
+                return PolicyFunction(function).Invoke(args, Keywords(o));
+            });
         }
         catch (PythonErrorException e)
         {
