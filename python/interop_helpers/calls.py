@@ -55,10 +55,20 @@ def export_tree(value, *, detach=True, upcast=False):
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray) and not value.dtype.isnative:
-            return value.astype(value.dtype.newbyteorder("="))
+            return native_order(value)
         if isinstance(value, numpy.generic):
             return value.item()
     return value
+
+
+def native_order(array):
+    """A copy of a big-endian ``array`` in native byte order; numeric dtypes come out built in (``np.float32``, not a
+    derived ``dtype('float32')`` that ``isbuiltin`` rejects), other dtypes (records, datetimes) keep their structure."""
+    numpy = sys.modules["numpy"]
+    dtype = array.dtype.newbyteorder("=")
+    if dtype.kind in "biufc":
+        dtype = numpy.dtype(dtype.str)
+    return array.astype(dtype)
 
 
 def load_file(path):

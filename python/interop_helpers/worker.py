@@ -23,7 +23,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 import weakref
 
 from . import calls, protocol
@@ -205,11 +204,10 @@ class Worker:
         if torch is not None and isinstance(value, torch.Tensor):
             from . import torch_export
 
-            prepared = torch_export.prepare(value, detach=export["detach"], upcast=export["upcast"])
-            return self.pending_array(prepared.numpy(), "tensor", pending)
+            return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
+                                      "tensor", pending)
         if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
-            # big-endian: native, as in-process (calls.export_tree); through .str, as a derived dtype is not "builtin"
-            value = value.astype(np.dtype(value.dtype.newbyteorder("=").str))
+            value = calls.native_order(value)  # big-endian: native, as in-process (calls.export_tree)
         if np is not None and isinstance(value, np.ndarray) and value.dtype.isbuiltin and value.dtype.kind in "biufc":
             return self.pending_array(value, "ndarray", pending)
         handle = self.next_handle
