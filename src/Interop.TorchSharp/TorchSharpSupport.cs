@@ -33,7 +33,7 @@ public static class TorchSharpSupport
     public static IReadOnlyList<string> SharedLibraryNames { get; } = ["libc10.so", "libtorch_cpu.so", "libtorch.so"];
 
     private static readonly Lock s_lock = new();
-    private static readonly Lazy<(string? Path, bool Ok)> s_libstdcxx = new(() => InspectLibStdCxx());
+    private static readonly Lazy<(string? Path, bool Ok)> s_libstdcxx = new(ReadLibStdCxx);
     private static readonly Lazy<(string Version, string Source)> s_libtorch = new(FindLibTorchVersion);
     private static volatile bool s_loaded;
     private static string? s_unavailable;
@@ -183,7 +183,10 @@ public static class TorchSharpSupport
     }
 
     /// <summary>The libstdc++ the process would load, and whether it provides <see cref="RequiredGlibcxx"/> (Linux only).</summary>
-    public static (string? Path, bool HasRequiredVersion) InspectLibStdCxx()
+    public static (string? Path, bool HasRequiredVersion) InspectLibStdCxx() => s_libstdcxx.Value;
+
+    // Reads the whole library (~2 MB) once per process; InspectLibStdCxx and Problem share the answer.
+    private static (string? Path, bool Ok) ReadLibStdCxx()
     {
         if (!OperatingSystem.IsLinux())
             return (null, true);

@@ -293,7 +293,7 @@ public static class TorchSharpTensors
                 Replace(ref result, result.resolve_conj());
             if (result.is_neg())
                 Replace(ref result, result.resolve_neg());
-            var dtype = DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)result.dtype);
+            var dtype = FindDType(result.dtype);
             if (dtype is null) // quantized: to(float32) refuses them, dequantize() is the way
                 throw new TorchSharpDTypeException($"NumPy has no {result.dtype} dtype (quantized types have no row in the dtype table). " +
                                                    "Fix: call tensor.dequantize() first (gives float32).", result.dtype.ToString());
@@ -333,8 +333,10 @@ public static class TorchSharpTensors
     /// <summary>The dtype-table row of a TorchSharp ScalarType.</summary>
     /// <exception cref="TorchSharpDTypeException">The table has none (quantized types).</exception>
     public static DType DTypeOf(torch.ScalarType scalarType) =>
-        DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)scalarType)
+        FindDType(scalarType)
         ?? throw new TorchSharpDTypeException($"TorchSharp's {scalarType} has no row in the dtype table (quantized types are not mapped). Fix: dequantize or convert the tensor first.", scalarType.ToString());
+
+    private static DType? FindDType(torch.ScalarType scalarType) => DType.All.FirstOrDefault(d => d.TorchSharpScalarType == (int)scalarType);
 
     private static torch.Tensor WrapCore(nint address, torch.ScalarType scalar, long[] shape, long[] strides, IDisposable? owner)
     {

@@ -35,14 +35,21 @@ internal static class PythonErrors
         return Translate(t, v, tb, new InvalidOperationException(what + " failed"));
     }
 
+    /// <summary>A Python type's module-qualified name (<c>builtins.</c> left out), e.g. <c>numpy.ndarray</c>, <c>ValueError</c>. Requires the GIL.</summary>
+    internal static string QualifiedName(PyObject type)
+    {
+        using var module = type.GetAttr("__module__");
+        using var name = type.GetAttr("__qualname__");
+        var m = module.ToString();
+        return m is null or "builtins" ? name.ToString() ?? "?" : $"{m}.{name}";
+    }
+
     private static PythonErrorException Translate(PyObject type, PyObject? value, PyObject? traceback, Exception inner)
     {
         string typeName;
         try
         {
-            var module = type.GetAttr("__module__").ToString();
-            var name = type.GetAttr("__qualname__").ToString();
-            typeName = module is null or "builtins" ? name ?? "?" : $"{module}.{name}";
+            typeName = QualifiedName(type);
         }
         catch (PythonException)
         {

@@ -73,9 +73,6 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>The worker's PyTorch version, read without importing torch; null when torch is not installed.</summary>
     public string? TorchVersion { get; private set; }
 
-    /// <summary>The worker's NumPy version; null when NumPy is not installed.</summary>
-    public string? NumPyVersion { get; private set; }
-
     /// <summary>True while the process runs and no call has found it dead.</summary>
     public bool IsAlive => !_dead && !HasExited();
 
@@ -150,7 +147,6 @@ internal sealed class WorkerProcess : IDisposable
             if (WireProtocol.Str(message, "op") != "hello")
                 throw new WorkerProtocolException("the worker's first message must be its hello");
             worker.PythonVersion = WireProtocol.Str(message, "python");
-            worker.NumPyVersion = WireProtocol.OptionalStr(message, "numpy");
             worker.TorchVersion = WireProtocol.OptionalStr(message, "torch");
             if (WireProtocol.Int(message, "pid") != worker.ProcessId)
                 throw new WorkerProtocolException("the worker's hello names another process id");
@@ -251,7 +247,7 @@ internal sealed class WorkerProcess : IDisposable
                 _dead = true;
                 throw DeathException(timeout, cancellationToken);
             }
-            return ParseReply(message, (long)request["id"]!);
+            return ParseReply(message, id);
         }
         finally
         {
@@ -356,8 +352,6 @@ internal sealed class WorkerProcess : IDisposable
 
         /// <summary>The request region, at least <paramref name="size"/> bytes (a new one is announced when needed).</summary>
         public SharedRegion RequestRegion(long size) => worker.EnsureRequestRegion(size, this);
-
-        public int WorkerPid => worker.ProcessId;
     }
 
     private SharedRegion EnsureRequestRegion(long size, RequestContext context)
@@ -643,13 +637,6 @@ internal static class WorkerLauncher
         _ = s_thread.Value;
         var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
         s_queue.Add((info, done));
-        try
-        {
-            return done.Task.GetAwaiter().GetResult();
-        }
-        catch (AggregateException e) when (e.InnerException is not null)
-        {
-            throw e.InnerException;
-        }
+        return done.Task.GetAwaiter().GetResult(); // rethrows the launcher's exception itself, not an AggregateException
     }
 }

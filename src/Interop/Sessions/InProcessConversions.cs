@@ -157,7 +157,7 @@ internal static class InProcessConversions
             else if (IsNumPyArray(obj) && BufferTensorData.TryCreate(obj) is { } data)
             {
                 keep = true;
-                return PythonValue.FromTensor(data, TypeName(obj));
+                return PythonValue.FromTensor(data, NumPyArrayType);
             }
             else if (PyTuple.IsTupleType(obj) || PyList.IsListType(obj))
                 return PythonValue.FromSequence(ConvertItems(obj.Length(), i => ToValue(session, obj[i]), v => v.Dispose()), TypeName(obj));
@@ -216,16 +216,15 @@ internal static class InProcessConversions
         }
     }
 
-    private static bool IsNumPyArray(PyObject obj) => TypeName(obj) == "numpy.ndarray";
+    private const string NumPyArrayType = "numpy.ndarray";
+
+    private static bool IsNumPyArray(PyObject obj) => TypeName(obj) == NumPyArrayType;
 
     /// <summary><c>type(obj)</c>'s qualified name (<c>builtins.</c> left out).</summary>
     public static string TypeName(PyObject obj)
     {
         using var type = obj.GetPythonType();
-        using var module = type.GetAttr("__module__");
-        using var name = type.GetAttr("__qualname__");
-        var m = module.ToString();
-        return m is null or "builtins" ? name.ToString() ?? "?" : $"{m}.{name}";
+        return PythonErrors.QualifiedName(type);
     }
 }
 
