@@ -161,7 +161,7 @@ public static class TorchSharpTensors
     internal static torch.Tensor CopyStrided(nint address, DType dtype, long[] shape, long[] byteStrides)
     {
         var scalar = ScalarTypeOf(dtype);
-        if (ElementCount(shape) == 0)
+        if (Layout.ElementCount(shape) == 0)
             return torch.empty(shape, scalar);
         var itemSize = dtype.ItemSize;
         var strides = new long[shape.Length];
@@ -340,7 +340,7 @@ public static class TorchSharpTensors
 
     private static torch.Tensor WrapCore(nint address, torch.ScalarType scalar, long[] shape, long[] strides, IDisposable? owner)
     {
-        var count = ElementCount(shape);
+        var count = Layout.ElementCount(shape);
         if (count == 0 || IsContiguous(shape, strides))
             return torch.Tensor.UnsafeCreateTensor(MemoryReleaser.Create(address, shape, scalar, owner));
         // A flat tensor over every element the strides reach, then the strided view of it (the view holds the storage).
@@ -374,7 +374,7 @@ public static class TorchSharpTensors
     {
         try
         {
-            return ElementCount(shape);
+            return Layout.ElementCount(shape);
         }
         catch (OverflowException)
         {
@@ -397,14 +397,6 @@ public static class TorchSharpTensors
         {
             throw new ArgumentOutOfRangeException(nameof(stridesInElements), $"The strides ({string.Join(", ", stridesInElements)}) reach beyond a 64-bit offset for shape ({string.Join(", ", shape)}): no memory block can back them.");
         }
-    }
-
-    private static long ElementCount(ReadOnlySpan<long> shape)
-    {
-        long n = 1;
-        foreach (var d in shape)
-            n = checked(n * d);
-        return n;
     }
 
     private static long[] ContiguousStrides(ReadOnlySpan<long> shape)

@@ -23,6 +23,32 @@ internal static class Layout
         return n;
     }
 
+    /// <summary>The element count of a shape given as 64-bit dimensions (<see cref="OverflowException"/> past 64 bits).</summary>
+    public static long ElementCount(ReadOnlySpan<long> shape)
+    {
+        long n = 1;
+        foreach (var d in shape)
+            n = checked(n * d);
+        return n;
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="shape"/> has no negative dimension and holds exactly <paramref name="count"/>
+    /// elements (the data's length) before any memory is touched; returns the count.
+    /// </summary>
+    public static long CheckShape(ReadOnlySpan<long> shape, long count)
+    {
+        long product = 1;
+        foreach (var d in shape)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
+            product = checked(product * d);
+        }
+        if (product != count)
+            throw new ArgumentException($"Shape ({string.Join(", ", shape.ToArray())}) holds {product} elements, but the data has {count}.", nameof(shape));
+        return product;
+    }
+
     public static bool IsCContiguous(ReadOnlySpan<nint> shape, ReadOnlySpan<nint> strides, nint itemSize)
     {
         if (ElementCount(shape) == 0)

@@ -212,7 +212,7 @@ public sealed class NDArray : IDisposable
 
     private static NDArray CopyFromBytes(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape, long count)
     {
-        CheckShape(shape, count);
+        Layout.CheckShape(shape, count);
         var result = Empty(dtype, shape);
         using (var gil = PythonRuntime.AcquireGil())
         using (var buffer = PythonBuffer.Acquire(result.PyObject, writable: true))
@@ -241,7 +241,7 @@ public sealed class NDArray : IDisposable
     public static unsafe NDArray Share<T>(Memory<T> memory, params ReadOnlySpan<long> shape) where T : unmanaged
     {
         var dims = shape.IsEmpty ? [memory.Length] : shape.ToArray();
-        CheckShape(dims, memory.Length);
+        Layout.CheckShape(dims, memory.Length);
         var pin = memory.Pin();
         return ShareCore((nint)pin.Pointer, DType.Of<T>(), dims, null, pin, owner: null, readOnly: false);
     }
@@ -296,18 +296,6 @@ public sealed class NDArray : IDisposable
         {
             throw PythonErrors.Translate(e);
         }
-    }
-
-    private static void CheckShape(ReadOnlySpan<long> shape, long count)
-    {
-        long product = 1;
-        foreach (var d in shape)
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
-            product = checked(product * d);
-        }
-        if (product != count)
-            throw new ArgumentException($"Shape ({string.Join(", ", shape.ToArray())}) holds {product} elements, but the data has {count}.", nameof(shape));
     }
 
     /// <summary>Returns <c>str(arr)</c>.</summary>

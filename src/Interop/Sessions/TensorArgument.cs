@@ -3,6 +3,7 @@
 // are tensors" is made here once (TryCreate) and each session only decides how to carry the bytes.
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using Interop.Buffers;
 using Interop.DTypes;
 
 namespace Interop.Sessions;
@@ -20,19 +21,10 @@ public sealed class TensorArgument
 
     private TensorArgument(Source source, DType dtype, long[] shape)
     {
-        long count = 1;
-        foreach (var d in shape)
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
-            count = checked(count * d);
-        }
-        var available = source.ByteLength / dtype.ItemSize;
-        if (count != available)
-            throw new ArgumentException($"Shape ({string.Join(", ", shape)}) holds {count} elements, but the data has {available}.", nameof(shape));
+        ElementCount = Layout.CheckShape(shape, source.ByteLength / dtype.ItemSize);
         _source = source;
         DType = dtype;
         _shape = shape;
-        ElementCount = count;
     }
 
     /// <summary>The element dtype.</summary>

@@ -2,6 +2,7 @@
 // ndarray (zero-copy: the address is the tensor's storage); a worker-process session can keep bytes it received
 // (FromBytes). PythonValue implements every accessor over Address/Shape/Strides once, for all sessions.
 using System.Runtime.InteropServices;
+using Interop.Buffers;
 using Interop.DTypes;
 
 namespace Interop.Sessions;
@@ -26,10 +27,7 @@ public abstract class TensorData : IDisposable
         _strides = strides is null ? CStrides(shape, dtype.ItemSize) : (long[])strides.Clone();
         if (_strides.Length != _shape.Length)
             throw new ArgumentException($"{_strides.Length} strides given for {_shape.Length} dimensions.", nameof(strides));
-        long count = 1;
-        foreach (var d in _shape)
-            count = checked(count * d);
-        ElementCount = count;
+        ElementCount = Layout.ElementCount(_shape);
     }
 
     /// <summary>The element dtype.</summary>
