@@ -28,6 +28,9 @@ import weakref
 from . import calls, protocol
 from .protocol import ProtocolError
 
+# The protocol's grad-mode names (validated by protocol.check_request) → calls' grad-mode codes, built once.
+_GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, calls.INFERENCE_MODE)))
+
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
 
@@ -321,7 +324,7 @@ class Worker:
 
     @staticmethod
     def grad_mode(grad):
-        return calls.grad_context({"default": calls.GRAD_DEFAULT, "no_grad": calls.NO_GRAD, "inference": calls.INFERENCE_MODE}[grad])
+        return calls.grad_context(_GRAD_CODES[grad])
 
     def serve(self, reader, writer):
         protocol.write_message(writer, self.hello())
