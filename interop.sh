@@ -5,7 +5,7 @@
 #   ./interop.sh test     the whole test suite (NUnit + pytest) in every environment, with a summary
 #   ./interop.sh doctor   what the runtime finds in each environment
 #   ./interop.sh bench    the BenchmarkDotNet suite (pass BenchmarkDotNet arguments after it)
-#   ./interop.sh shell    a shell inside the Debian 13 environment (on hosts that need one)
+#   ./interop.sh shell    a shell inside the Debian 13 environment (on hosts that need one); -c CMD runs CMD
 #
 # Environments (see docs/environments.md): the host itself when it qualifies, and otherwise a cached
 # Debian 13 root file system entered through a private mount namespace.
@@ -25,7 +25,7 @@ case "$cmd" in
     doctor) env_prepare_all; env_build; for e in $(env_list); do env_run_in "$e" dotnet "src/Interop.Cli/bin/Release/net10.0/Interop.Cli.dll" doctor "$@" || true; done ;;
     test)   env_prepare_all; env_ensure_host_pytest; env_build; env_test_all ;;
     bench)  env_prepare_all; env_build_bench; env_run_in "$(env_primary)" dotnet "bench/Interop.Benchmarks/bin/Release/net10.0/Interop.Benchmarks.dll" "$@" ;;
-    shell)  env_prepare_all; env_run_in "$(env_primary)" bash ;;
+    shell)  env_prepare_all; env_run_in "$(env_primary)" bash "$@" ;;
     -h|--help|help) usage ;;
     *) echo "interop.sh: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
 esac
