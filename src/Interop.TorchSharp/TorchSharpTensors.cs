@@ -155,7 +155,8 @@ public static class TorchSharpTensors
     /// A new C-contiguous TorchSharp tensor with the elements of any strided layout (byte strides, read while the caller
     /// keeps the memory valid). libtorch strides count elements and cannot be negative, so the source is viewed from its
     /// lowest address with the reversed dimensions flipped back; byte strides that are not whole elements (a field of a
-    /// record array) are copied through a byte view with one more dimension for the bytes of an element.
+    /// record array) are copied through a byte view with one more dimension for the bytes of an element. Bools come out
+    /// canonical (0 or 1) whatever bytes the source holds.
     /// </summary>
     /// <exception cref="TorchSharpDTypeException">TorchSharp has no such dtype.</exception>
     internal static torch.Tensor CopyStrided(nint address, DType dtype, long[] shape, long[] byteStrides)
@@ -177,6 +178,24 @@ public static class TorchSharpTensors
                 start += (nint)((shape[i] - 1) * strides[i]);
                 strides[i] = -strides[i];
                 flipped.Add(i);
+            }
+        }
+        if (dtype == DType.Bool)
+        {
+            // A bool byte may hold any value (a reinterpreting NumPy view: arr.view(np.bool_)); read the bytes as uint8 and let
+            // libtorch's uint8 -> bool conversion (nonzero is true, NumPy's truth) write canonical 0/1 into the copy.
+            using var raw = WrapCore(start, torch.ScalarType.Byte, shape, strides, owner: null);
+            using var ordered = flipped.Count > 0 ? raw.flip([.. flipped]) : null;
+            var result = torch.empty(shape, scalar);
+            try
+            {
+                result.copy_(ordered ?? raw);
+                return result;
+            }
+            catch
+            {
+                result.Dispose();
+                throw;
             }
         }
         if (strides.All(s => s % itemSize == 0))

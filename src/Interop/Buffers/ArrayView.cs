@@ -14,7 +14,7 @@ namespace Interop.Buffers;
 /// <summary>
 /// A zero-copy view of a NumPy array's (or any buffer exporter's) memory as elements of <typeparamref name="T"/>.
 /// Holds the Python buffer, and so keeps the memory alive, until disposed. Nothing is copied unless a method's
-/// name says so (<see cref="CopyTo"/>, <see cref="ToArray"/>, <see cref="ToTensor"/>).
+/// name says so (<see cref="CopyTo(Span{T})"/>, <see cref="ToArray"/>, <see cref="ToTensor"/>).
 /// </summary>
 /// <typeparam name="T">The element type; must be the dtype table's type for the buffer's dtype.</typeparam>
 public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
@@ -65,73 +65,78 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
 
     /// <summary>The elements as a read-only span, in C order. Zero-copy. Valid until <see cref="Dispose"/>.</summary>
     /// <exception cref="LayoutException">The array is not C-contiguous (use <see cref="AsReadOnlyTensorSpan"/> or <see cref="ToArray"/>).</exception>
-    public ReadOnlySpan<T> AsReadOnlySpan() => new((void*)ContiguousPointer(), checked((int)Length));
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements (use <see cref="AsReadOnlyTensorSpan"/> or <see cref="CopyTo(long, Span{T})"/>).</exception>
+    public ReadOnlySpan<T> AsReadOnlySpan() => new((void*)ContiguousPointer(), ElementAccess<T>.SpanLength(Length, nameof(AsReadOnlySpan)));
 
     /// <summary>The elements as a writable span, in C order. Zero-copy: writes are seen by NumPy. Valid until <see cref="Dispose"/>.</summary>
     /// <exception cref="ReadOnlyBufferException">The view was created read-only.</exception>
     /// <exception cref="LayoutException">The array is not C-contiguous.</exception>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements (use <see cref="AsTensorSpan"/>).</exception>
     public Span<T> AsSpan()
     {
         if (!IsWritable)
             throw new ReadOnlyBufferException("AsSpan");
-        return new((void*)ContiguousPointer(), checked((int)Length));
+        return new((void*)ContiguousPointer(), ElementAccess<T>.SpanLength(Length, nameof(AsSpan)));
     }
 
     /// <summary>The elements as <see cref="Memory{T}"/> (C-contiguous arrays only). Zero-copy; throws <see cref="ObjectDisposedException"/> once the view is disposed.</summary>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements (Memory has an int length).</exception>
     public Memory<T> AsMemory()
     {
         if (!IsWritable)
             throw new ReadOnlyBufferException("AsMemory (use AsReadOnlyMemory for read-only views)");
-        return new ViewMemoryManager(this).Memory;
+        return new ViewMemoryManager(this, nameof(AsMemory)).Memory;
     }
 
     /// <summary>The elements as <see cref="ReadOnlyMemory{T}"/> (C-contiguous arrays only). Zero-copy.</summary>
-    public ReadOnlyMemory<T> AsReadOnlyMemory() => new ViewMemoryManager(this).Memory;
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements (Memory has an int length).</exception>
+    public ReadOnlyMemory<T> AsReadOnlyMemory() => new ViewMemoryManager(this, nameof(AsReadOnlyMemory)).Memory;
 
-    /// <summary>A strided read-only tensor span over the same memory. Zero-copy. Handles C, Fortran, sliced, transposed and broadcast layouts.</summary>
+    /// <summary>
+    /// A strided read-only tensor span over the same memory. Zero-copy, at any size (native-int lengths). Handles C,
+    /// Fortran, sliced, transposed and broadcast layouts.
+    /// </summary>
     /// <exception cref="LayoutException">A stride is negative or not a multiple of the item size, the data is misaligned, or the
     /// strides interleave, which System.Numerics.Tensors refuses (copy with <see cref="ToTensor"/>).</exception>
     public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan()
     {
-        var span = TensorLayout(out var lengths, out var strides);
-        try
-        {
-            return new ReadOnlyTensorSpan<T>(span, lengths, strides);
-        }
-        catch (ArgumentException e)
-        {
-            throw InterleavedStrides(lengths, strides, e);
-        }
+        var b = Live();
+        return ElementAccess<T>.ReadOnlyTensorSpan(b.Pointer, b.Shape, b.Strides);
     }
 
-    /// <summary>A strided, writable tensor span over the same memory. Zero-copy: writes are seen by NumPy.</summary>
+    /// <summary>A strided, writable tensor span over the same memory, at any size. Zero-copy: writes are seen by NumPy.</summary>
     public TensorSpan<T> AsTensorSpan()
     {
         if (!IsWritable)
             throw new ReadOnlyBufferException("AsTensorSpan");
-        if (_buffer.Strides.Contains(0) && Length > 1)
-            throw new LayoutException("A broadcast (zero-stride) array aliases one element at several indices; a writable tensor span over it would make writes ambiguous. Fix: np.ascontiguousarray(arr), or a read-only view.");
-        var span = TensorLayout(out var lengths, out var strides);
-        try
-        {
-            return new TensorSpan<T>(span, lengths, strides);
-        }
-        catch (ArgumentException e)
-        {
-            throw InterleavedStrides(lengths, strides, e);
-        }
+        var b = Live();
+        return ElementAccess<T>.TensorSpan(b.Pointer, b.Shape, b.Strides);
     }
 
-    /// <summary>Copies the elements, in C order, into <paramref name="destination"/> (gathering strides, swapping bytes if needed).</summary>
+    /// <summary>
+    /// Copies the elements, in C order, into <paramref name="destination"/> (gathering strides, swapping bytes if needed;
+    /// bools come out canonical: 0 or 1).
+    /// </summary>
     /// <exception cref="ArgumentException">The destination is shorter than <see cref="Length"/>.</exception>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements: no span holds them (copy in chunks with <see cref="CopyTo(long, Span{T})"/>).</exception>
     public void CopyTo(Span<T> destination)
     {
-        var b = Live();
-        var length = b.ElementCount;
+        var length = Live().ElementCount;
+        ElementAccess<T>.SpanLength(length, nameof(CopyTo));
         if (destination.Length < length)
             throw new ArgumentException($"The destination holds {destination.Length} elements; the array has {length}.", nameof(destination));
-        fixed (T* dst = destination)
-            StridedCopy.Gather((byte*)b.Pointer, b.Shape, b.Strides, sizeof(T), 1, (byte*)dst);
+        CopyTo(0, destination[..(int)length]);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="destination"/>.Length elements, from C-order index <paramref name="start"/> on, into
+    /// <paramref name="destination"/>: a chunk of the array, for arrays of any size (more than a span holds included).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the array.</exception>
+    public void CopyTo(long start, Span<T> destination)
+    {
+        var b = Live();
+        ElementAccess<T>.CopyOut(b.Pointer, b.Shape, b.Strides, 1, destination, start);
         GC.KeepAlive(this);
     }
 
@@ -150,18 +155,21 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         GC.KeepAlive(this);
     }
 
-    /// <summary>Copies the elements, in C order, into a new array.</summary>
+    /// <summary>Copies the elements, in C order, into a new array (bools canonical).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds (<see cref="Array.MaxLength"/>).</exception>
     public T[] ToArray()
     {
-        var result = GC.AllocateUninitializedArray<T>(checked((int)Length));
-        CopyTo(result);
+        var result = GC.AllocateUninitializedArray<T>(ElementAccess<T>.ArrayLength(Length, nameof(ToArray)));
+        CopyTo(0, result);
         return result;
     }
 
     /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the same shape (C order).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array (a tensor's storage) holds.</exception>
     public Tensor<T> ToTensor()
     {
         var shape = Live().Shape;
+        ElementAccess<T>.ArrayLength(Length, nameof(ToTensor));
         return Tensor.Create(ToArray(), shape.Length == 0 ? [1] : shape);
     }
 
@@ -176,62 +184,13 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
         if (!Layout.IsCContiguous(b.Shape, b.Strides, sizeof(T)))
             throw new LayoutException($"The array (shape ({string.Join(", ", b.Shape)}), strides ({string.Join(", ", b.Strides)}) bytes) is not C-contiguous, so a flat span cannot express it. " +
                                       "Fix: use AsReadOnlyTensorSpan() for a strided view, CopyTo/ToArray for a copy, or np.ascontiguousarray(arr) in Python.");
-        CheckAlignment(b.Pointer, b.ElementCount);
+        ElementAccess<T>.CheckAlignment(b.Pointer, b.ElementCount);
         return b.Pointer;
     }
 
-    // The CLR's alignment of T (what NumPy calls dtype.alignment): 4 for ComplexFloat, not its size of 8.
-    private static readonly int s_alignment = sizeof(AlignmentProbe) - sizeof(T);
-
-    private struct AlignmentProbe
+    private sealed class ViewMemoryManager(ArrayView<T> view, string operation) : MemoryManager<T>
     {
-#pragma warning disable CS0649 // never assigned: only its layout matters
-        public byte Before;
-        public T Value;
-#pragma warning restore CS0649
-    }
-
-    private static void CheckAlignment(nint pointer, nint count)
-    {
-        // An empty array accesses nothing, so its address need not be aligned (NumPy's rule too: flags.aligned is True).
-        if (count != 0 && pointer % s_alignment != 0)
-            throw new LayoutException($"The data at 0x{pointer:x} is not aligned for {typeof(T).Name}; a view would perform misaligned access. " +
-                                      "Fix: copy (CopyTo/ToArray handle misaligned data), or np.require(arr, requirements='A') in Python.");
-    }
-
-    // System.Numerics.Tensors (10.0) refuses strides where, ordered by size, one stride is smaller than the extent
-    // of the next smaller one (e.g. lengths (2, 2), element strides (5, 3): NumPy's a[:, ::3] of a (2, 5) array),
-    // although no two indices alias. Such layouts are valid NumPy arrays but cannot be a tensor span.
-    private static LayoutException InterleavedStrides(nint[] lengths, nint[] strides, ArgumentException inner) =>
-        new($"System.Numerics.Tensors cannot express lengths ({string.Join(", ", lengths)}) with element strides ({string.Join(", ", strides)}): " +
-            "it refuses strides that interleave (a stride smaller than the extent of a smaller-strided dimension). " +
-            "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.", inner);
-
-    private Span<T> TensorLayout(out nint[] lengths, out nint[] strides)
-    {
-        var b = Live();
-        var rank = b.Shape.Length;
-        lengths = rank == 0 ? [1] : b.Shape.ToArray();
-        strides = new nint[lengths.Length];
-        for (var i = 0; i < rank; i++)
-        {
-            var s = b.Strides[i];
-            // A stride never decides an address along a dimension of length 1, nor in an empty array, and
-            // System.Numerics.Tensors refuses the strides NumPy exports for empty arrays (e.g. (3, 1) for shape (0, 3)).
-            if (b.Shape[i] == 1 || b.ElementCount == 0) s = 0;
-            if (s < 0 || s % sizeof(T) != 0)
-                throw new LayoutException($"Dimension {i} has a byte stride of {s}, which a .NET tensor span cannot express (it needs non-negative multiples of {sizeof(T)}). " +
-                                          "Fix: ToTensor()/ToArray() copy it, or np.ascontiguousarray(arr) in Python.");
-            strides[i] = s / sizeof(T);
-        }
-        CheckAlignment(b.Pointer, b.ElementCount);
-        var (_, high) = Layout.ByteExtent(b.Shape, b.Strides, sizeof(T));
-        return new Span<T>((void*)b.Pointer, checked((int)(high / sizeof(T))));
-    }
-
-    private sealed class ViewMemoryManager(ArrayView<T> view) : MemoryManager<T>
-    {
-        public override Span<T> GetSpan() => new((void*)view.ContiguousPointer(), checked((int)view.Length));
+        public override Span<T> GetSpan() => new((void*)view.ContiguousPointer(), ElementAccess<T>.SpanLength(view.Length, operation));
 
         public override MemoryHandle Pin(int elementIndex = 0) =>
             new((byte*)view.ContiguousPointer() + (nint)elementIndex * sizeof(T), default, this);

@@ -122,7 +122,8 @@ internal sealed unsafe class PythonBuffer : IDisposable
     }
 
     /// <summary>
-    /// Copies <paramref name="source"/> (C order) into the buffer's memory over its strides, in the buffer's byte order.
+    /// Copies <paramref name="source"/> (C order) into the buffer's memory over its strides, in the buffer's byte order
+    /// (bools written canonical: 0 or 1).
     /// The one write path for .NET data into existing Python memory; needs no GIL (the buffer keeps the memory alive).
     /// </summary>
     /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the buffer's element type.</exception>
@@ -134,7 +135,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
         if (source.Length != ElementCount)
             throw new ArgumentException($"The source holds {source.Length} elements; the array has {ElementCount}. Fix: pass exactly as many elements as the array holds (in C order).");
         fixed (T* src = source)
-            StridedCopy.Scatter((byte*)src, Shape, Strides, sizeof(T), Format.SwapUnit, (byte*)Pointer);
+            StridedCopy.Scatter((byte*)src, Shape, Strides, sizeof(T), Format.SwapUnit, (byte*)Pointer, booleans: DType == DType.Bool);
     }
 
     /// <summary>Releases the buffer (taking the GIL). Harmless when called again.</summary>

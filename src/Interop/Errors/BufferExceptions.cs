@@ -90,3 +90,32 @@ public sealed class ElementTypeMismatchException : InteropException
     /// <summary>The type the dtype table gives for the buffer's dtype.</summary>
     public Type? Expected { get; }
 }
+
+/// <summary>
+/// An array has more elements than the requested .NET container can hold (a span or <see cref="Memory{T}"/>: 2^31 - 1;
+/// a .NET array: <see cref="Array.MaxLength"/>). The message states the count, the limit and the ways out: a tensor span
+/// (native-int lengths), a chunked copy (<c>CopyTo(start, destination)</c>), or slicing the array in Python.
+/// </summary>
+public sealed class TooManyElementsException : InteropException
+{
+    /// <summary>Creates the exception: <paramref name="operation"/> cannot hold <paramref name="elementCount"/> elements in <paramref name="container"/>, which holds at most <paramref name="limit"/>.</summary>
+    public TooManyElementsException(string operation, long elementCount, long limit, string container)
+        : base(FormattableString.Invariant(
+               $"{operation} cannot hold the array's {elementCount} elements: {container} holds at most {limit}. ") +
+               "Fix: read it in place through a tensor span (AsReadOnlyTensorSpan: native-int lengths), copy it in chunks with " +
+               "CopyTo(start, destination), or slice the array in Python (e.g. arr[i:j]) and convert the pieces.")
+    {
+        Operation = operation;
+        ElementCount = elementCount;
+        Limit = limit;
+    }
+
+    /// <summary>The conversion that was asked for, e.g. <c>AsReadOnlySpan</c>.</summary>
+    public string Operation { get; }
+
+    /// <summary>The array's number of elements.</summary>
+    public long ElementCount { get; }
+
+    /// <summary>The most elements the requested container holds.</summary>
+    public long Limit { get; }
+}

@@ -87,14 +87,16 @@ public sealed class NDArray : IDisposable
     /// <exception cref="ReadOnlyBufferException">The array is read-only.</exception>
     public ArrayView<T> View<T>() where T : unmanaged => CreateView<T>(writable: true);
 
-    /// <summary>Copies the elements in C order into a new array (gathering strides, swapping bytes if needed).</summary>
+    /// <summary>Copies the elements in C order into a new array (gathering strides, swapping bytes if needed; bools canonical: 0 or 1).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds (<see cref="Array.MaxLength"/>): copy in chunks with <see cref="CopyTo{T}(long, Span{T})"/>.</exception>
     public T[] ToArray<T>() where T : unmanaged
     {
         using var view = CopySource<T>();
         return view.ToArray();
     }
 
-    /// <summary>Copies the elements in C order into <paramref name="destination"/>.</summary>
+    /// <summary>Copies the elements in C order into <paramref name="destination"/> (bools canonical).</summary>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements: copy in chunks with <see cref="CopyTo{T}(long, Span{T})"/>.</exception>
     public void CopyTo<T>(Span<T> destination) where T : unmanaged
     {
         using var view = CopySource<T>();
@@ -102,17 +104,29 @@ public sealed class NDArray : IDisposable
     }
 
     /// <summary>
+    /// Copies <paramref name="destination"/>.Length elements, from C-order index <paramref name="start"/> on, into
+    /// <paramref name="destination"/>: a chunk, for arrays of any size (more than a span or a .NET array holds included).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the array.</exception>
+    public void CopyTo<T>(long start, Span<T> destination) where T : unmanaged
+    {
+        using var view = CopySource<T>();
+        view.CopyTo(start, destination);
+    }
+
+    /// <summary>
     /// Copies the elements in C order into an array rented from <paramref name="pool"/> (default
     /// <see cref="ArrayPool{T}.Shared"/>); dispose the result to return it. For repeated copies of large arrays: a
     /// reused array skips the allocation and the first touch of fresh pages that <see cref="ToArray{T}"/> pays.
     /// </summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds.</exception>
     public PooledArray<T> ToPooledArray<T>(ArrayPool<T>? pool = null) where T : unmanaged
     {
         using var view = CopySource<T>();
-        var result = new PooledArray<T>(pool ?? ArrayPool<T>.Shared, checked((int)view.Length));
+        var result = new PooledArray<T>(pool ?? ArrayPool<T>.Shared, ElementAccess<T>.ArrayLength(view.Length, nameof(ToPooledArray)));
         try
         {
-            view.CopyTo(result.Span);
+            view.CopyTo(0, result.Span);
             return result;
         }
         catch
@@ -123,6 +137,7 @@ public sealed class NDArray : IDisposable
     }
 
     /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the array's shape (C order).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array (a tensor's storage) holds.</exception>
     public Tensor<T> ToTensor<T>() where T : unmanaged
     {
         using var view = CopySource<T>();
@@ -130,18 +145,24 @@ public sealed class NDArray : IDisposable
     }
 
     /// <summary>Copies the elements into a new .NET array of the array's rank (<c>T[,]</c>, <c>T[,,]</c>, ...; rank 0 gives <c>T[1]</c>).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds.</exception>
     public Array ToMultidimensionalArray<T>() where T : unmanaged
     {
         using var view = CopySource<T>();
-        var shape = view.Shape;
-        var result = shape.Length switch
-        {
-            0 => Array.CreateInstance(typeof(T), 1),
-            _ => Array.CreateInstance(typeof(T), shape.ToArray().Select(d => checked((int)d)).ToArray()),
-        };
-        var destination = MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length);
-        view.CopyTo(destination);
+        var result = NewMultidimensionalArray<T>(view.Shape, view.Length);
+        view.CopyTo(0, MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length));
         return result;
+    }
+
+    /// <summary>A new .NET array of <paramref name="shape"/>'s rank (rank 0: one element), or <see cref="TooManyElementsException"/>.</summary>
+    internal static Array NewMultidimensionalArray<T>(ReadOnlySpan<nint> shape, long count) where T : unmanaged
+    {
+        ElementAccess<T>.ArrayLength(count, nameof(ToMultidimensionalArray));
+        var lengths = new int[shape.Length == 0 ? 1 : shape.Length];
+        lengths[0] = 1;
+        for (var i = 0; i < shape.Length; i++)
+            lengths[i] = ElementAccess<T>.ArrayLength(shape[i], nameof(ToMultidimensionalArray)); // a zero-size array may still have a huge dimension
+        return Array.CreateInstance(typeof(T), lengths);
     }
 
     // ---- .NET -> NumPy: copies ----------------------------------------------------------------
@@ -166,27 +187,40 @@ public sealed class NDArray : IDisposable
 
     /// <summary>Copies <paramref name="data"/> into a new ndarray of <paramref name="shape"/> (default: 1-d) and the dtype of <typeparamref name="T"/>.</summary>
     /// <exception cref="ArgumentException">The shape does not hold exactly <c>data.Length</c> elements.</exception>
-    public static NDArray CopyFrom<T>(ReadOnlySpan<T> data, params ReadOnlySpan<long> shape) where T : unmanaged =>
-        CopyFromBytes(MemoryMarshal.AsBytes(data), DType.Of<T>(), shape.IsEmpty ? [data.Length] : shape, data.Length);
+    public static unsafe NDArray CopyFrom<T>(ReadOnlySpan<T> data, params ReadOnlySpan<long> shape) where T : unmanaged
+    {
+        fixed (T* source = data)
+            return CopyFromMemory((nint)source, DType.Of<T>(), shape.IsEmpty ? [data.Length] : shape, data.Length);
+    }
 
     /// <summary>Copies a .NET array of any rank (<c>T[]</c>, <c>T[,]</c>, <c>T[,,]</c>, ...) into a new ndarray of the same shape.</summary>
-    public static NDArray CopyFrom(Array array)
+    public static unsafe NDArray CopyFrom(Array array)
     {
         ArgumentNullException.ThrowIfNull(array);
         var dtype = DType.Of(array.GetType().GetElementType()!);
         var shape = Enumerable.Range(0, array.Rank).Select(d => (long)array.GetLength(d)).ToArray();
-        var bytes = MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(array), checked(array.Length * dtype.ItemSize));
-        return CopyFromBytes(bytes, dtype, shape, array.Length);
+        fixed (byte* source = &MemoryMarshal.GetArrayDataReference(array))
+            return CopyFromMemory((nint)source, dtype, shape, array.LongLength);
     }
 
-    /// <summary>Copies a (possibly strided) tensor span into a new C-order ndarray of the same shape.</summary>
-    public static NDArray CopyFrom<T>(scoped in ReadOnlyTensorSpan<T> tensor) where T : unmanaged
+    /// <summary>Copies a (possibly strided) tensor span into a new C-order ndarray of the same shape, at any size.</summary>
+    public static unsafe NDArray CopyFrom<T>(scoped in ReadOnlyTensorSpan<T> tensor) where T : unmanaged
     {
         var shape = tensor.Lengths.ToArray().Select(d => (long)d).ToArray();
         var result = Empty(DType.Of<T>(), shape);
-        using var view = result.View<T>();
-        tensor.FlattenTo(view.AsSpan());
-        return result;
+        try
+        {
+            using var view = result.View<T>();
+            tensor.CopyTo(view.AsTensorSpan());
+            if (typeof(T) == typeof(bool))
+                StridedCopy.CanonicalizeBooleans((byte*)view.Address, view.Length);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A new, uninitialised C-order ndarray (<c>np.empty</c>).</summary>
@@ -207,22 +241,37 @@ public sealed class NDArray : IDisposable
     }
 
     /// <summary>Copies C-order, native-order element bytes of <paramref name="dtype"/> into a new ndarray of <paramref name="shape"/>.</summary>
-    internal static NDArray CopyFrom(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape) =>
-        CopyFromBytes(bytes, dtype, shape, bytes.Length / dtype.ItemSize);
+    internal static unsafe NDArray CopyFrom(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape)
+    {
+        fixed (byte* source = bytes)
+            return CopyFromMemory((nint)source, dtype, shape, bytes.Length / dtype.ItemSize);
+    }
 
-    private static NDArray CopyFromBytes(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape, long count)
+    // Sizes are 64-bit throughout (a float[] of 600 million elements is 2.4 GB of bytes, more than a byte span holds).
+    // The source must stay pinned by the caller; the copy runs without the GIL (the acquired buffer keeps the array alive).
+    private static unsafe NDArray CopyFromMemory(nint source, DType dtype, ReadOnlySpan<long> shape, long count)
     {
         Layout.CheckShape(shape, count);
         var result = Empty(dtype, shape);
-        using (var gil = PythonRuntime.AcquireGil())
-        using (var buffer = PythonBuffer.Acquire(result.PyObject, writable: true))
+        try
         {
-            unsafe
+            PythonBuffer buffer;
+            using (PythonRuntime.AcquireGil())
+                buffer = PythonBuffer.Acquire(result.PyObject, writable: true);
+            using (buffer)
             {
-                bytes.CopyTo(new Span<byte>((void*)buffer.Pointer, checked((int)buffer.ByteLength)));
+                var bytes = checked(count * dtype.ItemSize);
+                Buffer.MemoryCopy((void*)source, (void*)buffer.Pointer, buffer.ByteLength, bytes);
+                if (dtype == DType.Bool)
+                    StridedCopy.CanonicalizeBooleans((byte*)buffer.Pointer, (nint)count);
             }
+            return result;
         }
-        return result;
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     // ---- .NET -> NumPy: zero-copy -------------------------------------------------------------

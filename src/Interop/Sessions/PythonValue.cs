@@ -159,53 +159,91 @@ public sealed class PythonValue : IDisposable
     /// <summary>The number of elements of the tensor.</summary>
     public long ElementCount => AsTensorData().ElementCount;
 
-    /// <summary>The elements, in C order, <b>without a copy</b>: valid until <see cref="Dispose"/>.</summary>
+    /// <summary>
+    /// The elements, in C order, <b>without a copy</b>: valid until <see cref="Dispose"/>. Bool elements are the bytes as
+    /// they are (see docs/buffers.md: copies give canonical bools, views do not).
+    /// </summary>
     /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the dtype's element type.</exception>
-    /// <exception cref="LayoutException">The tensor is not C-contiguous (use <see cref="ToArray{T}"/> or <see cref="CopyTo{T}"/>).</exception>
+    /// <exception cref="LayoutException">The tensor is not C-contiguous (use <see cref="ToArray{T}"/> or <see cref="CopyTo{T}(Span{T})"/>), or its memory is misaligned for <typeparamref name="T"/>.</exception>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements (use <see cref="AsReadOnlyTensorSpan{T}"/> or <see cref="CopyTo{T}(long, Span{T})"/>).</exception>
     public unsafe ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged
     {
         var data = Typed<T>();
         if (!data.IsCContiguous)
             throw new LayoutException($"The tensor (shape ({string.Join(", ", data.Shape)}), strides ({string.Join(", ", data.Strides)}) bytes) is not C-contiguous, " +
-                                      "so a flat span cannot express it. Fix: ToArray/CopyTo copy it in C order, or return tensor.contiguous() from Python.");
+                                      "so a flat span cannot express it. Fix: AsReadOnlyTensorSpan for a strided view, ToArray/CopyTo copy it in C order, or return tensor.contiguous() from Python.");
+        var length = ElementAccess<T>.SpanLength(data.ElementCount, nameof(AsReadOnlySpan));
+        var address = data.Address;
+        ElementAccess<T>.CheckAlignment(address, length);
         // Safety: the memory is held by the TensorData until this value is disposed; the span is documented as valid until then.
-        return new ReadOnlySpan<T>((void*)data.Address, checked((int)data.ElementCount));
+        return new ReadOnlySpan<T>((void*)address, length);
     }
 
-    /// <summary>Copies the elements, in C order, into <paramref name="destination"/>.</summary>
-    /// <exception cref="ArgumentException">The destination is too short.</exception>
-    public unsafe void CopyTo<T>(Span<T> destination) where T : unmanaged
+    /// <summary>
+    /// The elements as a strided read-only tensor span, <b>without a copy</b>, at any size (native-int lengths): valid until
+    /// <see cref="Dispose"/>. A 0-d tensor gives lengths [1].
+    /// </summary>
+    /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the dtype's element type.</exception>
+    /// <exception cref="LayoutException">Strides that System.Numerics.Tensors cannot express (negative, not whole elements, interleaved) or misaligned memory: copy instead.</exception>
+    public ReadOnlyTensorSpan<T> AsReadOnlyTensorSpan<T>() where T : unmanaged
     {
         var data = Typed<T>();
-        if (destination.Length < data.ElementCount)
-            throw new ArgumentException($"The destination holds {destination.Length} elements; the tensor has {data.ElementCount}.", nameof(destination));
-        var shape = data.Shape.Select(d => (nint)d).ToArray();
-        var strides = data.Strides.Select(s => (nint)s).ToArray();
-        fixed (T* dst = destination)
-            StridedCopy.Gather((byte*)data.Address, shape, strides, sizeof(T), 1, (byte*)dst);
+        var (shape, strides) = NativeLayout(data);
+        // Safety: as AsReadOnlySpan: the memory is held until this value is disposed.
+        return ElementAccess<T>.ReadOnlyTensorSpan(data.Address, shape, strides);
     }
 
-    /// <summary>Copies the elements, in C order, into a new array.</summary>
+    /// <summary>Copies the elements, in C order, into <paramref name="destination"/> (bools canonical: 0 or 1).</summary>
+    /// <exception cref="ArgumentException">The destination is too short.</exception>
+    /// <exception cref="TooManyElementsException">More than 2^31 - 1 elements: copy in chunks with <see cref="CopyTo{T}(long, Span{T})"/>.</exception>
+    public void CopyTo<T>(Span<T> destination) where T : unmanaged
+    {
+        var data = Typed<T>();
+        var length = ElementAccess<T>.SpanLength(data.ElementCount, nameof(CopyTo));
+        if (destination.Length < length)
+            throw new ArgumentException($"The destination holds {destination.Length} elements; the tensor has {data.ElementCount}.", nameof(destination));
+        CopyTo(0, destination[..length]);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="destination"/>.Length elements, from C-order index <paramref name="start"/> on, into
+    /// <paramref name="destination"/> (bools canonical): a chunk, for tensors of any size.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is outside the tensor.</exception>
+    public void CopyTo<T>(long start, Span<T> destination) where T : unmanaged
+    {
+        var data = Typed<T>();
+        var (shape, strides) = NativeLayout(data);
+        ElementAccess<T>.CopyOut(data.Address, shape, strides, 1, destination, start);
+    }
+
+    /// <summary>Copies the elements, in C order, into a new array (bools canonical).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds (<see cref="Array.MaxLength"/>).</exception>
     public T[] ToArray<T>() where T : unmanaged
     {
-        var result = new T[checked((int)Typed<T>().ElementCount)];
-        CopyTo<T>(result);
+        var result = GC.AllocateUninitializedArray<T>(ElementAccess<T>.ArrayLength(Typed<T>().ElementCount, nameof(ToArray)));
+        CopyTo(0, result.AsSpan());
         return result;
     }
 
     /// <summary>Copies the elements into a new <see cref="Tensor{T}"/> of the same shape (a 0-d tensor gives shape [1]).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array (a tensor's storage) holds.</exception>
     public Tensor<T> ToTensor<T>() where T : unmanaged
     {
-        var shape = Typed<T>().Shape.Select(d => checked((nint)d)).ToArray();
+        var data = Typed<T>();
+        ElementAccess<T>.ArrayLength(data.ElementCount, nameof(ToTensor));
+        var (shape, _) = NativeLayout(data);
         return Tensor.Create(ToArray<T>(), shape.Length == 0 ? [1] : shape);
     }
 
     /// <summary>Copies the elements into a new .NET array of the tensor's rank (<c>T[,]</c>, ...; 0-d gives <c>T[1]</c>).</summary>
+    /// <exception cref="TooManyElementsException">More elements than a .NET array holds.</exception>
     public Array ToMultidimensionalArray<T>() where T : unmanaged
     {
-        var shape = Typed<T>().Shape.Select(d => checked((int)d)).ToArray();
-        var result = Array.CreateInstance(typeof(T), shape.Length == 0 ? [1] : shape);
-        CopyTo(MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length));
+        var data = Typed<T>();
+        var (shape, _) = NativeLayout(data);
+        var result = NumPy.NDArray.NewMultidimensionalArray<T>(shape, data.ElementCount);
+        CopyTo(0, MemoryMarshal.CreateSpan(ref Unsafe.As<byte, T>(ref MemoryMarshal.GetArrayDataReference(result)), result.Length));
         return result;
     }
 
@@ -253,6 +291,9 @@ public sealed class PythonValue : IDisposable
             throw new PythonValueKindException(accessor, kind.ToString(), Kind, PythonType);
         return (T)_value!;
     }
+
+    private static (nint[] Shape, nint[] Strides) NativeLayout(TensorData data) =>
+        ([.. data.Shape.Select(d => checked((nint)d))], [.. data.Strides.Select(d => checked((nint)d))]);
 
     private TensorData Typed<T>() where T : unmanaged
     {

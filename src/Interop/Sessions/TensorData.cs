@@ -18,16 +18,27 @@ public abstract class TensorData : IDisposable
     private int _disposed;
 
     /// <summary>For implementations; <paramref name="strides"/> are in bytes (null: C order).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension, or a shape whose byte size overflows 64 bits.</exception>
     protected TensorData(DType dtype, long[] shape, long[]? strides)
     {
         ArgumentNullException.ThrowIfNull(dtype);
         ArgumentNullException.ThrowIfNull(shape);
         DType = dtype;
+        foreach (var d in shape)
+            ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
         _shape = (long[])shape.Clone();
         _strides = strides is null ? CStrides(shape, dtype.ItemSize) : (long[])strides.Clone();
         if (_strides.Length != _shape.Length)
             throw new ArgumentException($"{_strides.Length} strides given for {_shape.Length} dimensions.", nameof(strides));
-        ElementCount = Layout.ElementCount(_shape);
+        try
+        {
+            ElementCount = Layout.ElementCount(_shape);
+            _ = checked(ElementCount * dtype.ItemSize);
+        }
+        catch (OverflowException)
+        {
+            throw new ArgumentOutOfRangeException(nameof(shape), $"Shape ({string.Join(", ", shape)}) of {dtype.Name} needs more bytes than a 64-bit size: no memory can back it.");
+        }
     }
 
     /// <summary>The element dtype.</summary>
