@@ -52,8 +52,15 @@ public sealed class NDArray : IDisposable
     /// <summary>The array's dimensions.</summary>
     public long[] Shape => Describe().Shape;
 
-    /// <summary>The array's strides in bytes.</summary>
-    public long[] Strides => Describe().Strides;
+    /// <summary>
+    /// The array's strides in bytes: NumPy's <c>arr.strides</c>. (Where a stride cannot matter, a dimension of length 1 or
+    /// a zero-size array, NumPy's value may differ from the strides the buffer exports, which views report.)
+    /// </summary>
+    public long[] Strides => Attribute(a =>
+    {
+        using var strides = a.GetAttr("strides");
+        return strides.As<long[]>();
+    });
 
     /// <summary>The array's dtype (from the dtype table).</summary>
     /// <exception cref="UnsupportedDTypeException">The dtype is not in the table.</exception>

@@ -2,6 +2,7 @@
 // FromNumPy calls the real torch.from_numpy and Numpy() the real Tensor.numpy() (after the export policy of
 // python/interop_helpers/torch_export.py): both share memory. Every import of Python torch from .NET goes
 // through Import() below, the one place where a libtorch guard can run before torch loads.
+using Interop.DTypes;
 using Interop.Embedding;
 using Interop.Errors;
 using Interop.NumPy;
@@ -93,6 +94,69 @@ public sealed class TorchTensor : IDisposable
     /// <exception cref="TensorExportException">The policy refused the tensor.</exception>
     public TorchTensor Prepare(ExportOptions? options = null) => new(CallPolicy("prepare", options));
 
+    // ---- what the tensor is (PyTorch's own attributes, read with the GIL; each property is one Python lookup) ----------
+
+    /// <summary><c>tensor.shape</c>: the dimensions (empty for a 0-d tensor).</summary>
+    public long[] Shape => Read(t =>
+    {
+        using var shape = t.GetAttr("shape");
+        return shape.As<long[]>();
+    });
+
+    /// <summary><c>tensor.stride()</c>: the strides <b>in elements</b>, as PyTorch reports them (NumPy and <see cref="NDArray.Strides"/> count bytes).</summary>
+    public long[] Strides => Read(t =>
+    {
+        using var strides = t.InvokeMethod("stride");
+        return strides.As<long[]>();
+    });
+
+    /// <summary><c>tensor.storage_offset()</c>: where element [0, ...] lies in the storage, in elements.</summary>
+    public long StorageOffset => Read(t =>
+    {
+        using var offset = t.InvokeMethod("storage_offset");
+        return offset.As<long>();
+    });
+
+    /// <summary><c>tensor.dim()</c>: the number of dimensions.</summary>
+    public int Rank => Read(t =>
+    {
+        using var rank = t.InvokeMethod("dim");
+        return rank.As<int>();
+    });
+
+    /// <summary><c>tensor.numel()</c>: the number of elements.</summary>
+    public long ElementCount => Read(t =>
+    {
+        using var count = t.InvokeMethod("numel");
+        return count.As<long>();
+    });
+
+    /// <summary><c>tensor.dtype</c> as a row of the dtype table (bfloat16 included, which has no .NET element type).</summary>
+    /// <exception cref="UnsupportedDTypeException">The dtype has no row in the table (quantized, float8, complex32, bits types, ...); <see cref="DTypeName"/> names it.</exception>
+    public DType DType
+    {
+        get
+        {
+            var name = DTypeName;
+            return DType.FromName(name) ?? throw new UnsupportedDTypeException(
+                $"{name} (a PyTorch dtype with no row in the dtype table; DTypeName reports it, and tensor.to(torch.float32) or dequantize() converts it)", null);
+        }
+    }
+
+    /// <summary><c>str(tensor.dtype)</c>, e.g. <c>torch.float32</c>; also for dtypes outside the table.</summary>
+    public string DTypeName => Read(t =>
+    {
+        using var dtype = t.GetAttr("dtype");
+        return dtype.ToString() ?? "?";
+    });
+
+    /// <summary><c>str(tensor.device)</c>: <c>cpu</c>, <c>cuda:0</c>, <c>meta</c>, ...</summary>
+    public string Device => Read(t =>
+    {
+        using var device = t.GetAttr("device");
+        return device.ToString() ?? "?";
+    });
+
     /// <summary><c>tensor.requires_grad</c>.</summary>
     public bool RequiresGrad => Read(t =>
     {
@@ -107,18 +171,11 @@ public sealed class TorchTensor : IDisposable
         return value.IsTrue();
     });
 
-    /// <summary><c>str(tensor.dtype)</c>, e.g. <c>torch.float32</c>.</summary>
-    public string DTypeName => Read(t =>
+    /// <summary><c>str(tensor.layout)</c>: <c>torch.strided</c>, <c>torch.sparse_coo</c>, ...</summary>
+    public string Layout => Read(t =>
     {
-        using var dtype = t.GetAttr("dtype");
-        return dtype.ToString() ?? "?";
-    });
-
-    /// <summary><c>tensor.shape</c>.</summary>
-    public long[] Shape => Read(t =>
-    {
-        using var shape = t.GetAttr("shape");
-        return shape.As<long[]>();
+        using var layout = t.GetAttr("layout");
+        return layout.ToString() ?? "?";
     });
 
     /// <summary><c>tensor.data_ptr()</c>: the address of the first element.</summary>
@@ -126,13 +183,6 @@ public sealed class TorchTensor : IDisposable
     {
         using var pointer = t.InvokeMethod("data_ptr");
         return (nint)pointer.As<long>();
-    });
-
-    /// <summary><c>str(tensor.device)</c>.</summary>
-    public string Device => Read(t =>
-    {
-        using var device = t.GetAttr("device");
-        return device.ToString() ?? "?";
     });
 
     /// <summary>Returns <c>str(tensor)</c>.</summary>
