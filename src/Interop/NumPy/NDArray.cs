@@ -6,6 +6,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Interop.Buffers;
+using Interop.Diagnostics;
 using Interop.DTypes;
 using Interop.Embedding;
 using Interop.Errors;
@@ -45,8 +46,11 @@ public sealed class NDArray : IDisposable
         using var np = NumPyModule.Import();
         using var scope = Py.CreateScope();
         scope.Set("np", np);
-        using var value = scope.Eval(expression);
-        return Wrap(value);
+        PyObject value;
+        using (PythonWarnings.Capture("NDArray.Evaluate"))
+            value = scope.Eval(expression);
+        using (value)
+            return Wrap(value);
     });
 
     /// <summary>The array's dimensions.</summary>

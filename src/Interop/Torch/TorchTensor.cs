@@ -2,6 +2,7 @@
 // FromNumPy calls the real torch.from_numpy and Numpy() the real Tensor.numpy() (after the export policy of
 // python/interop_helpers/torch_export.py): both share memory. Every import of Python torch from .NET goes
 // through Import() below, the one place where a libtorch guard can run before torch loads.
+using Interop.Diagnostics;
 using Interop.DTypes;
 using Interop.Embedding;
 using Interop.Errors;
@@ -21,9 +22,12 @@ public sealed class TorchTensor : IDisposable
     public PyObject PyObject => _object ?? throw new ObjectDisposedException(nameof(TorchTensor));
 
     /// <summary>
-    /// <c>torch.from_numpy(array)</c>, exactly: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to
-    /// either are seen by the other; the array's memory stays alive while the tensor exists) and has the array's dtype.
+    /// <c>torch.from_numpy(array)</c>: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to either are
+    /// seen by the other; the array's memory stays alive while the tensor exists) and has the array's dtype. Read-only
+    /// arrays are refused: PyTorch has no read-only tensors, so <c>torch.from_numpy</c> would hand out a writable tensor over
+    /// memory NumPy (or an immutable <c>bytes</c> object) forbids writing, with only a once-per-process warning.
     /// </summary>
+    /// <exception cref="ReadOnlyBufferException">The array is read-only (<c>arr.flags.writeable</c> is False); <see cref="CopyFromNumPy"/> copies it.</exception>
     /// <exception cref="TorchConversionException">PyTorch refused the array (negative strides, non-native byte order, a dtype
     /// PyTorch lacks such as uint16 before PyTorch 2.3, ...); carries PyTorch's own message. <see cref="CopyFromNumPy"/> copies instead.</exception>
     public static TorchTensor FromNumPy(NDArray array)
@@ -32,7 +36,16 @@ public sealed class TorchTensor : IDisposable
         _ = array.PyObject; // fail fast when disposed; read again with the GIL (see Read)
         try
         {
-            return PythonRuntime.Run(() => new TorchTensor(FromNumpyFunction.Invoke(array.PyObject)));
+            return PythonRuntime.Run(() =>
+            {
+                var obj = array.PyObject;
+                if (!IsWriteable(obj))
+                    throw new ReadOnlyBufferException("TorchTensor.FromNumPy (torch.from_numpy shares the array's memory as a writable tensor; PyTorch has no read-only tensors)",
+                        "copy it: TorchTensor.CopyFromNumPy(array) (a tensor over a private copy), or arr.copy() in NumPy; " +
+                        "the same rule as View<T>() and AsTorchSharp(): read-only memory is never shared writable.");
+                using (PythonWarnings.Capture("torch.from_numpy"))
+                    return new TorchTensor(FromNumpyFunction.Invoke(obj));
+            });
         }
         catch (PythonErrorException e)
         {
@@ -40,6 +53,14 @@ public sealed class TorchTensor : IDisposable
                 "TorchTensor.CopyFromNumPy(array) makes a C-contiguous, native-byte-order copy (layout and byte-order refusals); " +
                 "for a dtype PyTorch lacks, convert first, e.g. arr.astype(np.int64)");
         }
+    }
+
+    // arr.flags.writeable, read with the GIL held (what torch.from_numpy would otherwise only warn about).
+    private static bool IsWriteable(PyObject array)
+    {
+        using var flags = array.GetAttr("flags");
+        using var writeable = flags.GetAttr("writeable");
+        return writeable.IsTrue();
     }
 
     /// <summary>
@@ -54,7 +75,11 @@ public sealed class TorchTensor : IDisposable
         _ = array.PyObject; // fail fast when disposed; read again with the GIL (see Read)
         try
         {
-            return PythonRuntime.Run(() => new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(array.PyObject)));
+            return PythonRuntime.Run(() =>
+            {
+                using (PythonWarnings.Capture("torch_export.from_numpy_copy"))
+                    return new TorchTensor(PolicyFunction("from_numpy_copy").Invoke(array.PyObject));
+            });
         }
         catch (PythonErrorException e)
         {
@@ -69,7 +94,9 @@ public sealed class TorchTensor : IDisposable
         using var scope = Py.CreateScope();
         scope.Set("torch", torch);
         scope.Exec("import numpy as np");
-        var value = scope.Eval(expression);
+        PyObject value;
+        using (PythonWarnings.Capture("TorchTensor.Evaluate"))
+            value = scope.Eval(expression);
         using var tensorType = torch.GetAttr("Tensor");
         if (!value.IsInstance(tensorType))
         {
@@ -274,7 +301,8 @@ public sealed class TorchTensor : IDisposable
             return PythonRuntime.Run(() =>
             {
                 using var args = new PyTuple([PyObject]);
-                return PolicyFunction(function).Invoke(args, Keywords(o));
+                using (PythonWarnings.Capture("torch_export." + function))
+                    return PolicyFunction(function).Invoke(args, Keywords(o));
             });
         }
         catch (PythonErrorException e)
