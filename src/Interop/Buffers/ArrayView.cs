@@ -4,6 +4,8 @@
 // - Every accessor goes through Live(), which throws ObjectDisposedException after Dispose. Spans handed
 //   out earlier are valid only until Dispose (a Span cannot be revoked); Memory<T> from AsMemory checks on
 //   each access, so it fails loudly instead of reading released memory.
+// - Size limits, tensor spans, alignment and chunked copies are ElementAccess<T>'s (shared with PythonValue): tensor
+//   spans work at any size; spans, Memory and arrays beyond 2^31 - 1 elements throw TooManyElementsException.
 using System.Buffers;
 using System.Numerics.Tensors;
 using Interop.DTypes;
@@ -45,7 +47,10 @@ public sealed unsafe class ArrayView<T> : IDisposable where T : unmanaged
     /// <summary>The dimensions (empty for a 0-d array).</summary>
     public ReadOnlySpan<nint> Shape => Live().Shape;
 
-    /// <summary>The strides in bytes, as NumPy reports them (may be negative or zero).</summary>
+    /// <summary>
+    /// The strides in bytes that the buffer exports (may be negative or zero). For NumPy arrays they equal <c>arr.strides</c>
+    /// except where a stride cannot matter (a dimension of length 1, a zero-size array), where NumPy exports C strides.
+    /// </summary>
     public ReadOnlySpan<nint> Strides => Live().Strides;
 
     /// <summary>The number of dimensions.</summary>
