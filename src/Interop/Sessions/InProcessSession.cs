@@ -80,7 +80,8 @@ internal sealed class InProcessSession : PythonSession
                 // The callee is read with the GIL held, right before the tuple takes its own reference: a Dispose on another
                 // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
                 using var callArgs = new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
-                return InProcessConversions.ToValue(this, CallFunction.Invoke(callArgs));
+                using (Diagnostics.PythonWarnings.Capture("PythonRef.Call")) // the callee's warnings reach PythonWarnings.Raised
+                    return InProcessConversions.ToValue(this, CallFunction.Invoke(callArgs));
             });
         }
         catch (PythonErrorException e)

@@ -98,6 +98,22 @@ public class ReadOnlySharingTests
     }
 
     [Test]
+    public void Warnings_of_an_in_process_session_call_reach_the_dotnet_handler()
+    {
+        using var session = Interop.Sessions.PythonSession.InProcess();
+        using var warnings = session.Import("warnings");
+        using var warn = warnings.GetAttr("warn");
+        var marker = "interop-session-warning-" + Guid.NewGuid().ToString("N"); // a new message: Python's once-per-location registry shows it
+        var seen = Collect(marker, () => warn.Call(marker).Dispose());
+        Assert.That(seen, Has.Count.EqualTo(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(seen[0].Operation, Is.EqualTo("PythonRef.Call"));
+            Assert.That(seen[0].Category, Is.EqualTo("UserWarning"));
+        });
+    }
+
+    [Test]
     public void Warnings_outside_library_calls_are_left_to_Python()
     {
         _ = NDArray.Evaluate("np.zeros(1)"); // installs the bridge
