@@ -5,8 +5,11 @@ warnings are shown (by default each warning once per code location; ``warnings.s
 one; an ``"error"`` filter turns them into exceptions). A shown warning is offered to ``sink(category, message,
 filename, lineno)``; when the sink returns True (a .NET library call is running on this thread and a .NET handler
 took it) nothing is printed, otherwise the previous ``showwarning`` prints it as before (to ``sys.stderr``).
+The sink is dropped at interpreter exit (an ``atexit`` handler), so warnings raised while Python and .NET shut down
+never call into a runtime that is going away.
 """
 
+import atexit
 import warnings
 
 _state = {"sink": None}
@@ -30,3 +33,8 @@ def install(sink):
 
     showwarning._interop_bridge = True
     warnings.showwarning = showwarning
+    atexit.register(_detach)
+
+
+def _detach():
+    _state["sink"] = None

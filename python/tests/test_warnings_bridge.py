@@ -65,3 +65,14 @@ def test_qualified_names_for_warning_classes_outside_builtins(restored):
         warnings.simplefilter("always")
         warnings.warn("bridge-local", LocalWarning)
     assert seen[0][0].endswith("LocalWarning") and "." in seen[0][0]
+
+
+def test_the_sink_is_dropped_at_exit(restored):
+    seen = []
+    warnings.showwarning = lambda *args, **kwargs: None
+    warnings_bridge.install(lambda *f: seen.append(f) or True)
+    warnings_bridge._detach()  # what the atexit handler does
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("bridge-after-exit")
+    assert seen == []
