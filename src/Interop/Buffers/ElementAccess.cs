@@ -77,7 +77,9 @@ internal static unsafe class ElementAccess<T> where T : unmanaged
     /// <summary>A writable tensor span over strided memory; broadcast (zero-stride) layouts are refused.</summary>
     public static TensorSpan<T> TensorSpan(nint pointer, ReadOnlySpan<nint> shape, ReadOnlySpan<nint> byteStrides)
     {
-        for (var i = 0; i < shape.Length; i++)
+        // An empty array has no element to alias (NumPy exports np.zeros((3, 0)) with strides (0, 4)).
+        var empty = Layout.ElementCount(shape) == 0;
+        for (var i = 0; i < shape.Length && !empty; i++)
             if (byteStrides[i] == 0 && shape[i] > 1)
                 throw new LayoutException("A broadcast (zero-stride) array aliases one element at several indices; a writable tensor span over it would make writes ambiguous. Fix: np.ascontiguousarray(arr), or a read-only view.");
         var dataLength = TensorLayout(pointer, shape, byteStrides, out var lengths, out var strides);

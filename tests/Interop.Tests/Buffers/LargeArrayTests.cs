@@ -139,6 +139,27 @@ public class LargeArrayTests
         Assert.That(e.Limit, Is.EqualTo(Array.MaxLength));
     }
 
+    [TestCase("np.zeros((3, 0), np.float32)")]
+    [TestCase("np.zeros((0, 3), np.float32)")]
+    public void An_empty_array_gives_a_writable_tensor_span_whatever_its_exported_strides(string expression)
+    {
+        using var array = NDArray.Evaluate(expression);
+        using var view = array.View<float>();
+        var length = view.AsTensorSpan().FlattenedLength;
+        Assert.That((long)length, Is.Zero);
+    }
+
+    [Test]
+    public void A_writable_tensor_span_refuses_only_real_broadcasts()
+    {
+        using var column = NDArray.Evaluate("np.zeros((3, 1), np.float32)");
+        using (var view = column.View<float>())
+            Assert.That((long)view.AsTensorSpan().FlattenedLength, Is.EqualTo(3));
+        using var broadcast = NDArray.Evaluate("np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (3,), (0,))");
+        using var view2 = broadcast.View<float>();
+        Assert.Throws<LayoutException>(() => view2.AsTensorSpan());
+    }
+
     [Test]
     public void TensorData_refuses_shapes_whose_byte_size_overflows_and_negative_dimensions()
     {
