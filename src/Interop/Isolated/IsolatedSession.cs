@@ -165,7 +165,7 @@ internal sealed class IsolatedSession : PythonSession
     {
         try
         {
-            return encoder.Encode(value);
+            return encoder.Encode(value, where);
         }
         catch (ArgumentException e)
         {
