@@ -311,13 +311,9 @@ internal sealed class BufferTensorData : TensorData
 
     protected override void Dispose(bool disposing)
     {
-        _buffer.Dispose();
         var array = Interlocked.Exchange(ref _array, null);
-        if (disposing && array is not null && PythonRuntime.IsRunning)
-        {
-            using var gil = PythonRuntime.AcquireGil();
-            array.Dispose();
-        }
+        if (disposing && array is not null)
+            PendingReleases.Release(_buffer, array); // never waits indefinitely for a GIL another thread holds
         base.Dispose(disposing);
     }
 }
