@@ -39,6 +39,22 @@ public class ExitTests
         Assert.That(code, Is.Zero, output);
     }
 
+    // PyTorch 2.6 (Debian 13): after the exit handlers gave up, a libtorch_python static destructor waited for the GIL
+    // inside exit() for ever. The process must end after the bound, with the code Main returned.
+    [TestCase("python-thread")]
+    [TestCase("dotnet-call")]
+    public void A_process_whose_GIL_is_kept_by_another_thread_ends_after_the_bound_with_its_exit_code(string mode)
+    {
+        var (code, output, timedOut) = RunCli("exit-with-gil-held", mode, "3");
+        Assert.Multiple(() =>
+        {
+            Assert.That(timedOut, Is.False, "the child hung at exit: " + output);
+            Assert.That(code, Is.EqualTo(3), output);
+            Assert.That(output, Does.Contain("returning 3"), "the child's own output was flushed");
+            Assert.That(output, Does.Contain("did not finish within"), output);
+        });
+    }
+
     [Test]
     public void A_Python_error_in_the_child_gives_exit_code_1_and_the_traceback()
     {
