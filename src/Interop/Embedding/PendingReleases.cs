@@ -4,6 +4,9 @@
 // - Finalizers never take the GIL. PythonBuffer's finalizer queues its Py_buffer (PythonBuffer.DrainPendingReleases),
 //   pythonnet's PyObject finalizer queues its reference (Python.Runtime.Finalizer), objects released by Dispose
 //   queue here; the next thread that takes the GIL (outermost Gil.Acquire) drains all three, in Drain.
+//   pythonnet's queue cannot be inspected and emptying it costs ~1 µs even when empty, so it is emptied only after a
+//   .NET GC (the only time its finalizers run): a chain of GcSentinel objects notices each GC, and the drainer then
+//   waits for that GC's finalizers and empties the queue (so memory goes even while Python is idle).
 // - Release (Dispose paths): with the GIL held on this thread, at once. When no other thread holds a GIL token of
 //   this library, the GIL is taken here (the common, fast case: a few hundred ns). Otherwise the release is queued
 //   and a dedicated drainer thread takes the GIL; Release waits for it at most WaitLimit, so a Dispose is still
@@ -102,9 +105,10 @@ internal static class PendingReleases
                 PythonBuffer.DrainPendingReleases();
             while (s_queue.TryDequeue(out var resource))
                 ReleaseNow(resource);
-            // PyObjects that nobody disposed: pythonnet's finalizer queued their references; release them now rather
-            // than after pythonnet's next 200 allocations (a cheap check when its queue is empty).
-            Python.Runtime.Finalizer.Instance.Collect();
+            // PyObjects that nobody disposed: pythonnet's finalizer queued their references after a GC; release them now
+            // rather than after pythonnet's next 200 allocations.
+            if (Interlocked.Exchange(ref s_gcSeen, 0) != 0)
+                Python.Runtime.Finalizer.Instance.Collect();
         }
         catch (Exception e)
         {
@@ -128,6 +132,37 @@ internal static class PendingReleases
         }
     }
 
+    private static int s_gcSeen; // 1 after a .NET GC, until the next Drain empties pythonnet's finalizer queue
+    private static int s_sentinelStarted;
+
+    /// <summary>Starts noticing .NET GCs (called once the runtime runs).</summary>
+    public static void WatchCollections()
+    {
+        if (Interlocked.Exchange(ref s_sentinelStarted, 1) == 0)
+            _ = new GcSentinel();
+    }
+
+    // Finalized at every GC (each is a fresh gen-0 object); it never touches Python.
+    private sealed class GcSentinel
+    {
+        ~GcSentinel()
+        {
+            if (Environment.HasShutdownStarted || !PythonRuntime.IsRunning)
+                return;
+            Volatile.Write(ref s_gcSeen, 1);
+            _ = new GcSentinel();
+            lock (s_lock)
+            {
+                s_collectRequested = true;
+                s_requested++;
+                EnsureDrainer();
+                Monitor.PulseAll(s_lock);
+            }
+        }
+    }
+
+    private static bool s_collectRequested; // under s_lock: the drainer waits for finalizers, then empties pythonnet's queue
+
     private static void EnsureDrainer()
     {
         if (s_drainer is not null)
@@ -141,11 +176,19 @@ internal static class PendingReleases
         while (true)
         {
             long target;
+            bool collect;
             lock (s_lock)
             {
                 while (s_requested == s_completed)
                     Monitor.Wait(s_lock);
                 target = s_requested;
+                collect = s_collectRequested;
+                s_collectRequested = false;
+            }
+            if (collect)
+            {
+                GC.WaitForPendingFinalizers(); // the PyObject finalizers of that GC have queued their references
+                Volatile.Write(ref s_gcSeen, 1);
             }
             if (PythonRuntime.IsRunning)
             {

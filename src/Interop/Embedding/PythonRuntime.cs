@@ -118,6 +118,7 @@ public static class PythonRuntime
         CPython.Load(installation.LibraryPath);
         PythonEngine.Initialize(setSysArgv: false);
         ReplaceShutdownHandler();
+        PendingReleases.WatchCollections();
         try
         {
             ConfigureSysPath(installation, options);
