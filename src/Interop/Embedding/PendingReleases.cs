@@ -6,7 +6,8 @@
 //   queue here; the next thread that takes the GIL (outermost Gil.Acquire) drains all three, in Drain.
 //   pythonnet's queue cannot be inspected and emptying it costs ~1 µs even when empty, so it is emptied only after a
 //   .NET GC (the only time its finalizers run): a chain of GcSentinel objects notices each GC, and the drainer then
-//   waits for that GC's finalizers and empties the queue (so memory goes even while Python is idle).
+//   waits for that GC's finalizers and empties the queue (so memory goes even while Python is idle; at most once a
+//   second, the next GIL holder does it in between).
 // - Release (Dispose paths): with the GIL held on this thread, at once. When no other thread holds a GIL token of
 //   this library, the GIL is taken here (the common, fast case: a few hundred ns). Otherwise the release is queued
 //   and a dedicated drainer thread takes the GIL; Release waits for it at most WaitLimit, so a Dispose is still
@@ -151,6 +152,12 @@ internal static class PendingReleases
                 return;
             Volatile.Write(ref s_gcSeen, 1);
             _ = new GcSentinel();
+            // The drainer's GIL acquisition competes with Python threads: at most one such round a second (between
+            // rounds, the next GIL holder empties the queue, as s_gcSeen says).
+            var now = Environment.TickCount64;
+            if (now - Volatile.Read(ref s_lastCollectRound) < 1000)
+                return;
+            Volatile.Write(ref s_lastCollectRound, now);
             lock (s_lock)
             {
                 s_collectRequested = true;
@@ -161,6 +168,7 @@ internal static class PendingReleases
         }
     }
 
+    private static long s_lastCollectRound = long.MinValue / 2; // Environment.TickCount64 of the last GC-triggered round
     private static bool s_collectRequested; // under s_lock: the drainer waits for finalizers, then empties pythonnet's queue
 
     private static void EnsureDrainer()
