@@ -55,6 +55,24 @@ public class ExitTests
         });
     }
 
+    // The GIL is free while Python's exit handlers run, but a thread that one of them starts takes it back for ever:
+    // the rest of the exit (libtorch_python's static destructors, PyTorch 2.6) would wait for it; the bound ends it.
+    // (Measured on Debian 13: "had not ended 5 s after Python's exit handlers ... ending it now", exit code 0. Which
+    // thread wins the GIL first is a race, so the test asserts only what holds in every order: a prompt exit, code 0.)
+    [Test]
+    public void A_process_whose_GIL_is_taken_after_the_exit_handlers_ran_still_ends_with_its_exit_code()
+    {
+        var (code, output, timedOut) = RunCli("exec",
+            "import atexit, threading, time\n" +
+            "try:\n    import torch\nexcept ImportError:\n    pass\n" +
+            "atexit.register(lambda: threading.Thread(target=lambda: (time.sleep(0.001), sum(range(10**13))), daemon=True).start())\n");
+        Assert.Multiple(() =>
+        {
+            Assert.That(timedOut, Is.False, "the child hung at exit: " + output);
+            Assert.That(code, Is.Zero, output);
+        });
+    }
+
     [Test]
     public void A_Python_error_in_the_child_gives_exit_code_1_and_the_traceback()
     {
