@@ -194,6 +194,20 @@ public class ConversionContractTests
     }
 
     [Test]
+    public void Keyword_arguments_follow_the_same_rules_and_name_their_position()
+    {
+        using var f = _helpers.GetAttr("echo");
+        PythonValue CallWith(string name, object? value) =>
+            f.Call([], new CallOptions { KeywordArguments = new Dictionary<string, object?> { [name] = value } });
+        var e = Assert.Throws<UnsupportedArgumentException>(() => CallWith("x" + (char)0xD800, 1).Dispose())!;
+        Assert.That(e.Message, Does.Contain("(its name)").And.Contain("surrogate"));
+        var cyclic = new List<object?>();
+        cyclic.Add(cyclic);
+        e = Assert.Throws<UnsupportedArgumentException>(() => CallWith("x", cyclic).Dispose())!;
+        Assert.That(e.Message, Does.Contain("keyword argument 'x'[0]").And.Contain("cycle"));
+    }
+
+    [Test]
     public void A_surrogate_pair_is_text_and_arrives_unchanged()
     {
         using var value = Call("text_points", "a\U0001F600b");
