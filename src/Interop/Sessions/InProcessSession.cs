@@ -11,10 +11,10 @@
 //   session while another thread is stuck in a call returns, and the objects go when the GIL comes free.
 // - LoadFile registers a fresh module in sys.modules (interop_helpers.calls.load_file); the reference's release (Dispose,
 //   or its finalizer) also removes that entry, so a loaded and disposed file leaves nothing behind in Python.
+using System.Runtime.CompilerServices;
 using Interop.Embedding;
 using Interop.Errors;
 using Interop.Torch;
-using System.Runtime.CompilerServices;
 using Python.Runtime;
 
 namespace Interop.Sessions;
