@@ -13,6 +13,11 @@ import itertools
 import sys
 from pathlib import Path
 
+# The conversion limits of every session kind (src/Interop/Sessions/ConversionLimits.cs holds the same numbers; a test
+# checks that they agree): results nested deeper, or arrays of more dimensions, are refused with a ValueError.
+MAX_DEPTH = 32
+MAX_RANK = 32
+
 GRAD_DEFAULT = 0
 NO_GRAD = 1
 INFERENCE_MODE = 2
@@ -40,22 +45,59 @@ def call(fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=F
         return export_tree(result, detach=detach, upcast=upcast)
 
 
-def export_tree(value, *, detach=True, upcast=False):
-    """Replaces tensors by ``torch_export.export(tensor)`` in lists, tuples and dicts; big-endian arrays by native ones."""
+def check_depth(depth):
+    """Raises the ValueError of a result nested deeper than MAX_DEPTH (a self-referencing list ends here too)."""
+    if depth > MAX_DEPTH:
+        raise ValueError("the result is nested deeper than %d lists, tuples or dicts (or contains itself), the limit of "
+                         "every session kind; return a flatter structure" % MAX_DEPTH)
+
+
+def check_rank(ndim):
+    """Raises the ValueError of a result array with more than MAX_RANK dimensions (NumPy 2 allows 64)."""
+    if ndim > MAX_RANK:
+        raise ValueError("the result is an array of %d dimensions; at most %d are supported by every session kind; "
+                         "reshape it first" % (ndim, MAX_RANK))
+
+
+def check_text(text):
+    """``text`` if .NET can read it; a ValueError naming the string when it holds unpaired surrogates."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            clipped = repr(text)
+            clipped = clipped if len(clipped) <= 80 else clipped[:77] + "..."
+            raise ValueError("the result holds the string %s with unpaired surrogates (a name decoded with "
+                             "surrogateescape?), which .NET cannot read; return os.fsencode(name) or fix the text"
+                             % clipped) from None
+    return text
+
+
+def export_tree(value, *, detach=True, upcast=False, _depth=0):
+    """Replaces tensors by ``torch_export.export(tensor)`` in lists, tuples and dicts; big-endian arrays by native ones.
+    Refuses (ValueError) structures nested deeper than MAX_DEPTH and arrays of more than MAX_RANK dimensions."""
+    check_depth(_depth)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         from . import torch_export
 
+        check_rank(value.dim())
         return torch_export.export(value, detach=detach, upcast=upcast)
+    if isinstance(value, str):
+        return check_text(value)
+    inner = _depth + 1
     if isinstance(value, (list, tuple)):
-        return type(value)(export_tree(v, detach=detach, upcast=upcast) for v in value) if type(value) in (list, tuple) \
-            else tuple(export_tree(v, detach=detach, upcast=upcast) for v in value)
+        items = (export_tree(v, detach=detach, upcast=upcast, _depth=inner) for v in value)
+        return type(value)(items) if type(value) in (list, tuple) else tuple(items)
     if isinstance(value, dict):
-        return {k: export_tree(v, detach=detach, upcast=upcast) for k, v in value.items()}
+        return {check_text(k) if isinstance(k, str) else k: export_tree(v, detach=detach, upcast=upcast, _depth=inner)
+                for k, v in value.items()}
     numpy = sys.modules.get("numpy")
     if numpy is not None:
-        if isinstance(value, numpy.ndarray) and not value.dtype.isnative:
-            return native_order(value)
+        if isinstance(value, numpy.ndarray):
+            check_rank(value.ndim)
+            if not value.dtype.isnative:
+                return native_order(value)
         if isinstance(value, numpy.generic):
             return value.item()
     return value

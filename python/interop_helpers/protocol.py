@@ -10,18 +10,19 @@ import json
 import math
 import struct
 
-from . import dtypes
+from . import calls, dtypes
 
 VERSION = 1
 MAX_MESSAGE = 64 << 20
-MAX_DEPTH = 32
-MAX_RANK = 32
+MAX_DEPTH = calls.MAX_DEPTH  # the one limit of every session kind (src/Interop/Sessions/ConversionLimits.cs)
+MAX_RANK = calls.MAX_RANK
 MAX_REGION = 1 << 40
 ALIGNMENT = 64
 OPS = ("ping", "resolve", "call", "shutdown")
 GRAD_MODES = ("default", "no_grad", "inference")
 _HEADER = struct.Struct("<I")
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_UINT64_MAX = (1 << 64) - 1  # int arguments span int64 and uint64 (a .NET ulong), as in-process
 
 
 class ProtocolError(Exception):
@@ -85,16 +86,7 @@ def _escape_surrogates(text):
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_text(text):
-    """``text`` if .NET can read it; a ValueError naming the string when it holds unpaired surrogates."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("the result holds the string %s with unpaired surrogates (a name decoded with "
-                             "surrogateescape?), which .NET cannot read; return os.fsencode(name) or fix the text"
-                             % _clip(text)) from None
-    return text
+check_text = calls.check_text  # one rule for result strings in every session kind
 
 
 # ---- validation -------------------------------------------------------------------------------------
@@ -197,7 +189,7 @@ def check_value(raw, depth=0):
             _fail("bool value must be true or false")
         return {"t": kind, "v": raw["v"]}
     if kind == "int":
-        return {"t": kind, "v": _int(raw.get("v"), "int value", _INT64[0])}
+        return {"t": kind, "v": _int(raw.get("v"), "int value", _INT64[0], _UINT64_MAX)}
     if kind == "float":
         return {"t": kind, "v": parse_float(raw.get("v"))}
     if kind == "str":

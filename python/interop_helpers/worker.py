@@ -180,10 +180,9 @@ class Worker:
         return torch.from_numpy(array)
 
     def encode(self, value, pending, export, depth=0):
-        if depth > protocol.MAX_DEPTH:
-            # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead.
-            raise ValueError("the result is nested deeper than %d lists, tuples or dicts, the limit of isolated mode; "
-                             "return a flatter structure" % protocol.MAX_DEPTH)
+        # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead, with the
+        # ValueError an in-process session raises (calls.export_tree).
+        calls.check_depth(depth)
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
@@ -207,8 +206,11 @@ class Worker:
         if torch is not None and isinstance(value, torch.Tensor):
             from . import torch_export
 
+            calls.check_rank(value.dim())
             return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
                                       "tensor", pending)
+        if np is not None and isinstance(value, np.ndarray):
+            calls.check_rank(value.ndim)
         if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
             value = calls.native_order(value)  # big-endian: native, as in-process (calls.export_tree)
         if np is not None and isinstance(value, np.ndarray) and value.dtype.isbuiltin and value.dtype.kind in "biufc":

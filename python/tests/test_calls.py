@@ -100,3 +100,46 @@ def test_from_numpy_copy_copies_and_accepts_what_from_numpy_refuses():
     assert torch_export.from_numpy_copy(big).tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(TypeError):
         torch_export.from_numpy_copy([1, 2])
+
+
+# ---- the conversion limits (ConversionLimits.cs holds the same numbers) ---------------------------------------
+
+
+def nested(levels):
+    value = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_results_nested_up_to_the_limit_are_exported_and_deeper_ones_are_a_value_error():
+    assert calls.export_tree(nested(calls.MAX_DEPTH)) == nested(calls.MAX_DEPTH)
+    with pytest.raises(ValueError, match="nested deeper than %d" % calls.MAX_DEPTH):
+        calls.export_tree(nested(calls.MAX_DEPTH + 1))
+
+
+def test_a_self_referencing_result_is_a_value_error_not_a_recursion_error():
+    a = []
+    a.append(a)
+    with pytest.raises(ValueError, match="contains itself"):
+        calls.export_tree(a)
+    d = {}
+    d["d"] = d
+    with pytest.raises(ValueError, match="contains itself"):
+        calls.export_tree(d)
+
+
+def test_result_strings_and_keys_with_unpaired_surrogates_are_a_value_error():
+    with pytest.raises(ValueError, match="surrogates"):
+        calls.export_tree(["fine", "\ud800x"])
+    with pytest.raises(ValueError, match="surrogates"):
+        calls.export_tree({"\udcff": 1})
+    assert calls.export_tree("a\U0001F600") == "a\U0001F600"
+
+
+def test_result_arrays_above_the_rank_limit_are_a_value_error():
+    assert calls.export_tree(np.zeros((1,) * calls.MAX_RANK)).ndim == calls.MAX_RANK
+    if int(np.__version__.split(".")[0]) < 2:
+        pytest.skip("NumPy 1.x cannot make an array of more than 32 dimensions")
+    with pytest.raises(ValueError, match="%d dimensions" % (calls.MAX_RANK + 1)):
+        calls.export_tree([np.zeros((1,) * (calls.MAX_RANK + 1))])

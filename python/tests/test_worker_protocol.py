@@ -191,3 +191,17 @@ def test_invalid_json_is_answered_and_a_bad_frame_ends_the_worker(worker):
 def test_the_worker_exits_when_its_control_pipe_closes(worker):
     worker.proc.stdin.close()
     assert worker.proc.wait(10) == 0
+
+
+def test_int_arguments_span_int64_and_uint64_and_nothing_beyond():
+    for v in (-(1 << 63), (1 << 63) - 1, (1 << 64) - 1):
+        assert protocol.check_value({"t": "int", "v": v}) == {"t": "int", "v": v}
+    for v in (-(1 << 63) - 1, 1 << 64):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.check_value({"t": "int", "v": v})
+
+
+def test_the_protocol_limits_are_the_calls_limits():
+    from interop_helpers import calls
+
+    assert (protocol.MAX_DEPTH, protocol.MAX_RANK) == (calls.MAX_DEPTH, calls.MAX_RANK)

@@ -19,6 +19,9 @@ try
             // Runs Python source in the embedded interpreter (a scripting bridge, and the exit tests' child).
             PythonRuntime.Run(() => { Python.Runtime.PythonEngine.Exec(args[1]); return 0; });
             return 0;
+        case "exit-with-gil-held" when args.Length == 3:
+            // Hidden: the exit tests' child: Main returns while another thread keeps the GIL for ever.
+            return ExitChild.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
         case "isolated-child":
             // Hidden: a host with a live isolated worker that waits to be killed (the host-crash test's child).
             return IsolatedChild.Run();

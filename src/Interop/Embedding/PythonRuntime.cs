@@ -2,9 +2,12 @@
 // - Start-up happens once per process, from whichever thread asks first; concurrent callers block on one
 //   lock and all see the same result. After start-up the GIL is released, so any thread (thread-pool and
 //   async continuations included) can take it through AcquireGil().
-// - Shutdown is owned here: pythonnet's own ProcessExit handler is replaced by ours, which finalises
-//   pythonnet on a watchdog thread and gives up after a bounded wait (for instance when a thread is stuck
-//   in Python holding the GIL), so the process always exits promptly.
+// - Shutdown is owned here: pythonnet's own ProcessExit handler is replaced by ours, which runs Python's exit
+//   handlers on a watchdog thread and gives up after a bounded wait (for instance when a thread is stuck in
+//   Python holding the GIL). Giving up must also end the process: native static destructors that run in exit()
+//   wait for the GIL too (libtorch_python's, PyTorch 2.6), so after the bound the process flushes .NET's console
+//   and ends with _exit and the exit code it was going to return (Native/ProcessEnd). The same bound also guards
+//   the rest of a normal exit, after the handlers ran: a process still alive ShutdownTimeout later ends the same way.
 // - A Python runtime cannot be restarted in one process: after shutdown, Initialize throws.
 using System.Reflection;
 using Interop.Errors;
@@ -23,7 +26,12 @@ public static class PythonRuntime
     private static volatile PythonInstallation? s_installation;
     private static volatile bool s_shutDown;
 
-    /// <summary>How long process exit waits for Python to finalise before leaving without it.</summary>
+    /// <summary>
+    /// How long process exit waits for Python's exit handlers (and then for the rest of the exit) before ending the
+    /// process without them: the console is flushed, then the process ends at once with <see cref="Environment.ExitCode"/>,
+    /// skipping C <c>atexit</c> handlers, native static destructors and <see cref="AppDomain.ProcessExit"/> handlers
+    /// that have not run yet.
+    /// </summary>
     public static TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>True once <see cref="Initialize"/> has succeeded and until the process shuts Python down.</summary>
@@ -110,6 +118,7 @@ public static class PythonRuntime
         CPython.Load(installation.LibraryPath);
         PythonEngine.Initialize(setSysArgv: false);
         ReplaceShutdownHandler();
+        PendingReleases.WatchCollections();
         try
         {
             ConfigureSysPath(installation, options);
@@ -164,7 +173,9 @@ public static class PythonRuntime
 
     /// <summary>
     /// Runs at process exit: takes the GIL (waiting at most <see cref="ShutdownTimeout"/>), runs Python's
-    /// <c>atexit</c> handlers and flushes <c>sys.stdout</c>/<c>sys.stderr</c>, then lets the process end.
+    /// <c>atexit</c> handlers and flushes <c>sys.stdout</c>/<c>sys.stderr</c>, then lets the process end. When the
+    /// GIL does not come free in time, or the rest of the exit (native destructors) has not ended the process
+    /// <see cref="ShutdownTimeout"/> after the handlers, the process ends at once (<see cref="EndNow"/>).
     /// </summary>
     /// <remarks>
     /// pythonnet's own <c>PythonEngine.Shutdown</c> cannot be used at this point: it calls
@@ -194,7 +205,37 @@ public static class PythonRuntime
         { IsBackground = true, Name = "Interop Python exit" };
         worker.Start();
         if (!worker.Join(ShutdownTimeout))
+        {
+            s_shutDown = true;
             Console.Error.WriteLine($"[interop] Python's exit handlers did not finish within {ShutdownTimeout.TotalSeconds:0.#} s (a thread is holding the GIL); exiting without them.");
+            EndNow(); // exit() would run native destructors that wait for that GIL too
+            return;
+        }
         s_shutDown = true;
+        // The handlers ran. What remains of the exit (other ProcessExit handlers, C atexit handlers, native static
+        // destructors) may still meet a GIL that a Python thread took back meanwhile: bound it as well.
+        var bound = ShutdownTimeout;
+        new Thread(() =>
+        {
+            Thread.Sleep(bound);
+            Console.Error.WriteLine($"[interop] the process had not ended {bound.TotalSeconds:0.#} s after Python's exit handlers (a native destructor waits for the GIL?); ending it now.");
+            EndNow();
+        })
+        { IsBackground = true, Name = "Interop exit bound" }.Start();
+    }
+
+    /// <summary>Flushes .NET's console, then ends the process at once with <see cref="Environment.ExitCode"/> (no native destructors).</summary>
+    private static void EndNow()
+    {
+        try
+        {
+            Console.Out.Flush();
+            Console.Error.Flush();
+        }
+        catch (IOException)
+        {
+            // a closed console: nothing left to save
+        }
+        ProcessEnd.Immediately(Environment.ExitCode);
     }
 }

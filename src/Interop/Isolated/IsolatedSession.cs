@@ -107,6 +107,7 @@ internal sealed class IsolatedSession : PythonSession
         {
             foreach (var (name, value) in kwargs)
             {
+                ConversionLimits.CheckText(name, $"keyword argument '{name}' (its name)");
                 names.Add(name);
                 values.Add(EncodeArgument(encoder, value, $"keyword argument '{name}'"));
             }
@@ -165,7 +166,7 @@ internal sealed class IsolatedSession : PythonSession
     {
         try
         {
-            return encoder.Encode(value);
+            return encoder.Encode(value, where);
         }
         catch (ArgumentException e)
         {

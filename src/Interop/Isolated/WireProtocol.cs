@@ -16,9 +16,12 @@ internal static class WireProtocol
 {
     public const int Version = 1;
     public const int MaxMessage = 64 << 20;
-    public const int MaxRank = 32;
-    public const int MaxDepth = 32;
+    public const int MaxRank = Sessions.ConversionLimits.MaxRank;
+    public const int MaxDepth = Sessions.ConversionLimits.MaxDepth;
     public const int Alignment = 64;
+
+    // Each nesting level of a value is two JSON levels (its object and its items array), plus the envelope.
+    private static readonly JsonSerializerOptions s_serializerOptions = new() { MaxDepth = 2 * MaxDepth + 16 };
 
     public static void Write(Stream stream, JsonObject message)
     {
@@ -30,7 +33,7 @@ internal static class WireProtocol
     public static byte[] Frame(JsonObject message)
     {
         message["v"] = Version;
-        var body = JsonSerializer.SerializeToUtf8Bytes(message);
+        var body = JsonSerializer.SerializeToUtf8Bytes(message, s_serializerOptions);
         if (body.Length > MaxMessage)
             throw new WorkerProtocolException($"the request is {body.Length} bytes, above the {MaxMessage}-byte limit for control messages; pass large data as arrays (they travel in shared memory)");
         var frame = new byte[4 + body.Length];

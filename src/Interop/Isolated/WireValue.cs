@@ -84,13 +84,16 @@ internal sealed class WireValue
                 {
                     Kind = WireKind.Object,
                     Handle = WireProtocol.Int(e, "handle"),
-                    TypeName = WireProtocol.Str(e, "type"),
+                    TypeName = TypeNameOf(WireProtocol.Str(e, "type")),
                     Repr = WireProtocol.Str(e, "repr"),
                 };
             default:
                 throw new WorkerProtocolException($"unknown value type '{WireProtocol.Clip(t)}'");
         }
     }
+
+    // The worker sends module.qualname; drop "builtins." as the in-process session does (PythonErrors.QualifiedName).
+    private static string TypeNameOf(string name) => name.StartsWith("builtins.", StringComparison.Ordinal) ? name["builtins.".Length..] : name;
 
     private static WireValue DecodeArray(JsonElement e, WireKind kind, RegionLease? lease)
     {
@@ -119,10 +122,12 @@ internal sealed class ArgumentEncoder
 
     public ArgumentEncoder(Func<object, JsonObject?>? custom = null) => _custom = custom;
 
-    public JsonObject Encode(object? value, int depth = 0)
+    /// <summary>Encodes one argument at nesting <paramref name="depth"/> (<paramref name="where"/> names its position in errors).</summary>
+    public JsonObject Encode(object? value, string where, int depth = 0) => Encode(value, where, depth, []);
+
+    private JsonObject Encode(object? value, string where, int depth, List<object> open)
     {
-        if (depth > WireProtocol.MaxDepth)
-            throw new ArgumentException($"arguments are nested deeper than {WireProtocol.MaxDepth}");
+        ConversionLimits.CheckDepth(value, depth, where);
         switch (value)
         {
             case null:
@@ -131,36 +136,58 @@ internal sealed class ArgumentEncoder
                 return new JsonObject { ["t"] = "bool", ["v"] = b };
             case sbyte or byte or short or ushort or int or uint or long:
                 return new JsonObject { ["t"] = "int", ["v"] = Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture) };
-            case ulong u when u <= long.MaxValue:
-                return new JsonObject { ["t"] = "int", ["v"] = (long)u };
+            case ulong u:
+                return new JsonObject { ["t"] = "int", ["v"] = u }; // the protocol's ints span int64 and uint64
             case float or double:
                 return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)) };
             case Half h: // not IConvertible
                 return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText((double)h) };
             case string s:
+                ConversionLimits.CheckText(s, where);
                 return new JsonObject { ["t"] = "str", ["v"] = s };
         }
         if (_custom?.Invoke(value) is { } custom)
             return custom;
         if (TensorArgument.TryCreate(value, out var tensor))
-            return AddArray(tensor!);
-        switch (value)
         {
-            case IDictionary dict:
-                var keys = new JsonArray();
-                var items = new JsonArray();
-                foreach (DictionaryEntry entry in dict)
-                {
-                    keys.Add(entry.Key as string ?? throw new ArgumentException("dictionary keys passed to Python must be strings"));
-                    items.Add(Encode(entry.Value, depth + 1));
-                }
-                return new JsonObject { ["t"] = "dict", ["keys"] = keys, ["items"] = items };
-            case ITuple tuple:
-                return new JsonObject { ["t"] = "tuple", ["items"] = new JsonArray(Enumerable.Range(0, tuple.Length).Select(i => (JsonNode)Encode(tuple[i], depth + 1)).ToArray()) };
-            case IEnumerable list:
-                return new JsonObject { ["t"] = "list", ["items"] = new JsonArray(list.Cast<object?>().Select(i => (JsonNode)Encode(i, depth + 1)).ToArray()) };
+            ConversionLimits.CheckRank(tensor!, value.GetType(), where);
+            return AddArray(tensor!);
         }
-        throw new ArgumentException("the isolated worker cannot receive it");
+        if (value is Array { Rank: > 1 })
+            throw new UnsupportedArgumentException(value.GetType(), where, "a multi-dimensional array of an element type outside the dtype table");
+        if (value is not (IDictionary or ITuple or IEnumerable))
+            throw new ArgumentException("the isolated worker cannot receive it");
+        ConversionLimits.CheckCycle(value, where, open);
+        open.Add(value);
+        try
+        {
+            switch (value)
+            {
+                case IDictionary dict:
+                    var keys = new JsonArray();
+                    var items = new JsonArray();
+                    foreach (DictionaryEntry entry in dict)
+                    {
+                        if (entry.Key is not string key)
+                            throw new UnsupportedArgumentException(entry.Key.GetType(), where + " (a dictionary key)", "dictionary keys must be strings");
+                        ConversionLimits.CheckText(key, where + " (a dictionary key)");
+                        keys.Add(key);
+                        items.Add(Encode(entry.Value, $"{where}['{key}']", depth + 1, open));
+                    }
+                    return new JsonObject { ["t"] = "dict", ["keys"] = keys, ["items"] = items };
+                case ITuple tuple:
+                    return new JsonObject { ["t"] = "tuple", ["items"] = new JsonArray(Enumerable.Range(0, tuple.Length).Select(i => (JsonNode)Encode(tuple[i], $"{where}[{i}]", depth + 1, open)).ToArray()) };
+                default:
+                    var list = new JsonArray();
+                    foreach (var item in (IEnumerable)value)
+                        list.Add(Encode(item, $"{where}[{list.Count}]", depth + 1, open));
+                    return new JsonObject { ["t"] = "list", ["items"] = list };
+            }
+        }
+        finally
+        {
+            open.RemoveAt(open.Count - 1);
+        }
     }
 
     private JsonObject AddArray(TensorArgument payload)

@@ -7,6 +7,7 @@
 //   sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
 // All methods require the GIL.
 using System.Collections;
+using System.Runtime.CompilerServices;
 using Interop.Buffers;
 using Interop.Embedding;
 using Interop.Errors;
@@ -40,8 +41,9 @@ internal static class InProcessConversions
     public static PyTuple ToTuple(InProcessSession session, IReadOnlyList<object?> args, Temporaries temporaries)
     {
         var items = new PyObject[args.Count];
+        var open = new List<object>();
         for (var i = 0; i < items.Length; i++)
-            items[i] = ToPython(session, args[i], $"argument {i}", temporaries);
+            items[i] = ToPython(session, args[i], $"argument {i}", temporaries, 0, open);
         return (PyTuple)temporaries.Own(new PyTuple(items));
     }
 
@@ -50,15 +52,23 @@ internal static class InProcessConversions
         var dict = (PyDict)temporaries.Own(new PyDict());
         if (kwargs is null)
             return dict;
+        var open = new List<object>();
         foreach (var (key, value) in kwargs)
-            dict[key] = ToPython(session, value, $"keyword argument '{key}'", temporaries);
+        {
+            ConversionLimits.CheckText(key, $"keyword argument '{key}' (its name)");
+            dict[key] = ToPython(session, value, $"keyword argument '{key}'", temporaries, 0, open);
+        }
         return dict;
     }
 
-    /// <summary>Converts one argument; the result is owned by <paramref name="temporaries"/> or borrowed (never dispose it).</summary>
-    public static PyObject ToPython(InProcessSession session, object? value, string where, Temporaries temporaries)
+    /// <summary>
+    /// Converts one argument at nesting <paramref name="depth"/> (<paramref name="open"/>: the containers around it, for
+    /// the cycle check); the result is owned by <paramref name="temporaries"/> or borrowed (never dispose it).
+    /// </summary>
+    private static PyObject ToPython(InProcessSession session, object? value, string where, Temporaries temporaries, int depth, List<object> open)
     {
         Gil.AssertHeld();
+        ConversionLimits.CheckDepth(value, depth, where);
         switch (value)
         {
             case null:
@@ -74,6 +84,7 @@ internal static class InProcessConversions
             case Half h: // not IConvertible
                 return temporaries.Own(new PyFloat((double)h));
             case string s:
+                ConversionLimits.CheckText(s, where);
                 return temporaries.Own(new PyString(s));
             case PythonRef r:
                 if (r is not InProcessRef own || !ReferenceEquals(r.Session, session))
@@ -88,26 +99,46 @@ internal static class InProcessConversions
                 return obj;
         }
         if (TensorArgument.TryCreate(value, out var tensorArgument))
+        {
+            ConversionLimits.CheckRank(tensorArgument!, value.GetType(), where);
             return Tensor(session, tensorArgument!, temporaries);
-        if (value is IDictionary dictionary)
+        }
+        if (value is Array { Rank: > 1 })
+            throw new UnsupportedArgumentException(value.GetType(), where, "a multi-dimensional array of an element type outside the dtype table");
+        if (value is not (IDictionary or ITuple or IEnumerable))
+            throw new UnsupportedArgumentException(value.GetType(), where);
+        ConversionLimits.CheckCycle(value, where, open);
+        open.Add(value);
+        try
         {
-            var dict = (PyDict)temporaries.Own(new PyDict());
-            foreach (DictionaryEntry entry in dictionary)
+            switch (value)
             {
-                if (entry.Key is not string key)
-                    throw new UnsupportedArgumentException(entry.Key.GetType(), where + " (a dictionary key)", "dictionary keys must be strings");
-                dict[key] = ToPython(session, entry.Value, $"{where}['{key}']", temporaries);
+                case IDictionary dictionary:
+                    var dict = (PyDict)temporaries.Own(new PyDict());
+                    foreach (DictionaryEntry entry in dictionary)
+                    {
+                        if (entry.Key is not string key)
+                            throw new UnsupportedArgumentException(entry.Key.GetType(), where + " (a dictionary key)", "dictionary keys must be strings");
+                        ConversionLimits.CheckText(key, where + " (a dictionary key)");
+                        dict[key] = ToPython(session, entry.Value, $"{where}['{key}']", temporaries, depth + 1, open);
+                    }
+                    return dict;
+                case ITuple tuple:
+                    var tupleItems = new PyObject[tuple.Length];
+                    for (var i = 0; i < tupleItems.Length; i++)
+                        tupleItems[i] = ToPython(session, tuple[i], $"{where}[{i}]", temporaries, depth + 1, open);
+                    return temporaries.Own(new PyTuple(tupleItems));
+                default:
+                    var items = new List<PyObject>();
+                    foreach (var item in (IEnumerable)value)
+                        items.Add(ToPython(session, item, $"{where}[{items.Count}]", temporaries, depth + 1, open));
+                    return temporaries.Own(new PyList([.. items]));
             }
-            return dict;
         }
-        if (value is IList list && value is not Array { Rank: > 1 })
+        finally
         {
-            var items = new PyObject[list.Count];
-            for (var i = 0; i < items.Length; i++)
-                items[i] = ToPython(session, list[i], $"{where}[{i}]", temporaries);
-            return temporaries.Own(new PyList(items));
+            open.RemoveAt(open.Count - 1);
         }
-        throw new UnsupportedArgumentException(value.GetType(), where);
     }
 
     private static PyObject Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
@@ -161,7 +192,7 @@ internal static class InProcessConversions
             }
             else if (PyTuple.IsTupleType(obj) || PyList.IsListType(obj))
                 return PythonValue.FromSequence(ConvertItems(obj.Length(), i => ToValue(session, obj[i]), v => v.Dispose()), TypeName(obj));
-            else if (PyDict.IsDictType(obj))
+            else if (PyDict.IsDictType(obj) && HasOnlyStringKeys(obj))
             {
                 using var keys = obj.InvokeMethod("keys");
                 using var keyList = PyList.AsList(keys);
@@ -198,6 +229,21 @@ internal static class InProcessConversions
             if (!keep)
                 obj.Dispose();
         }
+    }
+
+    // Dicts with other keys stay Python objects, as in isolated mode (its protocol carries string keys only).
+    private static bool HasOnlyStringKeys(PyObject dict)
+    {
+        using var keys = dict.InvokeMethod("keys");
+        using var keyList = PyList.AsList(keys);
+        var count = keyList.Length();
+        for (var i = 0; i < count; i++)
+        {
+            using var key = keyList[i];
+            if (!PyString.IsStringType(key))
+                return false;
+        }
+        return true;
     }
 
     private static List<T> ConvertItems<T>(long count, Func<int, T> convert, Action<T> dispose)
@@ -265,13 +311,9 @@ internal sealed class BufferTensorData : TensorData
 
     protected override void Dispose(bool disposing)
     {
-        _buffer.Dispose();
         var array = Interlocked.Exchange(ref _array, null);
-        if (disposing && array is not null && PythonRuntime.IsRunning)
-        {
-            using var gil = PythonRuntime.AcquireGil();
-            array.Dispose();
-        }
+        if (disposing && array is not null)
+            PendingReleases.Release(_buffer, array); // never waits indefinitely for a GIL another thread holds
         base.Dispose(disposing);
     }
 }

@@ -4,7 +4,14 @@
 //   converts .NET arguments to Python objects and exported results to PythonValue (InProcessConversions).
 // - When PyTorch is installed, the session imports it first through TorchTensor.Import (the one guarded import),
 //   so that the one-libtorch-per-process guard runs before any user code can import torch.
-// - The session tracks the PythonRefs it handed out and disposes those still alive when it is disposed.
+// - The session tracks the PythonRefs it handed out WEAKLY (a ConditionalWeakTable) and disposes those still alive
+//   when it is disposed: a reference (or a PythonValue holding one) that nobody disposes is collected by .NET's
+//   GC, and pythonnet's finalizer queues its Python reference for the next GIL holder (PendingReleases.Drain).
+// - Releases never wait indefinitely for the GIL (PendingReleases.Release): disposing a reference, a value or the
+//   session while another thread is stuck in a call returns, and the objects go when the GIL comes free.
+// - LoadFile registers a fresh module in sys.modules (interop_helpers.calls.load_file); the reference's release (Dispose,
+//   or its finalizer) also removes that entry, so a loaded and disposed file leaves nothing behind in Python.
+using System.Runtime.CompilerServices;
 using Interop.Embedding;
 using Interop.Errors;
 using Interop.Torch;
@@ -16,8 +23,7 @@ namespace Interop.Sessions;
 internal sealed class InProcessSession : PythonSession
 {
     private const string CallsModule = PythonRuntime.HelperPackage + ".calls";
-    private readonly Lock _lock = new();
-    private readonly HashSet<InProcessRef> _refs = [];
+    private readonly ConditionalWeakTable<InProcessRef, object?> _refs = new();
 
     public InProcessSession()
     {
@@ -58,7 +64,19 @@ internal sealed class InProcessSession : PythonSession
         {
             using var calls = Py.Import(CallsModule);
             using var pyPath = new PyString(full);
-            return Track(calls.InvokeMethod("load_file", pyPath));
+            var module = calls.InvokeMethod("load_file", pyPath);
+            string name;
+            try
+            {
+                using var pyName = module.GetAttr("__name__");
+                name = pyName.As<string>();
+            }
+            catch
+            {
+                module.Dispose();
+                throw;
+            }
+            return Track(module, name);
         });
     }
 
@@ -107,30 +125,22 @@ internal sealed class InProcessSession : PythonSession
         }
     }
 
-    internal InProcessRef Track(PyObject obj)
+    /// <summary>A reference to <paramref name="obj"/> (taking ownership); <paramref name="loadedModule"/>: its sys.modules name when LoadFile made it.</summary>
+    internal InProcessRef Track(PyObject obj, string? loadedModule = null)
     {
-        var reference = new InProcessRef(this, obj);
-        lock (_lock)
-            _refs.Add(reference);
+        var reference = new InProcessRef(this, obj, loadedModule);
+        _refs.AddOrUpdate(reference, null);
         return reference;
     }
 
-    internal void Untrack(InProcessRef reference)
-    {
-        lock (_lock)
-            _refs.Remove(reference);
-    }
+    internal void Untrack(InProcessRef reference) => _refs.Remove(reference);
 
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            InProcessRef[] live;
-            lock (_lock)
-            {
-                live = [.. _refs];
-                _refs.Clear();
-            }
+            InProcessRef[] live = [.. _refs.Select(p => p.Key)];
+            _refs.Clear();
             foreach (var reference in live)
                 reference.Dispose();
         }
@@ -138,17 +148,41 @@ internal sealed class InProcessSession : PythonSession
     }
 }
 
+/// <summary>Removes a module that LoadFile registered from <c>sys.modules</c> (queued by a reference's finalizer). Requires the GIL.</summary>
+internal sealed class LoadedModuleEntry(string name) : IDisposable
+{
+    public void Dispose()
+    {
+        using var sys = Py.Import("sys");
+        using var modules = sys.GetAttr("modules");
+        using var key = new PyString(name);
+        using var _ = modules.InvokeMethod("pop", key, PyObject.None);
+    }
+}
+
 /// <summary>A Python object of an <see cref="InProcessSession"/>.</summary>
 internal sealed class InProcessRef : PythonRef
 {
     private readonly InProcessSession _session;
+    private readonly string? _loadedModule;
     private PyObject? _object;
 
-    public InProcessRef(InProcessSession session, PyObject obj) : base(session)
+    public InProcessRef(InProcessSession session, PyObject obj, string? loadedModule = null) : base(session)
     {
         _session = session;
         _object = obj;
+        _loadedModule = loadedModule;
         PythonType = InProcessConversions.TypeName(obj);
+        if (loadedModule is null)
+            GC.SuppressFinalize(this); // only a loaded module has something to undo beyond pythonnet's own finalizer
+    }
+
+    // A loaded module nobody disposed: its sys.modules entry would keep it alive for ever. The PyObject itself is
+    // released by pythonnet's finalizer (never touched here: it may already have run).
+    ~InProcessRef()
+    {
+        if (_loadedModule is not null)
+            PendingReleases.Queue(new LoadedModuleEntry(_loadedModule));
     }
 
     /// <summary>The object; valid until disposed.</summary>
@@ -181,11 +215,8 @@ internal sealed class InProcessRef : PythonRef
         if (disposing && obj is not null)
         {
             _session.Untrack(this);
-            if (PythonRuntime.IsRunning)
-            {
-                using var gil = PythonRuntime.AcquireGil();
-                obj.Dispose();
-            }
+            // Never waits indefinitely for the GIL (a call stuck in C code on another thread keeps it).
+            PendingReleases.Release(obj, _loadedModule is null ? null : new LoadedModuleEntry(_loadedModule));
         }
         base.Dispose(disposing);
     }

@@ -39,8 +39,10 @@ public abstract class PythonRef : IDisposable
     /// </summary>
     /// <remarks>
     /// Arguments: null, bool, integers, float/double, string, .NET arrays of the dtype table's element types (any rank:
-    /// a tensor of that shape), <see cref="System.Numerics.Tensors.Tensor{T}"/>, <see cref="TensorArgument"/>, lists and
-    /// <c>object?[]</c> (Python lists), <see cref="PythonRef"/> of the same session. Array data is <b>copied</b> into a new
+    /// a tensor of that shape), <see cref="System.Numerics.Tensors.Tensor{T}"/>, <see cref="TensorArgument"/>, lists,
+    /// <c>object?[]</c> and other enumerables (Python lists), tuples (<see cref="System.Runtime.CompilerServices.ITuple"/>),
+    /// dictionaries with string keys, <see cref="PythonRef"/> of the same session, within <see cref="ConversionLimits"/>
+    /// (the same in every kind of session: no cycles, nesting, rank, valid UTF-16 text). Array data is <b>copied</b> into a new
     /// tensor, so the callee can neither change nor keep the caller's memory (the same in every kind of session).
     /// </remarks>
     /// <exception cref="Errors.UnsupportedArgumentException">An argument's type cannot be passed.</exception>
