@@ -3,8 +3,10 @@
 //   the host creates its request regions as /dev/shm files and unlinks them before anyone else can see them;
 //   the worker's result regions are memfds. The other side opens the file through /proc/PID/fd/N, so a crash
 //   of either process (or both) leaves nothing in /dev/shm.
-// - A region stays mapped until Dispose; Dispose is called only once no span, lease or tensor uses it
-//   (request regions: owned by one WorkerProcess; result regions: reference-counted by RegionLease).
+// - The mapping is reference-counted: Dispose drops the owner's reference, every user that touches the memory
+//   on another thread holds one (Acquire: the payload copy, RegionLease for result values and TorchSharp tensors),
+//   and the region is unmapped only when the last reference goes. So no thread can unmap memory another thread is
+//   reading or writing (a pool retiring a dead worker while a caller still copies its argument into its region).
 using System.IO.MemoryMappedFiles;
 using Interop.Errors;
 
@@ -18,6 +20,8 @@ internal sealed unsafe class SharedRegion : IDisposable
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
     private byte* _pointer;
+    private int _references = 1; // the owner's; Acquire adds one per user
+    private int _ownerReleased;
 
     private SharedRegion(int id, long size, FileStream file, MemoryMappedFile map, MemoryMappedViewAccessor view)
     {
@@ -126,27 +130,64 @@ internal sealed unsafe class SharedRegion : IDisposable
         }
     }
 
-    /// <summary>The bytes [offset, offset + length) after checking they lie inside the region.</summary>
+    /// <summary>The bytes [offset, offset + length) after checking they lie inside the region (spans are int-sized: at most 2 GiB - 1).</summary>
     /// <exception cref="WorkerProtocolException">The range is not inside the region.</exception>
-    public Span<byte> Slice(long offset, long length)
+    /// <exception cref="ObjectDisposedException">The region is unmapped.</exception>
+    /// <remarks>The span is valid while the caller holds a reference (it owns the region, or called <see cref="Acquire"/>).</remarks>
+    public Span<byte> Slice(long offset, int length)
     {
-        if (offset < 0 || length < 0 || offset > Size || length > Size - offset || length > int.MaxValue)
+        if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
             throw new WorkerProtocolException($"range [{offset}, {offset} + {length}) is outside region {Id} of {Size} bytes");
-        ObjectDisposedException.ThrowIf(_pointer is null, this);
-        // Safety: the range was checked against the mapping's size above.
-        return new Span<byte>(_pointer + offset, (int)length);
+        var pointer = _pointer;
+        ObjectDisposedException.ThrowIf(pointer is null, this);
+        // Safety: the range was checked against the mapping's size above; the caller's reference keeps it mapped.
+        return new Span<byte>(pointer + offset, length);
     }
 
-    /// <summary>Unmaps the region and closes the file.</summary>
+    /// <summary>
+    /// Another reference to the mapping: it stays mapped until this hold and every other are disposed, even when
+    /// its owner disposes the region meanwhile.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The region was already unmapped.</exception>
+    public Hold Acquire()
+    {
+        int current;
+        do
+        {
+            current = Volatile.Read(ref _references);
+            ObjectDisposedException.ThrowIf(current <= 0, this);
+        }
+        while (Interlocked.CompareExchange(ref _references, current + 1, current) != current);
+        return new Hold(this);
+    }
+
+    /// <summary>Drops the owner's reference; the region is unmapped (and the file closed) when no hold is left.</summary>
     public void Dispose()
     {
-        if (_pointer is null)
+        if (Interlocked.Exchange(ref _ownerReleased, 1) == 0)
+            Release();
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _references) != 0)
             return;
         _pointer = null;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
         _file.Dispose();
+    }
+
+    /// <summary>One reference to a region's mapping (see <see cref="Acquire"/>); release it exactly once.</summary>
+    internal sealed class Hold : IDisposable
+    {
+        private SharedRegion? _region;
+
+        internal Hold(SharedRegion region) => _region = region;
+
+        /// <summary>Releases the reference.</summary>
+        public void Dispose() => Interlocked.Exchange(ref _region, null)?.Release();
     }
 }
 
@@ -157,12 +198,14 @@ internal sealed unsafe class SharedRegion : IDisposable
 internal sealed class RegionLease : IDisposable
 {
     private readonly Action<RegionLease> _onReleased;
+    private readonly SharedRegion.Hold _mapping; // keeps the region mapped until the last user lets go
     private int _count = 1;
 
     public RegionLease(SharedRegion region, Action<RegionLease> onReleased)
     {
         Region = region;
         _onReleased = onReleased;
+        _mapping = region.Acquire();
     }
 
     ~RegionLease() => Release(final: true);
@@ -190,7 +233,7 @@ internal sealed class RegionLease : IDisposable
         if (Interlocked.Decrement(ref _count) == 0)
         {
             GC.SuppressFinalize(this);
-            _onReleased(this);
+            Return();
         }
     }
 #pragma warning restore CA1816
@@ -198,6 +241,18 @@ internal sealed class RegionLease : IDisposable
     private void Release(bool final)
     {
         if (final && Interlocked.Exchange(ref _count, 0) > 0)
+            Return();
+    }
+
+    private void Return()
+    {
+        try
+        {
             _onReleased(this);
+        }
+        finally
+        {
+            _mapping.Dispose();
+        }
     }
 }
