@@ -21,7 +21,7 @@ try
             return 0;
         case "isolated-child":
             // Hidden: a host with a live isolated worker that waits to be killed (the host-crash test's child).
-            return IsolatedChild.Run();
+            return IsolatedChild.Run(args[1..]);
         case "doctor":
             return Doctor.Run(Console.Out, json: args.Contains("--json"));
         case "-h" or "--help" or "help":

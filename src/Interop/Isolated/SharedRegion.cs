@@ -1,14 +1,16 @@
 // Design notes: the shared-memory regions of isolated mode (see docs/isolated.md).
 // - A region is a file of this process or of the worker, mapped MAP_SHARED by both. It never keeps a name:
-//   the host creates its request regions as /dev/shm files and unlinks them before anyone else can see them;
-//   the worker's result regions are memfds. The other side opens the file through /proc/PID/fd/N, so a crash
-//   of either process (or both) leaves nothing in /dev/shm.
+//   the host creates its request regions as /dev/shm files and unlinks them right after open, *before* reserving
+//   their pages (fallocate of 2 GiB takes ~0.5 s: a host killed then must not leave a name behind); the worker's
+//   result regions are memfds. The other side opens the file through /proc/PID/fd/N. For the microseconds between
+//   open and unlink, the first region a host creates removes names that dead hosts left (RemoveStaleNames).
 // - The mapping is reference-counted: Dispose drops the owner's reference, every user that touches the memory
 //   on another thread holds one (Acquire: the payload copy, RegionLease for result values and TorchSharp tensors),
 //   and the region is unmapped only when the last reference goes. So no thread can unmap memory another thread is
 //   reading or writing (a pool retiring a dead worker while a caller still copies its argument into its region).
 using System.IO.MemoryMappedFiles;
 using Interop.Errors;
+using Interop.Native;
 
 namespace Interop.Isolated;
 
@@ -16,6 +18,7 @@ namespace Interop.Isolated;
 internal sealed unsafe class SharedRegion : IDisposable
 {
     private static long s_next;
+    private static int s_swept;
     private readonly FileStream _file;
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -57,27 +60,31 @@ internal sealed unsafe class SharedRegion : IDisposable
     /// <exception cref="WorkerException">The shared-memory directory has no room for the region.</exception>
     public static SharedRegion CreateForRequests(int id, long size)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        if (Interlocked.Exchange(ref s_swept, 1) == 0)
+            RemoveStaleNames();
         var path = Path.Combine(Directory, NamePrefix + Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture));
         FileStream file;
         try
         {
-            // Preallocated: a file on tmpfs is sparse, and writing a page that a full /dev/shm cannot back raises
-            // SIGBUS, which kills this process (Docker's default /dev/shm is 64 MiB). fallocate fails cleanly instead.
-            file = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite, BufferSize = 0, PreallocationSize = size,
-            });
+            file = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite, BufferSize = 0 });
         }
         catch (IOException e)
         {
-            File.Delete(path);
-            throw new WorkerException($"The shared-memory directory {Directory} has no room for a {size}-byte request region ({e.Message}). " +
-                                      "Fix: free space there or make it larger (Docker: --shm-size), or pass smaller arrays per call.", e);
+            throw new WorkerException($"Cannot create a request region in the shared-memory directory {Directory} ({e.Message}). " +
+                                      "Fix: make the directory writable, or free space there.", e);
         }
         try
         {
+            // The name goes first: only the descriptor is needed from here on (the worker opens /proc/PID/fd/N).
             File.Delete(path);
-            file.SetLength(size);
+            // Reserved, not sparse: writing a page that a full /dev/shm cannot back raises SIGBUS, which kills this
+            // process (Docker's default /dev/shm is 64 MiB). fallocate fails cleanly instead, and runs after the
+            // unlink, so a host killed while it reserves a large region leaves no name.
+            var error = LibC.Fallocate(file.SafeFileHandle, size);
+            if (error != 0)
+                throw new WorkerException($"The shared-memory directory {Directory} has no room for a {size}-byte request region " +
+                                          $"({LibC.ErrorText(error)}). Fix: free space there or make it larger (Docker: --shm-size), or pass smaller arrays per call.");
             return Map(id, size, file);
         }
         catch
@@ -86,6 +93,42 @@ internal sealed unsafe class SharedRegion : IDisposable
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Removes <c>interop-PID-*</c> names in the shared-memory directory whose host process no longer exists (a host
+    /// killed between a region's open and its unlink). Names of live processes are left alone.
+    /// </summary>
+    /// <returns>The number of names removed.</returns>
+    internal static int RemoveStaleNames()
+    {
+        var removed = 0;
+        string[] names;
+        try
+        {
+            names = System.IO.Directory.GetFiles(Directory, "interop-*-*");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+        foreach (var name in names)
+        {
+            var parts = Path.GetFileName(name).Split('-');
+            if (parts.Length != 3 || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid) ||
+                pid <= 0 || pid == Environment.ProcessId || System.IO.Directory.Exists($"/proc/{pid}"))
+                continue;
+            try
+            {
+                File.Delete(name);
+                removed++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // another user's name, or already gone
+            }
+        }
+        return removed;
     }
 
     /// <summary>Maps a result region the worker announced (its memfd, opened through /proc).</summary>
