@@ -83,6 +83,22 @@ def test_view_array_checks_the_extent_against_the_region():
             protocol.view_array(np, region, protocol.check_value(bad))
 
 
+def test_view_array_carries_64_bit_sizes_and_offsets():
+    # A sparse anonymous mapping of 2**31 + 4096 bytes: nothing is touched but the pages read here.
+    size = (1 << 31) + 4096
+    region = mmap.mmap(-1, size)
+    whole = protocol.view_array(np, region, protocol.check_value(array(dtype="int8", shape=((1 << 31) + 16,), offset=0)))
+    assert whole.shape == ((1 << 31) + 16,)
+    region[(1 << 31) + 15] = 9
+    assert whole[-1] == 9
+    far = protocol.view_array(np, region, protocol.check_value(array(dtype="float32", shape=(4,), offset=1 << 31)))
+    assert far.shape == (4,) and far.ctypes.data - whole.ctypes.data == 1 << 31
+    with pytest.raises(ProtocolError, match="runs past"):
+        protocol.view_array(np, region, protocol.check_value(array(dtype="int8", shape=(size + 1,), offset=0)))
+    del whole, far
+    region.close()
+
+
 def test_float_text_round_trips_exactly():
     for x in (0.1, -2.5e-308, 1e308, float("inf"), float("-inf")):
         assert protocol.parse_float(protocol.float_text(x)) == x

@@ -24,7 +24,7 @@ try
             return ExitChild.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
         case "isolated-child":
             // Hidden: a host with a live isolated worker that waits to be killed (the host-crash test's child).
-            return IsolatedChild.Run();
+            return IsolatedChild.Run(args[1..]);
         case "doctor":
             return Doctor.Run(Console.Out, json: args.Contains("--json"));
         case "-h" or "--help" or "help":

@@ -72,6 +72,27 @@ public class IsolatedTorchSharpTests : TorchSharpFixture
     }
 
     [Test]
+    public void A_result_of_more_than_2_pow_31_elements_becomes_a_TorchSharp_tensor_over_the_whole_region()
+    {
+        // 64-bit sizes through WrapMemory: np.zeros(2**31 + 16, np.int8) with 7 first and 1..16 last, read at its far end.
+        const long count = (1L << 31) + 16;
+        using var session = PythonSession.Isolated(Options);
+        using var fixture = session.LoadFile(Fixture);
+        using var big = fixture.GetAttr("big_int8").Call(count, false);
+        using var t = big.ToTorchSharp();
+        Assert.Multiple(() =>
+        {
+            Assert.That(t.shape, Is.EqualTo(new[] { count }));
+            Assert.That(t.numel(), Is.EqualTo(count));
+            Assert.That(t.DataAddress(), Is.EqualTo(big.AsTensorData().Address), "over the shared region, no copy");
+            Assert.That(t[0].item<sbyte>(), Is.EqualTo(7));
+            Assert.That(t[count - 1].item<sbyte>(), Is.EqualTo(16));
+            Assert.That(t[count - 16].item<sbyte>(), Is.EqualTo(1));
+            Assert.That(t[count - 17].item<sbyte>(), Is.Zero);
+        });
+    }
+
+    [Test]
     public void A_shared_TorchSharp_tensor_outlives_its_value_and_even_its_crashed_worker()
     {
         using var session = PythonSession.Isolated(Options);

@@ -232,8 +232,10 @@ internal sealed class IsolatedSession : PythonSession
 
     private void Retire(WorkerProcess worker)
     {
-        // The process is gone; release its pipes and the regions no result still uses. The slot keeps it (for
-        // RestartAfterCrash = false and for CrashInfo) until a fresh worker replaces it.
+        // The process is gone; release its pipes and the regions no result still uses. Another caller may still be
+        // inside that worker's Exchange (copying its argument, waiting for EOF): Dispose only drops the pool's
+        // reference, and that caller releases the Process and the regions when it leaves. The slot keeps the worker
+        // (for RestartAfterCrash = false and for CrashInfo) until a fresh worker replaces it.
         worker.Dispose();
     }
 

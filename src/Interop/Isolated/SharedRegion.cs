@@ -1,12 +1,16 @@
 // Design notes: the shared-memory regions of isolated mode (see docs/isolated.md).
 // - A region is a file of this process or of the worker, mapped MAP_SHARED by both. It never keeps a name:
-//   the host creates its request regions as /dev/shm files and unlinks them before anyone else can see them;
-//   the worker's result regions are memfds. The other side opens the file through /proc/PID/fd/N, so a crash
-//   of either process (or both) leaves nothing in /dev/shm.
-// - A region stays mapped until Dispose; Dispose is called only once no span, lease or tensor uses it
-//   (request regions: owned by one WorkerProcess; result regions: reference-counted by RegionLease).
+//   the host creates its request regions as /dev/shm files and unlinks them right after open, *before* reserving
+//   their pages (fallocate of 2 GiB takes ~0.5 s: a host killed then must not leave a name behind); the worker's
+//   result regions are memfds. The other side opens the file through /proc/PID/fd/N. For the microseconds between
+//   open and unlink, the first region a host creates removes names that dead hosts left (RemoveStaleNames).
+// - The mapping is reference-counted: Dispose drops the owner's reference, every user that touches the memory
+//   on another thread holds one (Acquire: the payload copy, RegionLease for result values and TorchSharp tensors),
+//   and the region is unmapped only when the last reference goes. So no thread can unmap memory another thread is
+//   reading or writing (a pool retiring a dead worker while a caller still copies its argument into its region).
 using System.IO.MemoryMappedFiles;
 using Interop.Errors;
+using Interop.Native;
 
 namespace Interop.Isolated;
 
@@ -14,10 +18,13 @@ namespace Interop.Isolated;
 internal sealed unsafe class SharedRegion : IDisposable
 {
     private static long s_next;
+    private static int s_swept;
     private readonly FileStream _file;
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
     private byte* _pointer;
+    private int _references = 1; // the owner's; Acquire adds one per user
+    private int _ownerReleased;
 
     private SharedRegion(int id, long size, FileStream file, MemoryMappedFile map, MemoryMappedViewAccessor view)
     {
@@ -53,27 +60,31 @@ internal sealed unsafe class SharedRegion : IDisposable
     /// <exception cref="WorkerException">The shared-memory directory has no room for the region.</exception>
     public static SharedRegion CreateForRequests(int id, long size)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        if (Interlocked.Exchange(ref s_swept, 1) == 0)
+            RemoveStaleNames();
         var path = Path.Combine(Directory, NamePrefix + Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture));
         FileStream file;
         try
         {
-            // Preallocated: a file on tmpfs is sparse, and writing a page that a full /dev/shm cannot back raises
-            // SIGBUS, which kills this process (Docker's default /dev/shm is 64 MiB). fallocate fails cleanly instead.
-            file = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite, BufferSize = 0, PreallocationSize = size,
-            });
+            file = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite, BufferSize = 0 });
         }
         catch (IOException e)
         {
-            File.Delete(path);
-            throw new WorkerException($"The shared-memory directory {Directory} has no room for a {size}-byte request region ({e.Message}). " +
-                                      "Fix: free space there or make it larger (Docker: --shm-size), or pass smaller arrays per call.", e);
+            throw new WorkerException($"Cannot create a request region in the shared-memory directory {Directory} ({e.Message}). " +
+                                      "Fix: make the directory writable, or free space there.", e);
         }
         try
         {
+            // The name goes first: only the descriptor is needed from here on (the worker opens /proc/PID/fd/N).
             File.Delete(path);
-            file.SetLength(size);
+            // Reserved, not sparse: writing a page that a full /dev/shm cannot back raises SIGBUS, which kills this
+            // process (Docker's default /dev/shm is 64 MiB). fallocate fails cleanly instead, and runs after the
+            // unlink, so a host killed while it reserves a large region leaves no name.
+            var error = LibC.Fallocate(file.SafeFileHandle, size);
+            if (error != 0)
+                throw new WorkerException($"The shared-memory directory {Directory} has no room for a {size}-byte request region " +
+                                          $"({LibC.ErrorText(error)}). Fix: free space there or make it larger (Docker: --shm-size), or pass smaller arrays per call.");
             return Map(id, size, file);
         }
         catch
@@ -82,6 +93,42 @@ internal sealed unsafe class SharedRegion : IDisposable
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Removes <c>interop-PID-*</c> names in the shared-memory directory whose host process no longer exists (a host
+    /// killed between a region's open and its unlink). Names of live processes are left alone.
+    /// </summary>
+    /// <returns>The number of names removed.</returns>
+    internal static int RemoveStaleNames()
+    {
+        var removed = 0;
+        string[] names;
+        try
+        {
+            names = System.IO.Directory.GetFiles(Directory, "interop-*-*");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+        foreach (var name in names)
+        {
+            var parts = Path.GetFileName(name).Split('-');
+            if (parts.Length != 3 || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid) ||
+                pid <= 0 || pid == Environment.ProcessId || System.IO.Directory.Exists($"/proc/{pid}"))
+                continue;
+            try
+            {
+                File.Delete(name);
+                removed++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // another user's name, or already gone
+            }
+        }
+        return removed;
     }
 
     /// <summary>Maps a result region the worker announced (its memfd, opened through /proc).</summary>
@@ -126,27 +173,64 @@ internal sealed unsafe class SharedRegion : IDisposable
         }
     }
 
-    /// <summary>The bytes [offset, offset + length) after checking they lie inside the region.</summary>
+    /// <summary>The bytes [offset, offset + length) after checking they lie inside the region (spans are int-sized: at most 2 GiB - 1).</summary>
     /// <exception cref="WorkerProtocolException">The range is not inside the region.</exception>
-    public Span<byte> Slice(long offset, long length)
+    /// <exception cref="ObjectDisposedException">The region is unmapped.</exception>
+    /// <remarks>The span is valid while the caller holds a reference (it owns the region, or called <see cref="Acquire"/>).</remarks>
+    public Span<byte> Slice(long offset, int length)
     {
-        if (offset < 0 || length < 0 || offset > Size || length > Size - offset || length > int.MaxValue)
+        if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
             throw new WorkerProtocolException($"range [{offset}, {offset} + {length}) is outside region {Id} of {Size} bytes");
-        ObjectDisposedException.ThrowIf(_pointer is null, this);
-        // Safety: the range was checked against the mapping's size above.
-        return new Span<byte>(_pointer + offset, (int)length);
+        var pointer = _pointer;
+        ObjectDisposedException.ThrowIf(pointer is null, this);
+        // Safety: the range was checked against the mapping's size above; the caller's reference keeps it mapped.
+        return new Span<byte>(pointer + offset, length);
     }
 
-    /// <summary>Unmaps the region and closes the file.</summary>
+    /// <summary>
+    /// Another reference to the mapping: it stays mapped until this hold and every other are disposed, even when
+    /// its owner disposes the region meanwhile.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The region was already unmapped.</exception>
+    public Hold Acquire()
+    {
+        int current;
+        do
+        {
+            current = Volatile.Read(ref _references);
+            ObjectDisposedException.ThrowIf(current <= 0, this);
+        }
+        while (Interlocked.CompareExchange(ref _references, current + 1, current) != current);
+        return new Hold(this);
+    }
+
+    /// <summary>Drops the owner's reference; the region is unmapped (and the file closed) when no hold is left.</summary>
     public void Dispose()
     {
-        if (_pointer is null)
+        if (Interlocked.Exchange(ref _ownerReleased, 1) == 0)
+            Release();
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _references) != 0)
             return;
         _pointer = null;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
         _file.Dispose();
+    }
+
+    /// <summary>One reference to a region's mapping (see <see cref="Acquire"/>); release it exactly once.</summary>
+    internal sealed class Hold : IDisposable
+    {
+        private SharedRegion? _region;
+
+        internal Hold(SharedRegion region) => _region = region;
+
+        /// <summary>Releases the reference.</summary>
+        public void Dispose() => Interlocked.Exchange(ref _region, null)?.Release();
     }
 }
 
@@ -157,12 +241,14 @@ internal sealed unsafe class SharedRegion : IDisposable
 internal sealed class RegionLease : IDisposable
 {
     private readonly Action<RegionLease> _onReleased;
+    private readonly SharedRegion.Hold _mapping; // keeps the region mapped until the last user lets go
     private int _count = 1;
 
     public RegionLease(SharedRegion region, Action<RegionLease> onReleased)
     {
         Region = region;
         _onReleased = onReleased;
+        _mapping = region.Acquire();
     }
 
     ~RegionLease() => Release(final: true);
@@ -190,7 +276,7 @@ internal sealed class RegionLease : IDisposable
         if (Interlocked.Decrement(ref _count) == 0)
         {
             GC.SuppressFinalize(this);
-            _onReleased(this);
+            Return();
         }
     }
 #pragma warning restore CA1816
@@ -198,6 +284,18 @@ internal sealed class RegionLease : IDisposable
     private void Release(bool final)
     {
         if (final && Interlocked.Exchange(ref _count, 0) > 0)
+            Return();
+    }
+
+    private void Return()
+    {
+        try
+        {
             _onReleased(this);
+        }
+        finally
+        {
+            _mapping.Dispose();
+        }
     }
 }

@@ -42,8 +42,8 @@ internal sealed class WireValue
     public string TypeName { get; private init; } = "";
     public string Repr { get; private init; } = "";
 
-    /// <summary>The bytes of a tensor or array inside its result region (checked when decoded).</summary>
-    public Span<byte> Bytes => Lease!.Region.Slice(Offset, ByteLength);
+    /// <summary>The bytes of a tensor or array inside its result region (checked when decoded; a span holds at most 2 GiB - 1).</summary>
+    public Span<byte> Bytes => Lease!.Region.Slice(Offset, checked((int)ByteLength));
 
     /// <summary>The address of the first element (inside the mapping).</summary>
     public nint Address => Lease!.Region.Address + (nint)Offset;
@@ -203,21 +203,31 @@ internal sealed class ArgumentEncoder
             ["offset"] = _total,
         };
         _arrays.Add((node, payload));
-        _total = checked(_total + payload.Bytes.Length);
+        _total = checked(_total + payload.ByteLength);
         return node;
     }
 
     /// <summary>Total payload bytes (0 when no array was encoded).</summary>
     public long PayloadBytes => _total;
 
-    /// <summary>Copies every payload into <paramref name="region"/> (one copy each) and fills in the region id.</summary>
+    /// <summary>The copy's unit: spans are int-sized, payloads are not (a float32 tensor of 2^29 + 1 elements is over 2 GiB).</summary>
+    internal const int CopyChunk = 64 << 20;
+
+    /// <summary>Copies every payload into <paramref name="region"/> (one copy each, in chunks) and fills in the region id.</summary>
+    /// <remarks>Holds a reference to the region for the whole copy, so nothing unmaps it meanwhile (see SharedRegion).</remarks>
     public void WritePayloads(SharedRegion region)
     {
+        using var hold = region.Acquire();
         foreach (var (node, payload) in _arrays)
         {
             var offset = (long)node["offset"]!;
-            var bytes = payload.Bytes;
-            bytes.CopyTo(region.Slice(offset, bytes.Length));
+            var length = payload.ByteLength;
+            for (long done = 0; done < length;)
+            {
+                var n = (int)Math.Min(CopyChunk, length - done);
+                payload.Chunk(done, n).CopyTo(region.Slice(offset + done, n));
+                done += n;
+            }
             node["region"] = region.Id;
         }
     }

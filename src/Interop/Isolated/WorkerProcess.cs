@@ -10,6 +10,11 @@
 //   exit status and the last lines of the worker's stderr (faulthandler prints a segfault's Python stack).
 // - Workers are started from one long-lived thread (WorkerLauncher): PR_SET_PDEATHSIG, which the worker
 //   sets, fires when the *thread* that forked it exits, so a thread-pool thread would kill workers early.
+// - Lifetime across threads: any thread may Dispose a worker (the pool retires a dead one when another caller
+//   picks a worker; the session disposes them all) while callers are still inside Exchange, copying into its request
+//   region or reading its Process. So Dispose only stops the process and drops the owner's reference: the Process
+//   object and the regions are released by whoever leaves last (Enter/Leave, a reference count), and each region is
+//   itself reference-counted (SharedRegion.Acquire, RegionLease). Nothing is unmapped or disposed under a user.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
@@ -41,6 +46,7 @@ internal sealed class WorkerProcess : IDisposable
     private long _awaiting; // the id of the request whose reply is awaited (0: none), guarded by _abandonLock
     private volatile bool _dead;
     private WorkerCrashedException? _crash;
+    private int _users = 1; // the owner's reference (dropped by Dispose) + one per thread inside Exchange or CrashInfo
 
     private WorkerProcess(Process process)
     {
@@ -138,10 +144,16 @@ internal sealed class WorkerProcess : IDisposable
             var hello = Task.Run(() => WireProtocol.Read(worker._fromWorker));
             if (!hello.Wait(startTimeout) || hello.Result is not { } message)
             {
+                var ended = hello.IsCompleted; // before Kill: EOF after our own kill is a timeout, not an exit
                 worker.Kill();
                 process.WaitForExit(2000);
+                if (ended && SafeExitCode(process) is > 128 and < 160 and var signal)
+                {
+                    // Killed (or crashed) by a signal during start-up: a crash of the worker, like one during a call.
+                    throw new WorkerCrashedException(worker.ProcessId, signal, worker.StderrTail, "during start-up");
+                }
                 throw new WorkerStartException(
-                    hello.IsCompleted ? $"The worker '{python}' exited during start-up (code {SafeExitCode(process)})." :
+                    ended ? $"The worker '{python}' exited during start-up (code {SafeExitCode(process)})." :
                     $"The worker '{python}' did not answer within {startTimeout.TotalSeconds:0.#} s.", worker.StderrTail);
             }
             if (WireProtocol.Str(message, "op") != "hello")
@@ -188,6 +200,11 @@ internal sealed class WorkerProcess : IDisposable
     {
         if (!loadReserved)
             Interlocked.Increment(ref _load);
+        if (!TryEnter())
+        {
+            Interlocked.Decrement(ref _load);
+            throw new WorkerGoneException(CrashInfo());
+        }
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -196,6 +213,7 @@ internal sealed class WorkerProcess : IDisposable
         catch
         {
             Interlocked.Decrement(ref _load);
+            Leave();
             throw;
         }
         try
@@ -226,9 +244,9 @@ internal sealed class WorkerProcess : IDisposable
                 _toWorker.Flush();
                 raw = WireProtocol.Read(_fromWorker);
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                raw = null;
+                raw = null; // the pipe broke (the worker died), or Shutdown closed it
             }
             catch (WorkerProtocolException)
             {
@@ -247,13 +265,58 @@ internal sealed class WorkerProcess : IDisposable
                 _dead = true;
                 throw DeathException(timeout, cancellationToken);
             }
-            return ParseReply(message, id);
+            try
+            {
+                return ParseReply(message, id);
+            }
+            catch (ResultRegionGoneException)
+            {
+                // The worker answered, then died before this process opened the result region it announced.
+                _dead = true;
+                throw DeathException(timeout, cancellationToken);
+            }
         }
         finally
         {
             _gate.Release();
             Interlocked.Decrement(ref _load);
+            Leave();
         }
+    }
+
+    /// <summary>Counts a thread that uses the process or the regions; false once the last reference is gone.</summary>
+    private bool TryEnter()
+    {
+        int current;
+        do
+        {
+            current = Volatile.Read(ref _users);
+            if (current <= 0)
+                return false;
+        }
+        while (Interlocked.CompareExchange(ref _users, current + 1, current) != current);
+        return true;
+    }
+
+    /// <summary>The last one out (the owner's Dispose or a caller still inside when it ran) releases the resources.</summary>
+    private void Leave()
+    {
+        if (Interlocked.Decrement(ref _users) != 0)
+            return;
+        _requestRegion?.Dispose();
+        _requestRegion = null;
+        lock (_resultRegions)
+        {
+            foreach (var (id, region) in _resultRegions.ToArray())
+            {
+                if (!_resultLeases.ContainsKey(id))
+                {
+                    region.Dispose();
+                    _resultRegions.Remove(id);
+                }
+            }
+        }
+        _process.Dispose();
     }
 
     private Exception DeathException(TimeSpan? timeout, CancellationToken cancellationToken)
@@ -290,11 +353,20 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>The exception for calls and objects of this worker after it died.</summary>
     public WorkerCrashedException CrashInfo()
     {
-        if (_crash is not null)
-            return _crash;
-        if (!_disposed && HasExited())
-            WaitForStderr();
-        return _crash = new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+        if (_crash is { } known)
+            return known;
+        if (!TryEnter())
+            return _crash ?? new WorkerCrashedException(ProcessId, null, StderrTail); // released: Dispose recorded it unless it never ran
+        try
+        {
+            if (HasExited())
+                WaitForStderr();
+            return _crash ??= new WorkerCrashedException(ProcessId, SafeExitCode(_process), StderrTail);
+        }
+        finally
+        {
+            Leave();
+        }
     }
 
     /// <summary>
@@ -359,11 +431,23 @@ internal sealed class WorkerProcess : IDisposable
         if (_requestRegion is { } current && current.Size >= size)
             return current;
         ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
-        var capacity = Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)));
+        var capacity = RequestCapacity(size);
         var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
         _requestRegion = region;
         context.NewRegions.Add(new JsonObject { ["id"] = region.Id, ["fd"] = region.FileDescriptor, ["size"] = region.Size });
         return region;
+    }
+
+    /// <summary>
+    /// The size of a new request region for <paramref name="size"/> bytes: a power of two (at least 1 MiB) up to 64 MiB,
+    /// so growing traffic reuses regions; above that the next multiple of 64 MiB, because the pages are reserved
+    /// (fallocate) and doubling a 2 GiB argument's region would reserve 4 GiB of /dev/shm.
+    /// </summary>
+    internal static long RequestCapacity(long size)
+    {
+        const long step = 64L << 20;
+        return size <= step ? Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)))
+                            : checked((size + step - 1) / step * step);
     }
 
     private readonly List<int> _forgottenRegions = [];
@@ -445,8 +529,20 @@ internal sealed class WorkerProcess : IDisposable
                 known = _resultRegions.ContainsKey(rid);
             if (pid != ProcessId || known)
                 throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
+            var fd = (int)WireProtocol.Int(region, "fd", 0, int.MaxValue);
+            var size = WireProtocol.Int(region, "size", 1, 1L << 40);
+            SharedRegion opened;
+            try
+            {
+                opened = SharedRegion.OpenFromWorker(rid, pid, fd, size);
+            }
+            catch (WorkerProtocolException e) when (_process.WaitForExit(500))
+            {
+                // Its descriptors closed with it: a worker killed right after it answered, not a breach of the protocol.
+                throw new ResultRegionGoneException(e.Message);
+            }
             lock (_resultRegions)
-                _resultRegions[rid] = SharedRegion.OpenFromWorker(rid, pid, (int)WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
+                _resultRegions[rid] = opened;
         }
         RegionLease? lease = null;
         var results = WireProtocol.List(message, "result_regions").ToArray();
@@ -547,7 +643,6 @@ internal sealed class WorkerProcess : IDisposable
             try
             {
                 WireProtocol.Write(_toWorker, new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
-                _toWorker.Close();
                 asked = true;
             }
             catch (IOException)
@@ -556,6 +651,9 @@ internal sealed class WorkerProcess : IDisposable
             }
             finally
             {
+                // Before a caller queued on the gate gets in: it must see a dead worker, not a closed pipe.
+                _dead = true;
+                _toWorker.Close();
                 _gate.Release();
             }
         }
@@ -564,7 +662,10 @@ internal sealed class WorkerProcess : IDisposable
             Kill();
     }
 
-    /// <summary>Stops the worker (asking first) and unmaps every region that no result still uses.</summary>
+    /// <summary>
+    /// Stops the worker (asking first) and drops the owner's reference: the pipes, the Process object and the regions
+    /// that no result still uses are released now, or by the last caller still inside <see cref="Exchange"/>.
+    /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposedFlag, 1) != 0)
@@ -576,26 +677,14 @@ internal sealed class WorkerProcess : IDisposable
         }
         _dead = true;
         _process.WaitForExit(2000);
-        _requestRegion?.Dispose();
-        _requestRegion = null;
-        lock (_resultRegions)
-        {
-            foreach (var (id, region) in _resultRegions.ToArray())
-            {
-                if (!_resultLeases.ContainsKey(id))
-                {
-                    region.Dispose();
-                    _resultRegions.Remove(id);
-                }
-            }
-        }
         _ = CrashInfo();
-        _disposed = true;
-        _process.Dispose();
+        Leave();
     }
 
     private int _disposedFlag;
-    private volatile bool _disposed;
+
+    /// <summary>A result region of a reply could not be opened because the worker is gone (a crash, not a protocol breach).</summary>
+    private sealed class ResultRegionGoneException(string message) : Exception(message);
 
     /// <summary>The worker was already gone before the request was sent (so a call on a path may go to a fresh worker).</summary>
     internal sealed class WorkerGoneException(WorkerCrashedException crash) : Exception(crash.Message, crash)

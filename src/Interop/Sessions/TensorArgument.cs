@@ -2,6 +2,7 @@
 // a shape and a dtype from the one table. Every session kind accepts it, so the decision "which .NET values
 // are tensors" is made here once (TryCreate) and each session only decides how to carry the bytes.
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Interop.Buffers;
 using Interop.DTypes;
@@ -37,7 +38,14 @@ public sealed class TensorArgument
     public long ElementCount { get; }
 
     /// <summary>The elements' bytes in C order and native byte order (the caller's memory, not a copy).</summary>
-    public ReadOnlySpan<byte> Bytes => _source.Bytes;
+    /// <exception cref="OverflowException">The elements take more than <see cref="int.MaxValue"/> bytes (a span cannot hold them).</exception>
+    public ReadOnlySpan<byte> Bytes => _source.Chunk(0, checked((int)_source.ByteLength));
+
+    /// <summary>The number of bytes of the elements (64-bit: a float[] of 2^29 + 1 elements is over 2 GiB).</summary>
+    internal long ByteLength => _source.ByteLength;
+
+    /// <summary>The bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>), for copies in chunks of arguments over 2 GiB.</summary>
+    internal ReadOnlySpan<byte> Chunk(long offset, int length) => _source.Chunk(offset, length);
 
     /// <summary>An argument over <paramref name="data"/> with <paramref name="shape"/> (default: 1-d). No copy.</summary>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not in the dtype table.</exception>
@@ -96,18 +104,37 @@ public sealed class TensorArgument
 
     private abstract class Source
     {
-        public abstract ReadOnlySpan<byte> Bytes { get; }
-        public int ByteLength => Bytes.Length;
+        public abstract long ByteLength { get; }
+
+        public abstract ReadOnlySpan<byte> Chunk(long offset, int length);
+
+        protected void CheckRange(long offset, int length)
+        {
+            if (offset < 0 || length < 0 || offset > ByteLength || length > ByteLength - offset)
+                throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset} + {length}) are outside the argument's {ByteLength} bytes");
+        }
     }
 
     private sealed class MemorySource<T>(ReadOnlyMemory<T> memory) : Source where T : unmanaged
     {
-        public override ReadOnlySpan<byte> Bytes => MemoryMarshal.AsBytes(memory.Span);
+        public override long ByteLength => (long)memory.Length * Unsafe.SizeOf<T>();
+
+        public override ReadOnlySpan<byte> Chunk(long offset, int length)
+        {
+            CheckRange(offset, length);
+            ref var start = ref Unsafe.As<T, byte>(ref MemoryMarshal.GetReference(memory.Span));
+            return MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref start, (nint)offset), length);
+        }
     }
 
     private sealed class ArraySource(Array array, int itemSize) : Source
     {
-        public override ReadOnlySpan<byte> Bytes =>
-            MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(array), checked(array.Length * itemSize));
+        public override long ByteLength => array.LongLength * itemSize;
+
+        public override ReadOnlySpan<byte> Chunk(long offset, int length)
+        {
+            CheckRange(offset, length);
+            return MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(array), (nint)offset), length);
+        }
     }
 }

@@ -275,6 +275,79 @@ public class ReliabilityTests
     }
 
     [Test]
+    public void A_host_killed_while_it_creates_a_large_request_region_leaves_no_name_in_dev_shm()
+    {
+        // Reserving 1 GiB of /dev/shm takes a few hundred ms. The name must be gone before that starts: the child host
+        // is SIGKILLed as soon as it holds the new region's descriptor (seen in /proc/PID/fd).
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { TestPython.CliDll, "isolated-child", "--pass-mib", "1024" })
+            start.ArgumentList.Add(a);
+        start.Environment["INTEROP_PYTHON"] = TestPython.Executable;
+        using var host = Process.Start(start)!;
+        var stderr = host.StandardError.ReadToEndAsync();
+        var line = host.StandardOutput.ReadLine();
+        var passing = host.StandardOutput.ReadLine();
+        if (line is null || !line.StartsWith("worker ", StringComparison.Ordinal) || passing != "passing")
+        {
+            host.Kill();
+            Assert.Fail("the child host did not start its worker: " + stderr.Result);
+        }
+        var workerPid = int.Parse(line!["worker ".Length..], CultureInfo.InvariantCulture);
+        var hostPid = host.Id;
+        var second = $"/dev/shm/interop-{hostPid}-2"; // the first region (1 MiB) is -1
+        var seen = false;
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!seen && DateTime.UtcNow < until && !host.HasExited)
+        {
+            try
+            {
+                seen = new DirectoryInfo($"/proc/{hostPid}/fd").EnumerateFileSystemInfos()
+                    .Any(fd => fd.LinkTarget is { } target && target.StartsWith(second, StringComparison.Ordinal));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // a descriptor closed while it was read
+            }
+        }
+        host.Kill(); // SIGKILL: no handler of the host runs
+        host.WaitForExit();
+        Assert.That(seen, Is.True, "the child never opened its large request region");
+        Assert.Multiple(() =>
+        {
+            Assert.That(ShmLeftovers(hostPid), Is.Empty, "a name of the killed host is left in /dev/shm");
+            Assert.That(WaitUntilGone(workerPid, Gone), Is.True, "the worker must notice its host is gone");
+        });
+    }
+
+    [Test]
+    public void Names_that_dead_hosts_left_in_dev_shm_are_removed_and_those_of_live_processes_kept()
+    {
+        // A host killed in the microseconds between a region's open and its unlink leaves a name; the next host cleans it.
+        if (!Directory.Exists("/dev/shm"))
+            Assert.Ignore("no /dev/shm on this machine");
+        using var exited = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        exited.WaitForExit();
+        var dead = $"/dev/shm/interop-{exited.Id}-{Guid.NewGuid():N}";
+        var live = $"/dev/shm/interop-1-{Guid.NewGuid():N}"; // pid 1 always exists
+        File.WriteAllBytes(dead, []);
+        File.WriteAllBytes(live, []);
+        try
+        {
+            Assert.That(SharedRegion.RemoveStaleNames(), Is.GreaterThanOrEqualTo(1));
+            Assert.Multiple(() =>
+            {
+                Assert.That(File.Exists(dead), Is.False, "the dead host's name");
+                Assert.That(File.Exists(live), Is.True, "a live process's name");
+            });
+        }
+        finally
+        {
+            File.Delete(dead);
+            File.Delete(live);
+        }
+    }
+
+    [Test]
     public void A_host_killed_with_SIGKILL_takes_its_worker_with_it()
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };

@@ -133,3 +133,22 @@ def live_counters():
 
     gc.collect()
     return sum(type(o) is Counter for o in gc.get_objects())
+
+
+def big_int8(n, tensor=False):
+    """n int8 zeros (np.zeros: no RAM until touched) with 7 first and 1..16 as the last 16 elements."""
+    import numpy as np
+
+    a = np.zeros(n, np.int8)
+    a[0] = 7
+    a[-16:] = np.arange(1, 17, dtype=np.int8)
+    if tensor:
+        import torch
+
+        return torch.from_numpy(a)
+    return a
+
+
+def ends(t, k):
+    """The element count, the first k and the last k elements of a 1-d argument (the rest is not read)."""
+    return [int(t.numel()), t[:k].tolist(), t[-k:].tolist()]
