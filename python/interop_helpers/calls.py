@@ -3,14 +3,17 @@
 ``call`` runs the callee in the requested autograd mode and returns its result with every ``torch.Tensor``
 (inside lists, tuples and dicts too) exported through ``torch_export.export``, so the .NET side only ever sees
 NumPy arrays in native byte order, plain Python values and other objects. ``load_file`` runs a ``.py`` file as a
-fresh module.
+fresh module. ``exec_source``, ``exec_file`` and ``eval_source`` are the scripting entry points (both sessions call them
+as ordinary functions, so arguments and results follow the one conversion contract).
 """
 
+import builtins
 import contextlib
 import importlib.machinery
 import importlib.util
 import itertools
 import sys
+import types
 from pathlib import Path
 
 GRAD_DEFAULT = 0
@@ -88,3 +91,64 @@ def load_file(path):
         del sys.modules[name]
         raise
     return module
+
+
+class Interrupted(BaseException):
+    """Raised asynchronously into an in-process call that ran past its timeout or was cancelled.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that user code's ``except Exception`` does not swallow it."""
+
+
+def _namespace(globals_, filename):
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    if filename is not None:
+        namespace["__file__"] = filename
+    if globals_:
+        namespace.update(globals_)
+    return namespace
+
+
+def script_globals(namespace, given=None):
+    """The globals a script left behind, as .NET reads them back: names that do not start with ``__``, that are not
+    modules, and that the script bound itself (a name still bound to the very object passed in is left out: it was
+    a copy of .NET's value anyway, and sending it back would copy a dataset twice)."""
+    given = given or {}
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("__") and not isinstance(v, types.ModuleType) and not (k in given and given[k] is v)}
+
+
+def exec_source(source, globals_=None, filename="<script>"):
+    """``exec(source)`` in a fresh ``__main__``-like namespace holding ``globals_``; returns ``script_globals``."""
+    if not isinstance(source, str):
+        raise TypeError("source must be a str, not %s" % type(source).__name__)
+    given = dict(globals_ or {})
+    namespace = _namespace(given, None if filename == "<script>" else filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running the user's script is the point
+    return script_globals(namespace, given)
+
+
+def exec_file(path, globals_=None):
+    """``exec_source`` of the file at ``path`` (tracebacks name the file and its lines)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no Python file at {path}")
+    with open(path, "rb") as f:
+        source = f.read().decode("utf-8")
+    return exec_source(source, globals_, str(path))
+
+
+def eval_source(expression, globals_=None):
+    """``eval(expression)`` with ``globals_`` as its names."""
+    if not isinstance(expression, str):
+        raise TypeError("expression must be a str, not %s" % type(expression).__name__)
+    return eval(compile(expression.strip(), "<expression>", "eval"), _namespace(globals_, None))  # noqa: S307
+
+
+def get_attr(obj, name):
+    """``getattr(obj, name)``, for reading an attribute as a value."""
+    return getattr(obj, name)
+
+
+def set_attr(obj, name, value):
+    """``setattr(obj, name, value)``."""
+    setattr(obj, name, value)

@@ -97,7 +97,7 @@ internal sealed class IsolatedSession : PythonSession
 
     private WorkerProcess.Reply Exchange(Target target, IReadOnlyList<object?> args, CallOptions? options, string op, CancellationToken cancellationToken, out WorkerProcess worker)
     {
-        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target));
+        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target), options?.Arrays ?? ArrayConversion.Default);
         var encodedArgs = new JsonArray();
         var names = new JsonArray();
         var values = new JsonArray();
@@ -151,7 +151,7 @@ internal sealed class IsolatedSession : PythonSession
             }
             catch (PythonErrorException e)
             {
-                throw TorchExport.Translate(e);
+                throw TorchExport.Translate(ArgumentHints.Annotate(e, args, options?.KeywordArguments));
             }
             finally
             {
@@ -243,6 +243,7 @@ internal sealed class IsolatedSession : PythonSession
         WireKind.Int => PythonValue.FromInt64(value.IntValue),
         WireKind.Float => PythonValue.FromDouble(value.FloatValue),
         WireKind.Str => PythonValue.FromString(value.StrValue!),
+        WireKind.Bytes => PythonValue.FromBytes(value.BytesValue!),
         WireKind.List or WireKind.Tuple => PythonValue.FromSequence(value.Items.Select(i => ToPythonValue(i, worker)).ToArray(), value.Kind == WireKind.List ? "list" : "tuple"),
         WireKind.Dict => PythonValue.FromMapping(value.Keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(PythonValue.FromString(k), ToPythonValue(v, worker))).ToArray()),
         WireKind.Tensor => PythonValue.FromTensor(new SharedTensorData(value), "torch.Tensor"),

@@ -16,7 +16,7 @@ namespace Interop.Isolated;
 /// <summary>The kinds of value the protocol carries.</summary>
 internal enum WireKind
 {
-    None, Bool, Int, Float, Str, List, Tuple, Dict, Tensor, NDArray, Object,
+    None, Bool, Int, Float, Str, List, Tuple, Dict, Tensor, NDArray, Object, Bytes,
 }
 
 /// <summary>A decoded value of a reply.</summary>
@@ -27,6 +27,7 @@ internal sealed class WireValue
     public long IntValue { get; private init; }
     public double FloatValue { get; private init; }
     public string? StrValue { get; private init; }
+    public byte[]? BytesValue { get; private init; }
     public IReadOnlyList<WireValue> Items { get; private init; } = [];
     public IReadOnlyList<string> Keys { get; private init; } = [];
 
@@ -65,6 +66,15 @@ internal sealed class WireValue
                 return new WireValue { Kind = WireKind.Float, FloatValue = WireProtocol.ParseFloat(WireProtocol.Str(e, "v")) };
             case "str":
                 return new WireValue { Kind = WireKind.Str, StrValue = WireProtocol.Str(e, "v") };
+            case "bytes":
+                try
+                {
+                    return new WireValue { Kind = WireKind.Bytes, BytesValue = Convert.FromBase64String(WireProtocol.Str(e, "v")) };
+                }
+                catch (FormatException)
+                {
+                    throw new WorkerProtocolException("a bytes value must be base64");
+                }
             case "list" or "tuple":
                 return new WireValue
                 {
@@ -116,8 +126,13 @@ internal sealed class ArgumentEncoder
     private readonly List<(JsonObject Node, TensorArgument Payload)> _arrays = [];
     private long _total;
     private readonly Func<object, JsonObject?>? _custom;
+    private readonly string _arrayKind;
 
-    public ArgumentEncoder(Func<object, JsonObject?>? custom = null) => _custom = custom;
+    public ArgumentEncoder(Func<object, JsonObject?>? custom = null, ArrayConversion arrays = ArrayConversion.Default)
+    {
+        _custom = custom;
+        _arrayKind = arrays switch { ArrayConversion.NumPy => "ndarray", ArrayConversion.Torch => "tensor", _ => "array" };
+    }
 
     public JsonObject Encode(object? value, int depth = 0)
     {
@@ -139,6 +154,12 @@ internal sealed class ArgumentEncoder
                 return new JsonObject { ["t"] = "float", ["v"] = WireProtocol.FloatText((double)h) };
             case string s:
                 return new JsonObject { ["t"] = "str", ["v"] = s };
+            case ReadOnlyMemory<byte> bytes:
+                return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
+            case Memory<byte> bytes:
+                return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
+            case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
+                return Encode(result.ToArgument("a PythonValue"), depth);
         }
         if (_custom?.Invoke(value) is { } custom)
             return custom;
@@ -170,7 +191,7 @@ internal sealed class ArgumentEncoder
         _total = WireProtocol.Align(_total);
         var node = new JsonObject
         {
-            ["t"] = "tensor",
+            ["t"] = _arrayKind,
             ["dtype"] = payload.DType.Name,
             ["shape"] = new JsonArray(payload.Shape.Select(d => (JsonNode)d).ToArray()),
             ["offset"] = _total,

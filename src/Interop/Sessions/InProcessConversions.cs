@@ -23,6 +23,9 @@ internal static class InProcessConversions
     {
         private readonly List<PyObject> _objects = [];
 
+        /// <summary>What array arguments of this call become (<see cref="CallOptions.Arrays"/>).</summary>
+        public ArrayConversion Arrays { get; init; }
+
         public PyObject Own(PyObject obj)
         {
             _objects.Add(obj);
@@ -86,6 +89,12 @@ internal static class InProcessConversions
             case PyObject obj:
                 _ = Native.CPython.Address(obj); // a disposed PyObject (null handle) throws ObjectDisposedException here
                 return obj;
+            case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
+                return ToPython(session, result.ToArgument(where), where, temporaries);
+            case ReadOnlyMemory<byte> bytes:
+                return temporaries.Own(PyBytesOf(bytes.Span));
+            case Memory<byte> bytes:
+                return temporaries.Own(PyBytesOf(bytes.Span));
         }
         if (TensorArgument.TryCreate(value, out var tensorArgument))
             return Tensor(session, tensorArgument!, temporaries);
@@ -107,13 +116,36 @@ internal static class InProcessConversions
                 items[i] = ToPython(session, list[i], $"{where}[{i}]", temporaries);
             return temporaries.Own(new PyList(items));
         }
+        if (value is System.Runtime.CompilerServices.ITuple tuple) // value tuples, Tuple<...>, a tuple result passed back
+        {
+            var items = new PyObject[tuple.Length];
+            for (var i = 0; i < items.Length; i++)
+                items[i] = ToPython(session, tuple[i], $"{where}[{i}]", temporaries);
+            return temporaries.Own(new PyTuple(items));
+        }
+        if (value is IEnumerable sequence and not Array) // IEnumerable<int>, HashSet<T>, LINQ queries: a list, as in isolated mode
+        {
+            var items = new List<PyObject>();
+            var i = 0;
+            foreach (var item in sequence)
+                items.Add(ToPython(session, item, $"{where}[{i++}]", temporaries));
+            return temporaries.Own(new PyList([.. items]));
+        }
         throw new UnsupportedArgumentException(value.GetType(), where);
+    }
+
+    private static PyObject PyBytesOf(ReadOnlySpan<byte> bytes)
+    {
+        using var array = NDArray.CopyFrom(bytes, bytes.Length);
+        return array.PyObject.InvokeMethod("tobytes");
     }
 
     private static PyObject Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
     {
+        if (temporaries.Arrays == ArrayConversion.Torch && !session.HasTorch)
+            throw new PythonPackageMissingException("torch", PythonRuntime.Installation.Executable);
         var array = NDArray.CopyFrom(argument.Bytes, argument.DType, [.. argument.Shape]);
-        if (!session.HasTorch)
+        if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
             return temporaries.Own(array.PyObject);
         try
         {
@@ -154,6 +186,8 @@ internal static class InProcessConversions
                 return PythonValue.FromDouble(obj.As<double>(), TypeName(obj));
             else if (PyString.IsStringType(obj))
                 return PythonValue.FromString(obj.As<string>());
+            else if (TypeName(obj) == "bytes")
+                return PythonValue.FromBytes(BytesOf(obj));
             else if (IsNumPyArray(obj) && BufferTensorData.TryCreate(obj) is { } data)
             {
                 keep = true;
@@ -198,6 +232,13 @@ internal static class InProcessConversions
             if (!keep)
                 obj.Dispose();
         }
+    }
+
+    private static unsafe byte[] BytesOf(PyObject bytes)
+    {
+        using var buffer = PythonBuffer.Acquire(bytes, writable: false);
+        // Safety: a bytes object's buffer is ByteLength contiguous bytes, valid until the buffer is released below.
+        return new ReadOnlySpan<byte>((void*)buffer.Pointer, checked((int)buffer.ByteLength)).ToArray();
     }
 
     private static List<T> ConvertItems<T>(long count, Func<int, T> convert, Action<T> dispose)

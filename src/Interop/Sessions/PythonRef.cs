@@ -27,6 +27,25 @@ public abstract class PythonRef : IDisposable
     /// <exception cref="Errors.PythonErrorException">The attribute does not exist (<c>AttributeError</c>).</exception>
     public abstract PythonRef GetAttr(string name);
 
+    /// <summary>The attribute <c>obj.name</c> as a value (<c>model.training</c> as a bool, a weight as a tensor, ...).</summary>
+    /// <exception cref="Errors.PythonErrorException">The attribute does not exist (<c>AttributeError</c>).</exception>
+    public PythonValue GetAttrValue(string name, CallOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ThrowIfDisposed();
+        return Session.Helper("get_attr").Call([this, name], options);
+    }
+
+    /// <summary><c>obj.name = value</c>; <paramref name="value"/> is converted like a call argument.</summary>
+    /// <exception cref="Errors.PythonErrorException">Python refused the assignment.</exception>
+    /// <exception cref="Errors.UnsupportedArgumentException">The value's type cannot be passed.</exception>
+    public void SetAttr(string name, object? value, CallOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ThrowIfDisposed();
+        Session.Helper("set_attr").Call([this, name, value], options).Dispose();
+    }
+
     /// <summary>Calls the object with positional arguments and default options: <c>obj(*args)</c>.</summary>
     /// <exception cref="Errors.UnsupportedArgumentException">An argument's type cannot be passed.</exception>
     /// <exception cref="Errors.PythonErrorException">The call raised; carries the Python traceback.</exception>

@@ -58,6 +58,86 @@ public abstract class PythonSession : IDisposable
     /// <exception cref="Errors.PythonErrorException">Running the file raised.</exception>
     public abstract PythonRef LoadFile(string path);
 
+    // ---- scripting -----------------------------------------------------------------------------------------
+    // Exec / Eval call functions of interop_helpers.calls like any other Python function, so their arguments (the
+    // globals) and results follow the one conversion contract of the session kind, and options (timeout, grad mode,
+    // array conversion) apply unchanged.
+
+    /// <summary>
+    /// Runs Python source text (<c>exec</c>) in a fresh <c>__main__</c>-like namespace that holds <paramref name="globals"/>
+    /// (converted like call arguments), and returns the globals the script bound as a <see cref="PythonValueKind.Mapping"/>:
+    /// names that do not start with <c>__</c>, are not modules, and are not still bound to the very object passed in.
+    /// </summary>
+    /// <example><code>
+    /// using var result = session.Exec("total = sum(xs) * scale", new Dictionary&lt;string, object?&gt; { ["xs"] = new[] { 1, 2 }, ["scale"] = 2.0 },
+    ///                                 new CallOptions { Arrays = ArrayConversion.NumPy });
+    /// double total = result["total"].AsDouble();
+    /// </code></example>
+    /// <exception cref="Errors.PythonErrorException">The script raised (or has a syntax error); carries the traceback.</exception>
+    /// <exception cref="Errors.UnsupportedArgumentException">A global's type cannot be passed.</exception>
+    public PythonValue Exec(string source, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return Helper("exec_source").Call([source, Globals(globals)], options);
+    }
+
+    /// <summary><see cref="Exec"/> of the file at <paramref name="path"/> (tracebacks name the file and its lines).</summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    public PythonValue ExecFile(string path, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null) =>
+        Helper("exec_file").Call([CheckPythonFile(path), Globals(globals)], options);
+
+    /// <summary>Evaluates a Python expression (<c>eval</c>) with <paramref name="globals"/> as its names and returns its value.</summary>
+    /// <exception cref="Errors.PythonErrorException">The expression raised (or is not an expression).</exception>
+    public PythonValue Eval(string expression, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        return Helper("eval_source").Call([expression, Globals(globals)], options);
+    }
+
+    /// <summary><see cref="Exec"/> without blocking; cancellation and <see cref="CallOptions.Timeout"/> stop the script as they stop a call.</summary>
+    public Task<PythonValue> ExecAsync(string source, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return Helper("exec_source").CallAsync([source, Globals(globals)], options, cancellationToken);
+    }
+
+    /// <summary><see cref="Eval"/> without blocking; cancellation and <see cref="CallOptions.Timeout"/> stop it as they stop a call.</summary>
+    public Task<PythonValue> EvalAsync(string expression, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        return Helper("eval_source").CallAsync([expression, Globals(globals)], options, cancellationToken);
+    }
+
+    private static Dictionary<string, object?> Globals(IReadOnlyDictionary<string, object?>? globals)
+    {
+        var copy = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (globals is not null)
+        {
+            foreach (var (name, value) in globals)
+            {
+                ArgumentException.ThrowIfNullOrWhiteSpace(name, nameof(globals));
+                copy[name] = value;
+            }
+        }
+        return copy;
+    }
+
+    private readonly Dictionary<string, PythonRef> _helpers = new(StringComparer.Ordinal);
+    private PythonRef? _helperModule;
+
+    /// <summary>A function of <c>interop_helpers.calls</c> in this session (looked up once; released with the session).</summary>
+    internal PythonRef Helper(string name)
+    {
+        ThrowIfDisposed();
+        lock (_helpers)
+        {
+            if (_helpers.TryGetValue(name, out var f) && !f.IsDisposed)
+                return f;
+            _helperModule ??= Import(Embedding.PythonRuntime.HelperPackage + ".calls");
+            return _helpers[name] = _helperModule.GetAttr(name);
+        }
+    }
+
     /// <summary>Releases the session's Python objects. Harmless when called again.</summary>
     public void Dispose()
     {

@@ -72,6 +72,17 @@ public sealed class TensorArgument
         return new(new MemorySource<T>(data), DType.Of<T>(), shape);
     }
 
+    /// <summary>A C-order copy of a tensor result's elements (so a result can be passed back as an argument, in any session).</summary>
+    internal static unsafe TensorArgument CopyOf(TensorData data)
+    {
+        var bytes = new byte[checked((int)(data.ElementCount * data.DType.ItemSize))];
+        var shape = data.Shape.Select(d => (nint)d).ToArray();
+        var strides = data.Strides.Select(s => (nint)s).ToArray();
+        fixed (byte* dst = bytes)
+            StridedCopy.Gather((byte*)data.Address, shape, strides, data.DType.ItemSize, 1, dst);
+        return new(new MemorySource<byte>(bytes), data.DType, [.. data.Shape]);
+    }
+
     /// <summary>
     /// The one rule for which call arguments are tensors: a <see cref="TensorArgument"/>, a .NET array whose element
     /// type is in the dtype table, or a <see cref="Tensor{T}"/> of such a type. Other values give false.
@@ -110,4 +121,12 @@ public sealed class TensorArgument
         public override ReadOnlySpan<byte> Bytes =>
             MemoryMarshal.CreateReadOnlySpan(ref MemoryMarshal.GetArrayDataReference(array), checked(array.Length * itemSize));
     }
+}
+
+/// <summary>A Python tuple argument of any length (a <see cref="System.Runtime.CompilerServices.ITuple"/>; value tuples are ITuples too).</summary>
+internal sealed class TupleArgument(object?[] items) : System.Runtime.CompilerServices.ITuple
+{
+    public int Length => items.Length;
+
+    public object? this[int index] => items[index];
 }

@@ -1,0 +1,73 @@
+// Design notes: a Python error about dtypes says nothing about .NET, yet the dtype of a tensor argument was chosen
+// by the .NET element type (C# double -> float64, long -> int64). Both session kinds pass a Python error through
+// Annotate with the call's .NET arguments; when the message is about dtypes and an argument was an array, the
+// error gets a hint naming the argument, its .NET type, the dtype it became and the conversion to use.
+using System.Collections;
+using System.Text.RegularExpressions;
+using Interop.DTypes;
+using Interop.Errors;
+
+namespace Interop.Sessions;
+
+internal static partial class ArgumentHints
+{
+    // PyTorch: "mat1 and mat2 must have the same dtype", "expected scalar type Float but found Double",
+    // "Input type (double) and bias type (float) should be the same"; NumPy: "Cannot cast ufunc ... from dtype('float64')".
+    [GeneratedRegex(@"dtype|scalar type|Input type \(|\b(Double|Float|Half|Long)\b|float64|int64", RegexOptions.CultureInvariant)]
+    private static partial Regex DTypeMessage();
+
+    /// <summary><paramref name="error"/>, with a hint when it is about dtypes and an argument's dtype came from a .NET type.</summary>
+    public static PythonErrorException Annotate(PythonErrorException error, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?>? kwargs)
+    {
+        if (error.Hint is not null || !DTypeMessage().IsMatch(error.PythonMessage))
+            return error;
+        var found = new List<(string Where, Type Type, DType DType)>();
+        for (var i = 0; i < args.Count; i++)
+            Collect(args[i], $"argument {i}", found, 0);
+        if (kwargs is not null)
+            foreach (var (name, value) in kwargs)
+                Collect(value, $"keyword argument '{name}'", found, 0);
+        if (found.Count == 0)
+            return error;
+        var parts = found.Take(4).Select(f => $"{f.Where} is a .NET {Describe(f.Type)} and became a {f.DType.Name} array/tensor").ToList();
+        var hint = string.Join("; ", parts) + ".";
+        if (found.Any(f => f.DType == DType.Float64))
+            hint += " C# double is float64, while PyTorch models and most float code use float32: pass float[] / float[,] instead " +
+                    "(e.g. Array.ConvertAll(values, v => (float)v)), or convert in Python (x.float() / x.astype(np.float32)).";
+        else if (found.Any(f => f.DType == DType.Int64))
+            hint += " C# long is int64; pass int[] (int32) or float[] (float32) if the callee expects those, or convert in Python.";
+        else
+            hint += " Pass an array of the element type the callee expects (float[] = float32, double[] = float64, int[] = int32, long[] = int64).";
+        return new PythonErrorException(error.PythonType, error.PythonMessage, error.PythonTraceback, error, hint);
+    }
+
+    private static string Describe(Type type) => type.IsArray ? type.GetElementType()!.Name + "[" + new string(',', type.GetArrayRank() - 1) + "]" : type.Name;
+
+    private static void Collect(object? value, string where, List<(string, Type, DType)> found, int depth)
+    {
+        if (value is null || depth > 8 || value is string)
+            return;
+        if (value is Array a && a.GetType().GetElementType() is { } e && DType.All.Any(d => d.ClrType == e))
+        {
+            found.Add((where, value.GetType(), DType.Of(e)));
+            return;
+        }
+        if (value is TensorArgument t)
+        {
+            found.Add((where, typeof(TensorArgument), t.DType));
+            return;
+        }
+        if (value is IDictionary dict)
+        {
+            foreach (DictionaryEntry entry in dict)
+                Collect(entry.Value, $"{where}['{entry.Key}']", found, depth + 1);
+            return;
+        }
+        if (value is IList list and not Array)
+            for (var i = 0; i < list.Count; i++)
+                Collect(list[i], $"{where}[{i}]", found, depth + 1);
+        else if (value is object?[] items)
+            for (var i = 0; i < items.Length; i++)
+                Collect(items[i], $"{where}[{i}]", found, depth + 1);
+    }
+}
