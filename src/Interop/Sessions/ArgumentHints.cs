@@ -60,7 +60,7 @@ internal static partial class ArgumentHints
         if (value is IDictionary dict)
         {
             foreach (DictionaryEntry entry in dict)
-                Collect(entry.Value, $"{where}['{entry.Key}']", found, depth + 1);
+                Collect(entry.Value, value is PythonSession.ScriptGlobals ? $"global '{entry.Key}'" : $"{where}['{entry.Key}']", found, depth + 1);
             return;
         }
         if (value is IList list and not Array)

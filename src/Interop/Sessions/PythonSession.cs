@@ -108,9 +108,9 @@ public abstract class PythonSession : IDisposable
         return Helper("eval_source").CallAsync([expression, Globals(globals)], options, cancellationToken);
     }
 
-    private static Dictionary<string, object?> Globals(IReadOnlyDictionary<string, object?>? globals)
+    private static ScriptGlobals Globals(IReadOnlyDictionary<string, object?>? globals)
     {
-        var copy = new Dictionary<string, object?>(StringComparer.Ordinal);
+        var copy = new ScriptGlobals();
         if (globals is not null)
         {
             foreach (var (name, value) in globals)
@@ -121,6 +121,9 @@ public abstract class PythonSession : IDisposable
         }
         return copy;
     }
+
+    /// <summary>The globals of a script (a dictionary argument; error hints call its entries "global 'name'").</summary>
+    internal sealed class ScriptGlobals() : Dictionary<string, object?>(StringComparer.Ordinal);
 
     private readonly Dictionary<string, PythonRef> _helpers = new(StringComparer.Ordinal);
     private PythonRef? _helperModule;
