@@ -13,6 +13,7 @@ import importlib.machinery
 import importlib.util
 import itertools
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -152,3 +153,50 @@ def get_attr(obj, name):
 def set_attr(obj, name, value):
     """``setattr(obj, name, value)``."""
     setattr(obj, name, value)
+
+
+# ---- output routing (in-process sessions with PythonSession.Output set) -----------------------------------------------
+
+_output = threading.local()
+
+
+class _Route:
+    """Stands in for sys.stdout / sys.stderr: writes go to the sink of the call running on this thread, if any,
+    else to the stream it replaced (the process's console). Everything else is the original stream's."""
+
+    def __init__(self, original):
+        self._original = original
+
+    def write(self, text):
+        sink = getattr(_output, "sink", None)
+        if sink is not None:
+            sink(str(text))
+            return len(text)
+        return self._original.write(text) if self._original is not None else len(text)
+
+    def flush(self):
+        if getattr(_output, "sink", None) is None and self._original is not None:
+            self._original.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+
+def install_output_routes():
+    """Replaces sys.stdout and sys.stderr by routes (once; harmless when called again)."""
+    if not isinstance(sys.stdout, _Route):
+        sys.stdout = _Route(sys.stdout)
+    if not isinstance(sys.stderr, _Route):
+        sys.stderr = _Route(sys.stderr)
+
+
+def call_with_output(sink, fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=False):
+    """``call`` with this thread's print() and sys.stderr output sent to ``sink(text)`` (threads the callee starts
+    write to the console)."""
+    install_output_routes()
+    previous = getattr(_output, "sink", None)
+    _output.sink = sink
+    try:
+        return call(fn, args, kwargs, grad_mode, detach, upcast)
+    finally:
+        _output.sink = previous

@@ -223,10 +223,26 @@ internal sealed class IsolatedSession : PythonSession
                 Retire(dead);
             }
             var (python, helpers, _) = _setup.Value;
-            empty.Worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, _options.EchoWorkerOutput);
-            return empty.Worker;
+            var worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, echoStderr: false);
+            var pid = worker.ProcessId;
+            worker.Output = line => WriteOutput(pid, line);
+            empty.Worker = worker;
+            return worker;
         }
         return best!.Worker!;
+    }
+
+    // One place for the workers' output: the session's Output writer, else this process's stderr (EchoWorkerOutput).
+    private void WriteOutput(int pid, string line)
+    {
+        var text = $"[worker {pid}] {line}";
+        if (Output is { } writer)
+        {
+            lock (writer)
+                writer.WriteLine(text);
+        }
+        else if (_options.EchoWorkerOutput)
+            Console.Error.WriteLine(text);
     }
 
     private void Retire(WorkerProcess worker)

@@ -85,12 +85,16 @@ internal sealed class InProcessSession : PythonSession
                 using var grad = new PyInt((int)o.GradMode);
                 // The callee is read with the GIL held, right before the tuple takes its own reference: a Dispose on another
                 // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
-                using var callArgs = new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
+                var output = Output;
+                using var sink = output is null ? null : OutputSink(output);
+                using var callArgs = sink is null
+                    ? new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)])
+                    : new PyTuple([sink, callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
                 PyObject result;
                 interrupt?.Enter();
                 try
                 {
-                    result = CallFunction.Invoke(callArgs);
+                    result = (sink is null ? CallFunction : CallWithOutputFunction).Invoke(callArgs);
                 }
                 finally
                 {
@@ -132,6 +136,31 @@ internal sealed class InProcessSession : PythonSession
             return s_call;
         }
     }
+
+    // interop_helpers.calls.call_with_output, looked up once with the GIL.
+    private static PyObject? s_callWithOutput;
+
+    private static PyObject CallWithOutputFunction
+    {
+        get
+        {
+            Gil.AssertHeld();
+            if (s_callWithOutput is null)
+            {
+                using var calls = Py.Import(CallsModule);
+                s_callWithOutput = calls.GetAttr("call_with_output");
+            }
+            return s_callWithOutput;
+        }
+    }
+
+    // A Python callable (a pythonnet-wrapped delegate) that writes Python's text to the writer, serialised on it.
+    private static PyObject OutputSink(TextWriter writer) =>
+        PyObject.FromManagedObject(new Action<string>(text =>
+        {
+            lock (writer)
+                writer.Write(text);
+        }));
 
     internal InProcessRef Track(PyObject obj)
     {

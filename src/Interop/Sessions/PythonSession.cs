@@ -49,6 +49,15 @@ public abstract class PythonSession : IDisposable
     /// <summary>True once <see cref="Dispose()"/> ran.</summary>
     public bool IsDisposed { get; private set; }
 
+    /// <summary>
+    /// Where Python's output (<c>print</c>, <c>sys.stdout</c> and <c>sys.stderr</c>) goes; null (the default): the process's
+    /// console. In-process, the text of calls on this session is written as it is printed (threads the Python code starts
+    /// still write to the console); isolated, each line a worker prints is written as <c>[worker PID] line</c>
+    /// (with null: to this process's stderr, unless <see cref="global::Interop.Isolated.WorkerOptions.EchoWorkerOutput"/> is false).
+    /// Writes are serialised on the writer; it may be changed at any time.
+    /// </summary>
+    public TextWriter? Output { get; set; }
+
     /// <summary><c>importlib.import_module(moduleName)</c>.</summary>
     /// <exception cref="Errors.PythonErrorException">The import raised (e.g. <c>ModuleNotFoundError</c>).</exception>
     public abstract PythonRef Import(string moduleName);

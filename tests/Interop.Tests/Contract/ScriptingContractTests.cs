@@ -312,6 +312,48 @@ public class ScriptingContractTests(SessionMode kind) : SessionContractBase(kind
             Assert.That(training.AsBool(), Is.False);
     }
 
+    // ---- output ------------------------------------------------------------------------------------------
+
+    [Test]
+    public void Print_and_stderr_output_go_to_the_session_output_writer()
+    {
+        var writer = new StringWriter();
+        Session.Output = writer;
+        try
+        {
+            using (Session.Exec("import sys\nprint('hello', 42)\nprint('warned', file=sys.stderr)\nsys.stdout.flush()"))
+            {
+            }
+            using (Session.Eval("1")) // the isolated worker's lines arrive asynchronously: a later call lets them through
+            {
+            }
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (!writer.ToString().Contains("warned", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+                Thread.Sleep(20);
+        }
+        finally
+        {
+            Session.Output = null;
+        }
+        var text = writer.ToString();
+        Assert.That(text, Does.Contain("hello 42").And.Contain("warned"));
+        if (Kind == SessionMode.Isolated)
+            Assert.That(text, Does.Match(@"\[worker \d+\] hello 42"));
+    }
+
+    [Test]
+    public void Without_an_output_writer_print_does_not_reach_a_former_writer()
+    {
+        var writer = new StringWriter();
+        Session.Output = writer;
+        Session.Output = null;
+        using (Session.Exec("print('to the console')"))
+        {
+        }
+        Thread.Sleep(100);
+        Assert.That(writer.ToString(), Is.Empty);
+    }
+
     // ---- timeouts and cancellation --------------------------------------------------------------------------
 
     private const string BusyLoop = """
