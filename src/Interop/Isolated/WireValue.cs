@@ -158,6 +158,8 @@ internal sealed class ArgumentEncoder
                 return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
             case Memory<byte> bytes:
                 return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
+            case NumPy.NDArray array: // in-process NumPy array: a copy that arrives as a numpy.ndarray, as in-process
+                return AddArray(TensorArgument.CopyOf(array), "ndarray");
             case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
                 return Encode(result.ToArgument("a PythonValue"), depth);
         }
@@ -184,14 +186,14 @@ internal sealed class ArgumentEncoder
         throw new ArgumentException("the isolated worker cannot receive it");
     }
 
-    private JsonObject AddArray(TensorArgument payload)
+    private JsonObject AddArray(TensorArgument payload, string? kind = null)
     {
         if (payload.DType.NumPyName is null)
             throw new ArgumentException($"{payload.DType.Name} tensors cannot travel through NumPy; convert them to float32 first");
         _total = WireProtocol.Align(_total);
         var node = new JsonObject
         {
-            ["t"] = _arrayKind,
+            ["t"] = kind ?? _arrayKind,
             ["dtype"] = payload.DType.Name,
             ["shape"] = new JsonArray(payload.Shape.Select(d => (JsonNode)d).ToArray()),
             ["offset"] = _total,

@@ -83,6 +83,16 @@ public sealed class TensorArgument
         return new(new MemorySource<byte>(bytes), data.DType, [.. data.Shape]);
     }
 
+    /// <summary>A C-order copy of an in-process NumPy array's elements (so an <see cref="NumPy.NDArray"/> can go to a worker process).</summary>
+    /// <exception cref="NotSupportedException">The array's dtype has no .NET element type.</exception>
+    internal static TensorArgument CopyOf(NumPy.NDArray array)
+    {
+        var dtype = array.DType;
+        var clr = dtype.ClrType ?? throw new NotSupportedException($"A {dtype.Name} array has no .NET element type to copy it through.");
+        var flat = (Array)typeof(NumPy.NDArray).GetMethod(nameof(NumPy.NDArray.ToArray))!.MakeGenericMethod(clr).Invoke(array, null)!;
+        return new(new ArraySource(flat, dtype.ItemSize), dtype, array.Shape);
+    }
+
     /// <summary>
     /// The one rule for which call arguments are tensors: a <see cref="TensorArgument"/>, a .NET array whose element
     /// type is in the dtype table, or a <see cref="Tensor{T}"/> of such a type. Other values give false.

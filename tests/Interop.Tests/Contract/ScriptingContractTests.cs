@@ -210,6 +210,17 @@ public class ScriptingContractTests(SessionMode kind) : SessionContractBase(kind
         Assert.That(v[5].AsBytes(), Is.EqualTo(new byte[] { 1, 2 }));
     }
 
+    [Test]
+    public void An_in_process_numpy_array_arrives_as_a_numpy_array_in_both_kinds()
+    {
+        using var array = Interop.NumPy.NDArray.Evaluate("__import__('numpy').arange(6, dtype='int16').reshape(3, 2)[::2]");
+        using var v = Session.Eval("(type(a).__name__, str(a.dtype), list(a.shape), a.tolist())", Globals(("a", array)));
+        Assert.That(v[0].AsString(), Is.EqualTo("ndarray"));
+        Assert.That(v[1].AsString(), Is.EqualTo("int16"));
+        Assert.That(v[2].Items.Select(d => d.AsInt64()), Is.EqualTo(new long[] { 2, 2 }));
+        Assert.That(v[3][1][1].AsInt64(), Is.EqualTo(5));
+    }
+
     // ---- scalars and typed copies ------------------------------------------------------------------------
 
     [Test]
