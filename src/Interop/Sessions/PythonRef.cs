@@ -70,9 +70,11 @@ public abstract class PythonRef : IDisposable
 #pragma warning restore CA1716
 
     /// <summary>
-    /// <see cref="Call(IReadOnlyList{object?}, CallOptions?)"/> without blocking the caller. The default runs it on the
-    /// thread pool; cancellation and <see cref="CallOptions.Timeout"/> stop the wait, not the Python code (which
-    /// cannot be interrupted in-process; its result is then disposed when it arrives).
+    /// <see cref="Call(IReadOnlyList{object?}, CallOptions?)"/> without blocking the caller, on the thread pool. Both session
+    /// kinds override it so that cancellation and <see cref="CallOptions.Timeout"/> stop the Python code (isolated: the worker
+    /// is stopped; in-process: the code is interrupted at its next bytecode boundary) and throw
+    /// <see cref="OperationCanceledException"/> / <see cref="Errors.WorkerTimeoutException"/>. This default (for other
+    /// implementations) only stops the wait; a result that arrives later is disposed.
     /// </summary>
     public virtual async Task<PythonValue> CallAsync(IReadOnlyList<object?> args, CallOptions? options, CancellationToken ct = default)
     {
