@@ -1,4 +1,5 @@
-// Design notes: a Python error about dtypes says nothing about .NET, yet the dtype of a tensor argument was chosen
+// Design notes: errors of calls, seen by the caller. A traceback starts at the user's code (the helper package's
+// leading frames are left out). A Python error about dtypes says nothing about .NET, yet the dtype of a tensor argument was chosen
 // by the .NET element type (C# double -> float64, long -> int64). Both session kinds pass a Python error through
 // Annotate with the call's .NET arguments; when the message is about dtypes and an argument was an array, the
 // error gets a hint naming the argument, its .NET type, the dtype it became and the conversion to use.
@@ -16,11 +17,67 @@ internal static partial class ArgumentHints
     [GeneratedRegex(@"dtype|scalar type|Input type \(|\b(Double|Float|Half|Long)\b|float64|int64", RegexOptions.CultureInvariant)]
     private static partial Regex DTypeMessage();
 
-    /// <summary><paramref name="error"/>, with a hint when it is about dtypes and an argument's dtype came from a .NET type.</summary>
+    /// <summary>
+    /// <paramref name="error"/> as the caller should see it: the library's own call frames left out of the traceback
+    /// (<see cref="TrimHelperFrames"/>), and a hint when it is about dtypes and an argument's dtype came from a .NET type.
+    /// </summary>
     public static PythonErrorException Annotate(PythonErrorException error, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?>? kwargs)
     {
-        if (error.Hint is not null || !DTypeMessage().IsMatch(error.PythonMessage))
-            return error;
+        var traceback = TrimHelperFrames(error.PythonTraceback);
+        var hint = error.Hint ?? DTypeHint(error, args, kwargs);
+        return hint == error.Hint && traceback == error.PythonTraceback ? error
+            : new PythonErrorException(error.PythonType, error.PythonMessage, traceback, error, hint);
+    }
+
+    [GeneratedRegex(@"^  File ""(?<file>[^""]*)"", line \d+", RegexOptions.CultureInvariant)]
+    private static partial Regex FrameLine();
+
+    /// <summary>
+    /// A formatted traceback without the leading frames of the library's helper package (interop_helpers: calls.call, the
+    /// worker's request loop, exec_source), so a script's error starts at the user's code. Only frames before the first frame
+    /// outside the package go, in each section of a chained traceback; a section made only of the package's frames (an
+    /// export-policy refusal) stays whole. A line says how many frames were left out.
+    /// </summary>
+    internal static string TrimHelperFrames(string traceback)
+    {
+        if (string.IsNullOrEmpty(traceback) || !traceback.Contains(Embedding.PythonRuntime.HelperPackage, StringComparison.Ordinal))
+            return traceback;
+        var lines = traceback.Split('\n');
+        var output = new List<string>(lines.Length);
+        var i = 0;
+        while (i < lines.Length)
+        {
+            // One section: its frames run from the "Traceback" line to the first line that is neither a frame nor its code.
+            if (!lines[i].StartsWith("Traceback (most recent call last):", StringComparison.Ordinal))
+            {
+                output.Add(lines[i++]);
+                continue;
+            }
+            output.Add(lines[i++]);
+            var frames = new List<(bool Helper, List<string> Lines)>();
+            while (i < lines.Length && FrameLine().Match(lines[i]) is { Success: true } m)
+            {
+                var frame = new List<string> { lines[i++] };
+                while (i < lines.Length && lines[i].StartsWith("    ", StringComparison.Ordinal))
+                    frame.Add(lines[i++]);
+                var file = m.Groups["file"].Value.Replace('\\', '/');
+                frames.Add((file.Contains("/" + Embedding.PythonRuntime.HelperPackage + "/", StringComparison.Ordinal), frame));
+            }
+            var leading = frames.TakeWhile(f => f.Helper).Count();
+            if (leading == frames.Count)
+                leading = 0;
+            if (leading > 0)
+                output.Add($"  ({leading} frame{(leading == 1 ? "" : "s")} of {Embedding.PythonRuntime.HelperPackage} left out)");
+            foreach (var (_, frame) in frames.Skip(leading))
+                output.AddRange(frame);
+        }
+        return string.Join('\n', output);
+    }
+
+    private static string? DTypeHint(PythonErrorException error, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?>? kwargs)
+    {
+        if (!DTypeMessage().IsMatch(error.PythonMessage))
+            return null;
         var found = new List<(string Where, Type Type, DType DType)>();
         for (var i = 0; i < args.Count; i++)
             Collect(args[i], $"argument {i}", found, 0);
@@ -28,7 +85,7 @@ internal static partial class ArgumentHints
             foreach (var (name, value) in kwargs)
                 Collect(value, $"keyword argument '{name}'", found, 0);
         if (found.Count == 0)
-            return error;
+            return null;
         var parts = found.Take(4).Select(f => $"{f.Where} is a .NET {Describe(f.Type)} and became a {f.DType.Name} array/tensor").ToList();
         var hint = string.Join("; ", parts) + ".";
         if (found.Any(f => f.DType == DType.Float64))
@@ -38,7 +95,7 @@ internal static partial class ArgumentHints
             hint += " C# long is int64; pass int[] (int32) or float[] (float32) if the callee expects those, or convert in Python.";
         else
             hint += " Pass an array of the element type the callee expects (float[] = float32, double[] = float64, int[] = int32, long[] = int64).";
-        return new PythonErrorException(error.PythonType, error.PythonMessage, error.PythonTraceback, error, hint);
+        return hint;
     }
 
     private static string Describe(Type type) => type.IsArray ? type.GetElementType()!.Name + "[" + new string(',', type.GetArrayRank() - 1) + "]" : type.Name;

@@ -80,6 +80,22 @@ public class ScriptingContractTests(SessionMode kind) : SessionContractBase(kind
         Assert.That(e.PythonType, Is.EqualTo("ValueError"));
         Assert.That(e.PythonMessage, Is.EqualTo("bad row 1"));
         Assert.That(e.PythonTraceback, Does.Contain("<script>").And.Contain("line 2"));
+        Assert.That(e.PythonTraceback, Does.Not.Contain("calls.py").And.Not.Contain("worker.py"), "the traceback starts at the user's code");
+        Assert.That(e.PythonTraceback, Does.Match(@"\(\d+ frames of interop_helpers left out\)"));
+    }
+
+    [Test]
+    public void An_error_inside_the_helper_package_keeps_its_whole_traceback()
+    {
+        const string OnlyHelpers = "Traceback (most recent call last):\n  File \"/x/interop_helpers/calls.py\", line 3, in call\n    f()\n" +
+                                   "  File \"/x/interop_helpers/torch_export.py\", line 9, in export\n    raise E\nE: refused";
+        Assert.That(ArgumentHints.TrimHelperFrames(OnlyHelpers), Is.EqualTo(OnlyHelpers));
+        const string Chained = "Traceback (most recent call last):\n  File \"/x/interop_helpers/calls.py\", line 3, in call\n    f()\n" +
+                               "  File \"/home/u/a.py\", line 2, in f\n    g()\nKeyError: 'a'\n\nDuring handling of the above exception, another exception occurred:\n\n" +
+                               "Traceback (most recent call last):\n  File \"/home/u/a.py\", line 4, in f\n    h()\nValueError: b";
+        var trimmed = ArgumentHints.TrimHelperFrames(Chained);
+        Assert.That(trimmed, Does.Not.Contain("calls.py").And.Contain("(1 frame of interop_helpers left out)"));
+        Assert.That(trimmed, Does.Contain("a.py\", line 2").And.Contain("a.py\", line 4").And.Contain("During handling"));
     }
 
     [Test]
