@@ -207,6 +207,10 @@ class Worker:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {"t": "dict", "keys": [protocol.check_text(k) for k in value],
                     "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
+        if isinstance(value, dict):
+            # Other keys (ints, tuples, ...) travel as values, so .NET reads them as in-process: typed keys.
+            return {"t": "dict", "keys": [], "key_values": [self.encode(k, pending, export, depth + 1) for k in value],
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
             from . import torch_export

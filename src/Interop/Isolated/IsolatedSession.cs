@@ -261,6 +261,7 @@ internal sealed class IsolatedSession : PythonSession
         WireKind.Str => PythonValue.FromString(value.StrValue!),
         WireKind.Bytes => PythonValue.FromBytes(value.BytesValue!),
         WireKind.List or WireKind.Tuple => PythonValue.FromSequence(value.Items.Select(i => ToPythonValue(i, worker)).ToArray(), value.Kind == WireKind.List ? "list" : "tuple"),
+        WireKind.Dict when value.KeyValues is { } keys => PythonValue.FromMapping(keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(ToPythonValue(k, worker), ToPythonValue(v, worker))).ToArray()),
         WireKind.Dict => PythonValue.FromMapping(value.Keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(PythonValue.FromString(k), ToPythonValue(v, worker))).ToArray()),
         WireKind.Tensor => PythonValue.FromTensor(new SharedTensorData(value), "torch.Tensor"),
         WireKind.NDArray => PythonValue.FromTensor(new SharedTensorData(value), "numpy.ndarray"),

@@ -30,6 +30,7 @@ internal sealed class WireValue
     public byte[]? BytesValue { get; private init; }
     public IReadOnlyList<WireValue> Items { get; private init; } = [];
     public IReadOnlyList<string> Keys { get; private init; } = [];
+    public IReadOnlyList<WireValue>? KeyValues { get; private init; } // dict keys that are not all strings
 
     // tensors and arrays
     public DType? DType { get; private init; }
@@ -84,9 +85,17 @@ internal sealed class WireValue
             case "dict":
                 var keys = WireProtocol.List(e, "keys").Select(k => k.ValueKind == JsonValueKind.String ? k.GetString()! : throw new WorkerProtocolException("dict keys must be strings")).ToArray();
                 var items = WireProtocol.List(e, "items").Select(i => Decode(i, lease, depth + 1)).ToArray();
-                if (keys.Length != items.Length)
+                WireValue[]? keyValues = null;
+                if (e.TryGetProperty("key_values", out _))
+                {
+                    // Keys that are not all strings travel as values; "keys" is then empty.
+                    keyValues = WireProtocol.List(e, "key_values").Select(k => Decode(k, lease, depth + 1)).ToArray();
+                    if (keys.Length != 0 || keyValues.Length != items.Length)
+                        throw new WorkerProtocolException($"dict has {keyValues.Length} key values and {keys.Length} keys but {items.Length} items");
+                }
+                else if (keys.Length != items.Length)
                     throw new WorkerProtocolException($"dict has {keys.Length} keys but {items.Length} items");
-                return new WireValue { Kind = WireKind.Dict, Keys = keys, Items = items };
+                return new WireValue { Kind = WireKind.Dict, Keys = keys, KeyValues = keyValues, Items = items };
             case "tensor" or "ndarray":
                 return DecodeArray(e, t == "tensor" ? WireKind.Tensor : WireKind.NDArray, lease);
             case "object":

@@ -150,6 +150,21 @@ public class ScriptingContractTests(SessionMode kind) : SessionContractBase(kind
         Assert.That(v[7]["k"]["n"].IsNone, Is.True);
     }
 
+    [Test]
+    public void Dicts_with_keys_that_are_not_strings_read_back_with_typed_keys()
+    {
+        using var v = Session.Eval("{1: 'one', (2, 'b'): [2], None: 3.5, 'k': {7: True}}");
+        Assert.That(v.Kind, Is.EqualTo(PythonValueKind.Mapping));
+        var entries = v.Entries;
+        Assert.That(entries[0].Key.AsInt64(), Is.EqualTo(1));
+        Assert.That(entries[0].Value.AsString(), Is.EqualTo("one"));
+        Assert.That(entries[1].Key.PythonType, Is.EqualTo("tuple"));
+        Assert.That(entries[1].Key[1].AsString(), Is.EqualTo("b"));
+        Assert.That(entries[2].Key.IsNone, Is.True);
+        Assert.That(v["k"].Entries[0].Key.AsInt64(), Is.EqualTo(7));
+        Assert.That(v["k"].Entries[0].Value.AsBool(), Is.True);
+    }
+
     // ---- attributes --------------------------------------------------------------------------------------
 
     [Test]
