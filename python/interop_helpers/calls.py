@@ -3,14 +3,18 @@
 ``call`` runs the callee in the requested autograd mode and returns its result with every ``torch.Tensor``
 (inside lists, tuples and dicts too) exported through ``torch_export.export``, so the .NET side only ever sees
 NumPy arrays in native byte order, plain Python values and other objects. ``load_file`` runs a ``.py`` file as a
-fresh module.
+fresh module. ``exec_source``, ``exec_file`` and ``eval_source`` are the scripting entry points (both sessions call them
+as ordinary functions, so arguments and results follow the one conversion contract).
 """
 
+import builtins
 import contextlib
 import importlib.machinery
 import importlib.util
 import itertools
 import sys
+import threading
+import types
 from pathlib import Path
 
 # The conversion limits of every session kind (src/Interop/Sessions/ConversionLimits.cs holds the same numbers; a test
@@ -130,3 +134,111 @@ def load_file(path):
         del sys.modules[name]
         raise
     return module
+
+
+class Interrupted(BaseException):
+    """Raised asynchronously into an in-process call that ran past its timeout or was cancelled.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that user code's ``except Exception`` does not swallow it."""
+
+
+def _namespace(globals_, filename):
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    if filename is not None:
+        namespace["__file__"] = filename
+    if globals_:
+        namespace.update(globals_)
+    return namespace
+
+
+def script_globals(namespace, given=None):
+    """The globals a script left behind, as .NET reads them back: names that do not start with ``__``, that are not
+    modules, and that the script bound itself (a name still bound to the very object passed in is left out: it was
+    a copy of .NET's value anyway, and sending it back would copy a dataset twice)."""
+    given = given or {}
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("__") and not isinstance(v, types.ModuleType) and not (k in given and given[k] is v)}
+
+
+def exec_source(source, globals_=None, filename="<script>"):
+    """``exec(source)`` in a fresh ``__main__``-like namespace holding ``globals_``; returns ``script_globals``."""
+    if not isinstance(source, str):
+        raise TypeError("source must be a str, not %s" % type(source).__name__)
+    given = dict(globals_ or {})
+    namespace = _namespace(given, None if filename == "<script>" else filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running the user's script is the point
+    return script_globals(namespace, given)
+
+
+def exec_file(path, globals_=None):
+    """``exec_source`` of the file at ``path`` (tracebacks name the file and its lines)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no Python file at {path}")
+    with open(path, "rb") as f:
+        source = f.read().decode("utf-8")
+    return exec_source(source, globals_, str(path))
+
+
+def eval_source(expression, globals_=None):
+    """``eval(expression)`` with ``globals_`` as its names."""
+    if not isinstance(expression, str):
+        raise TypeError("expression must be a str, not %s" % type(expression).__name__)
+    return eval(compile(expression.strip(), "<expression>", "eval"), _namespace(globals_, None))  # noqa: S307
+
+
+def get_attr(obj, name):
+    """``getattr(obj, name)``, for reading an attribute as a value."""
+    return getattr(obj, name)
+
+
+def set_attr(obj, name, value):
+    """``setattr(obj, name, value)``."""
+    setattr(obj, name, value)
+
+
+# ---- output routing (in-process sessions with PythonSession.Output set) -----------------------------------------------
+
+_output = threading.local()
+
+
+class _Route:
+    """Stands in for sys.stdout / sys.stderr: writes go to the sink of the call running on this thread, if any,
+    else to the stream it replaced (the process's console). Everything else is the original stream's."""
+
+    def __init__(self, original):
+        self._original = original
+
+    def write(self, text):
+        sink = getattr(_output, "sink", None)
+        if sink is not None:
+            sink(str(text))
+            return len(text)
+        return self._original.write(text) if self._original is not None else len(text)
+
+    def flush(self):
+        if getattr(_output, "sink", None) is None and self._original is not None:
+            self._original.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+
+def install_output_routes():
+    """Replaces sys.stdout and sys.stderr by routes (once; harmless when called again)."""
+    if not isinstance(sys.stdout, _Route):
+        sys.stdout = _Route(sys.stdout)
+    if not isinstance(sys.stderr, _Route):
+        sys.stderr = _Route(sys.stderr)
+
+
+def call_with_output(sink, fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=False):
+    """``call`` with this thread's print() and sys.stderr output sent to ``sink(text)`` (threads the callee starts
+    write to the console)."""
+    install_output_routes()
+    previous = getattr(_output, "sink", None)
+    _output.sink = sink
+    try:
+        return call(fn, args, kwargs, grad_mode, detach, upcast)
+    finally:
+        _output.sink = previous

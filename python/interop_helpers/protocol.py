@@ -6,6 +6,7 @@ answered with a protocol error and never reads or writes outside a shared region
 is out of range cannot be skipped safely, so it ends the worker (exit code 3).
 """
 
+import base64
 import json
 import math
 import struct
@@ -194,6 +195,11 @@ def check_value(raw, depth=0):
         return {"t": kind, "v": parse_float(raw.get("v"))}
     if kind == "str":
         return {"t": kind, "v": _str(raw.get("v"), "str value")}
+    if kind == "bytes":
+        try:
+            return {"t": kind, "v": base64.b64decode(_str(raw.get("v"), "bytes value"), validate=True)}
+        except (ValueError, TypeError):
+            _fail("bytes value must be base64")
     if kind in ("list", "tuple"):
         return {"t": kind, "items": [check_value(v, depth + 1) for v in _list(raw.get("items"), "items")]}
     if kind == "dict":
@@ -204,7 +210,7 @@ def check_value(raw, depth=0):
         return {"t": kind, "keys": keys, "items": items}
     if kind == "object":
         return {"t": kind, "ref": _check_ref(raw.get("ref"))}
-    if kind in ("tensor", "ndarray"):
+    if kind in ("tensor", "ndarray", "array"):  # "array": torch.Tensor if the worker has PyTorch, else numpy.ndarray
         name = raw.get("dtype")
         row = dtypes.DTYPES.get(name) if isinstance(name, str) else None
         if row is None or row[2] is None:

@@ -16,6 +16,7 @@ docs/isolated.md for the design; in short:
   watchdog thread), or through PR_SET_PDEATHSIG where Linux offers it.
 """
 
+import base64
 import importlib
 import importlib.metadata
 import mmap
@@ -74,6 +75,7 @@ class Worker:
         self.free_results = []
         self.next_result = 1
         self._np = None
+        self.has_torch = _version("torch") is not None
 
     # ---- state helpers ------------------------------------------------------------------------
 
@@ -158,7 +160,7 @@ class Worker:
 
     def decode(self, value, arrays):
         kind = value["t"]
-        if kind in ("none", "bool", "int", "float", "str"):
+        if kind in ("none", "bool", "int", "float", "str", "bytes"):
             return value.get("v")
         if kind in ("list", "tuple"):
             items = [self.decode(v, arrays) for v in value["items"]]
@@ -173,7 +175,7 @@ class Worker:
             raise ProtocolError("tensor refers to region %r, which was not announced" % value["region"])
         array = protocol.view_array(self.np, region, value)
         arrays.append(weakref.ref(array))
-        if kind == "ndarray":
+        if kind == "ndarray" or (kind == "array" and not self.has_torch):
             return array
         import torch
 
@@ -196,11 +198,17 @@ class Worker:
             return {"t": "float", "v": protocol.float_text(value)}
         if isinstance(value, str):
             return {"t": "str", "v": protocol.check_text(value)}
+        if isinstance(value, bytes):
+            return {"t": "bytes", "v": base64.b64encode(value).decode("ascii")}
         if isinstance(value, (list, tuple)):
             return {"t": "list" if isinstance(value, list) else "tuple",
                     "items": [self.encode(v, pending, export, depth + 1) for v in value]}
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return {"t": "dict", "keys": [protocol.check_text(k) for k in value],
+                    "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
+        if isinstance(value, dict):
+            # Other keys (ints, tuples, ...) travel as values, so .NET reads them as in-process: typed keys.
+            return {"t": "dict", "keys": [], "key_values": [self.encode(k, pending, export, depth + 1) for k in value],
                     "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):

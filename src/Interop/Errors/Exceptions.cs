@@ -87,12 +87,22 @@ public sealed class PythonErrorException : InteropException
 {
     /// <summary>Creates the exception from the parts of a Python exception.</summary>
     public PythonErrorException(string pythonType, string pythonMessage, string traceback, Exception? inner = null)
-        : base($"{pythonType}: {pythonMessage}", inner)
+        : this(pythonType, pythonMessage, traceback, inner, null)
+    {
+    }
+
+    /// <summary>Creates the exception with a <paramref name="hint"/> from the .NET side (e.g. which .NET type made an argument's dtype).</summary>
+    public PythonErrorException(string pythonType, string pythonMessage, string traceback, Exception? inner, string? hint)
+        : base($"{pythonType}: {pythonMessage}" + (hint is null ? "" : Environment.NewLine + "Hint: " + hint), inner)
     {
         PythonType = pythonType;
         PythonMessage = pythonMessage;
         PythonTraceback = traceback;
+        Hint = hint;
     }
+
+    /// <summary>What the .NET side adds to the Python error (null when nothing): e.g. that a dtype came from a C# <c>double</c>.</summary>
+    public string? Hint { get; }
 
     /// <summary>The exception's qualified Python type name, e.g. <c>ValueError</c> or <c>numpy.linalg.LinAlgError</c>.</summary>
     public string PythonType { get; }

@@ -7,9 +7,9 @@ public sealed class UnsupportedArgumentException : InteropException
     public UnsupportedArgumentException(Type type, string where, string? detail = null)
         : base($"{where}: a {type} cannot be passed to Python{(detail is null ? "" : " (" + detail + ")")}. Supported: null, bool, " +
                "integers, float/double, string, .NET arrays (any rank) and System.Numerics.Tensors.Tensor<T> of the dtype table's " +
-               "element types, TensorArgument (Memory<T> + shape), lists/arrays/enumerables, tuples (ITuple) and string-keyed dictionaries of those " +
-               $"(nested at most {Sessions.ConversionLimits.MaxDepth} deep, no cycles), and PythonRef of the same session " +
-               "(in-process also NDArray and TorchTensor). Fix: convert the value to one of these.")
+               "element types, TensorArgument (Memory<T> + shape), NDArray, lists/arrays/enumerables, tuples (ITuple) and string-keyed dictionaries of those " +
+               $"(nested at most {Sessions.ConversionLimits.MaxDepth} deep, no cycles), ReadOnlyMemory<byte> (bytes), PythonValue results and PythonRef of the same session " +
+               "(in-process also TorchTensor). Fix: convert the value to one of these.")
     {
         ArgumentNullException.ThrowIfNull(type);
         ArgumentType = type;

@@ -85,10 +85,27 @@ public sealed class WorkerTimeoutException : WorkerException
         ProcessId = processId;
     }
 
+    /// <summary>
+    /// Creates the exception for an in-process call that ran past <paramref name="timeout"/>: its Python code was interrupted
+    /// (no worker to stop; <see cref="ProcessId"/> is this process) and the interpreter stays usable.
+    /// </summary>
+    public WorkerTimeoutException(TimeSpan timeout)
+        : base($"The call did not finish within {timeout.TotalSeconds:0.###} s; its Python code was interrupted (in-process: " +
+               "interop_helpers.calls.Interrupted was raised in it at its next bytecode boundary) and the interpreter stays usable. " +
+               "Fix: raise CallOptions.Timeout, or make the Python code faster.")
+    {
+        Timeout = timeout;
+        ProcessId = Environment.ProcessId;
+        InProcess = true;
+    }
+
     /// <summary>The timeout that expired.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>The worker that was stopped.</summary>
+    /// <summary>True when an in-process call was interrupted (no worker was stopped).</summary>
+    public bool InProcess { get; }
+
+    /// <summary>The worker that was stopped (for an in-process call: this process).</summary>
     public int ProcessId { get; }
 }
 

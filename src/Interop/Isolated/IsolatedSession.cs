@@ -97,7 +97,7 @@ internal sealed class IsolatedSession : PythonSession
 
     private WorkerProcess.Reply Exchange(Target target, IReadOnlyList<object?> args, CallOptions? options, string op, CancellationToken cancellationToken, out WorkerProcess worker)
     {
-        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target));
+        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target), options?.Arrays ?? ArrayConversion.Default);
         var encodedArgs = new JsonArray();
         var names = new JsonArray();
         var values = new JsonArray();
@@ -152,7 +152,7 @@ internal sealed class IsolatedSession : PythonSession
             }
             catch (PythonErrorException e)
             {
-                throw TorchExport.Translate(e);
+                throw TorchExport.Translate(ArgumentHints.Annotate(e, args, options?.KeywordArguments));
             }
             finally
             {
@@ -224,10 +224,26 @@ internal sealed class IsolatedSession : PythonSession
                 Retire(dead);
             }
             var (python, helpers, _) = _setup.Value;
-            empty.Worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, _options.EchoWorkerOutput);
-            return empty.Worker;
+            var worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, echoStderr: false);
+            var pid = worker.ProcessId;
+            worker.Output = line => WriteOutput(pid, line);
+            empty.Worker = worker;
+            return worker;
         }
         return best!.Worker!;
+    }
+
+    // One place for the workers' output: the session's Output writer, else this process's stderr (EchoWorkerOutput).
+    private void WriteOutput(int pid, string line)
+    {
+        var text = $"[worker {pid}] {line}";
+        if (Output is { } writer)
+        {
+            lock (writer)
+                writer.WriteLine(text);
+        }
+        else if (_options.EchoWorkerOutput)
+            Console.Error.WriteLine(text);
     }
 
     private void Retire(WorkerProcess worker)
@@ -246,7 +262,9 @@ internal sealed class IsolatedSession : PythonSession
         WireKind.Int => PythonValue.FromInt64(value.IntValue),
         WireKind.Float => PythonValue.FromDouble(value.FloatValue),
         WireKind.Str => PythonValue.FromString(value.StrValue!),
+        WireKind.Bytes => PythonValue.FromBytes(value.BytesValue!),
         WireKind.List or WireKind.Tuple => PythonValue.FromSequence(value.Items.Select(i => ToPythonValue(i, worker)).ToArray(), value.Kind == WireKind.List ? "list" : "tuple"),
+        WireKind.Dict when value.KeyValues is { } keys => PythonValue.FromMapping(keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(ToPythonValue(k, worker), ToPythonValue(v, worker))).ToArray()),
         WireKind.Dict => PythonValue.FromMapping(value.Keys.Zip(value.Items, (k, v) => new KeyValuePair<PythonValue, PythonValue>(PythonValue.FromString(k), ToPythonValue(v, worker))).ToArray()),
         WireKind.Tensor => PythonValue.FromTensor(new SharedTensorData(value), "torch.Tensor"),
         WireKind.NDArray => PythonValue.FromTensor(new SharedTensorData(value), "numpy.ndarray"),

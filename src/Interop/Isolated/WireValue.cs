@@ -16,7 +16,7 @@ namespace Interop.Isolated;
 /// <summary>The kinds of value the protocol carries.</summary>
 internal enum WireKind
 {
-    None, Bool, Int, Float, Str, List, Tuple, Dict, Tensor, NDArray, Object,
+    None, Bool, Int, Float, Str, List, Tuple, Dict, Tensor, NDArray, Object, Bytes,
 }
 
 /// <summary>A decoded value of a reply.</summary>
@@ -27,8 +27,10 @@ internal sealed class WireValue
     public long IntValue { get; private init; }
     public double FloatValue { get; private init; }
     public string? StrValue { get; private init; }
+    public byte[]? BytesValue { get; private init; }
     public IReadOnlyList<WireValue> Items { get; private init; } = [];
     public IReadOnlyList<string> Keys { get; private init; } = [];
+    public IReadOnlyList<WireValue>? KeyValues { get; private init; } // dict keys that are not all strings
 
     // tensors and arrays
     public DType? DType { get; private init; }
@@ -65,6 +67,15 @@ internal sealed class WireValue
                 return new WireValue { Kind = WireKind.Float, FloatValue = WireProtocol.ParseFloat(WireProtocol.Str(e, "v")) };
             case "str":
                 return new WireValue { Kind = WireKind.Str, StrValue = WireProtocol.Str(e, "v") };
+            case "bytes":
+                try
+                {
+                    return new WireValue { Kind = WireKind.Bytes, BytesValue = Convert.FromBase64String(WireProtocol.Str(e, "v")) };
+                }
+                catch (FormatException)
+                {
+                    throw new WorkerProtocolException("a bytes value must be base64");
+                }
             case "list" or "tuple":
                 return new WireValue
                 {
@@ -74,9 +85,17 @@ internal sealed class WireValue
             case "dict":
                 var keys = WireProtocol.List(e, "keys").Select(k => k.ValueKind == JsonValueKind.String ? k.GetString()! : throw new WorkerProtocolException("dict keys must be strings")).ToArray();
                 var items = WireProtocol.List(e, "items").Select(i => Decode(i, lease, depth + 1)).ToArray();
-                if (keys.Length != items.Length)
+                WireValue[]? keyValues = null;
+                if (e.TryGetProperty("key_values", out _))
+                {
+                    // Keys that are not all strings travel as values; "keys" is then empty.
+                    keyValues = WireProtocol.List(e, "key_values").Select(k => Decode(k, lease, depth + 1)).ToArray();
+                    if (keys.Length != 0 || keyValues.Length != items.Length)
+                        throw new WorkerProtocolException($"dict has {keyValues.Length} key values and {keys.Length} keys but {items.Length} items");
+                }
+                else if (keys.Length != items.Length)
                     throw new WorkerProtocolException($"dict has {keys.Length} keys but {items.Length} items");
-                return new WireValue { Kind = WireKind.Dict, Keys = keys, Items = items };
+                return new WireValue { Kind = WireKind.Dict, Keys = keys, KeyValues = keyValues, Items = items };
             case "tensor" or "ndarray":
                 return DecodeArray(e, t == "tensor" ? WireKind.Tensor : WireKind.NDArray, lease);
             case "object":
@@ -119,8 +138,13 @@ internal sealed class ArgumentEncoder
     private readonly List<(JsonObject Node, TensorArgument Payload)> _arrays = [];
     private long _total;
     private readonly Func<object, JsonObject?>? _custom;
+    private readonly string _arrayKind;
 
-    public ArgumentEncoder(Func<object, JsonObject?>? custom = null) => _custom = custom;
+    public ArgumentEncoder(Func<object, JsonObject?>? custom = null, ArrayConversion arrays = ArrayConversion.Default)
+    {
+        _custom = custom;
+        _arrayKind = arrays switch { ArrayConversion.NumPy => "ndarray", ArrayConversion.Torch => "tensor", _ => "array" };
+    }
 
     /// <summary>Encodes one argument at nesting <paramref name="depth"/> (<paramref name="where"/> names its position in errors).</summary>
     public JsonObject Encode(object? value, string where, int depth = 0) => Encode(value, where, depth, []);
@@ -145,6 +169,14 @@ internal sealed class ArgumentEncoder
             case string s:
                 ConversionLimits.CheckText(s, where);
                 return new JsonObject { ["t"] = "str", ["v"] = s };
+            case ReadOnlyMemory<byte> bytes:
+                return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
+            case Memory<byte> bytes:
+                return new JsonObject { ["t"] = "bytes", ["v"] = Convert.ToBase64String(bytes.Span) };
+            case NumPy.NDArray array: // in-process NumPy array: a copy that arrives as a numpy.ndarray, as in-process
+                return AddArray(TensorArgument.CopyOf(array), "ndarray");
+            case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
+                return Encode(result.ToArgument(where), where, depth, open);
         }
         if (_custom?.Invoke(value) is { } custom)
             return custom;
@@ -190,14 +222,14 @@ internal sealed class ArgumentEncoder
         }
     }
 
-    private JsonObject AddArray(TensorArgument payload)
+    private JsonObject AddArray(TensorArgument payload, string? kind = null)
     {
         if (payload.DType.NumPyName is null)
             throw new ArgumentException($"{payload.DType.Name} tensors cannot travel through NumPy; convert them to float32 first");
         _total = WireProtocol.Align(_total);
         var node = new JsonObject
         {
-            ["t"] = "tensor",
+            ["t"] = kind ?? _arrayKind,
             ["dtype"] = payload.DType.Name,
             ["shape"] = new JsonArray(payload.Shape.Select(d => (JsonNode)d).ToArray()),
             ["offset"] = _total,

@@ -33,8 +33,12 @@ public sealed record WorkerOptions
     /// </summary>
     public bool RestartAfterCrash { get; init; } = true;
 
-    /// <summary>Copy each line the workers print to stderr (Python's <c>print</c> goes there too) to this process's stderr.</summary>
-    public bool EchoWorkerOutput { get; init; }
+    /// <summary>
+    /// Copy each line the workers print to stderr (Python's <c>print</c> goes there too) to this process's stderr, as
+    /// <c>[worker PID] line</c>, when the session's <see cref="Sessions.PythonSession.Output"/> is null. True by default
+    /// (as in-process, where print() reaches the console); false drops it (the last lines still appear in crash reports).
+    /// </summary>
+    public bool EchoWorkerOutput { get; init; } = true;
 }
 
 /// <summary>Where a <see cref="Sessions.PythonSession"/> runs Python.</summary>

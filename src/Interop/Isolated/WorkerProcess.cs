@@ -64,7 +64,9 @@ internal sealed class WorkerProcess : IDisposable
                 while (_stderr.Count > StderrLines)
                     _stderr.Dequeue();
             }
-            if (EchoStderr)
+            if (Output is { } output)
+                output(e.Data);
+            else if (EchoStderr)
                 Console.Error.WriteLine($"[worker {ProcessId}] {e.Data}");
         };
         process.BeginErrorReadLine();
@@ -81,6 +83,9 @@ internal sealed class WorkerProcess : IDisposable
 
     /// <summary>True while the process runs and no call has found it dead.</summary>
     public bool IsAlive => !_dead && !HasExited();
+
+    /// <summary>Receives each line the worker writes to stderr (its print() output too); when set, instead of <see cref="EchoStderr"/>.</summary>
+    public Action<string>? Output { get; set; }
 
     /// <summary>Copy the worker's stderr lines to this process's stderr as well.</summary>
     public bool EchoStderr { get; init; }

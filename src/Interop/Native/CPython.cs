@@ -26,6 +26,10 @@ internal static unsafe class CPython
     public static delegate* unmanaged<nint, byte*, nint> PyCapsule_GetPointer;
     public static delegate* unmanaged<nint*, nint*, nint*, void> PyErr_Fetch;
     public static delegate* unmanaged<nint*, nint*, nint*, void> PyErr_NormalizeException;
+    // int PyThreadState_SetAsyncExc(unsigned long id, PyObject *exc) (pystate.h); exc NULL clears a pending one. unsigned long is 64-bit on LP64.
+    public static delegate* unmanaged<nuint, nint, int> PyThreadState_SetAsyncExc;
+    // unsigned long PyThread_get_thread_ident(void) (pythread.h): the id threading.get_ident() reports.
+    public static delegate* unmanaged<nuint> PyThread_get_thread_ident;
 
     public static bool IsLoaded => s_library != 0;
 
@@ -49,6 +53,8 @@ internal static unsafe class CPython
         PyCapsule_GetPointer = (delegate* unmanaged<nint, byte*, nint>)Resolve(lib, "PyCapsule_GetPointer");
         PyErr_Fetch = (delegate* unmanaged<nint*, nint*, nint*, void>)Resolve(lib, "PyErr_Fetch");
         PyErr_NormalizeException = (delegate* unmanaged<nint*, nint*, nint*, void>)Resolve(lib, "PyErr_NormalizeException");
+        PyThreadState_SetAsyncExc = (delegate* unmanaged<nuint, nint, int>)Resolve(lib, "PyThreadState_SetAsyncExc");
+        PyThread_get_thread_ident = (delegate* unmanaged<nuint>)Resolve(lib, "PyThread_get_thread_ident");
         s_library = lib;
     }
 

@@ -13,6 +13,17 @@ public enum GradMode
     InferenceMode,
 }
 
+/// <summary>What .NET arrays (and <see cref="TensorArgument"/>, <see cref="System.Numerics.Tensors.Tensor{T}"/>, tensor results passed back) become in Python.</summary>
+public enum ArrayConversion
+{
+    /// <summary>A <c>torch.Tensor</c> when PyTorch is installed where the call runs, else a <c>numpy.ndarray</c>.</summary>
+    Default,
+    /// <summary>A <c>numpy.ndarray</c> (for NumPy, SciPy, pandas code), whether or not PyTorch is installed.</summary>
+    NumPy,
+    /// <summary>A <c>torch.Tensor</c> (over a NumPy array, <c>torch.from_numpy</c>); fails when PyTorch is not installed.</summary>
+    Torch,
+}
+
 /// <summary>Options of one <see cref="PythonRef.Call(IReadOnlyList{object?}, CallOptions?)"/>. Immutable; share freely.</summary>
 public sealed record CallOptions
 {
@@ -28,11 +39,15 @@ public sealed record CallOptions
     /// <summary>How tensor results are exported (passed to <c>interop_helpers.torch_export.prepare</c>).</summary>
     public ExportOptions Export { get; init; } = ExportOptions.Default;
 
+    /// <summary>What array arguments become in Python (NumPy array or torch tensor); see <see cref="ArrayConversion"/>.</summary>
+    public ArrayConversion Arrays { get; init; }
+
     /// <summary>
-    /// The longest a call may take. A worker-process session enforces it (by ending the worker). The in-process
-    /// session cannot stop Python code that is running (CPython has no safe way to abort a thread), so it does not
-    /// enforce it: it only applies to <see cref="PythonRef.CallAsync"/>'s wait, which gives up with
-    /// <see cref="TimeoutException"/> while the call finishes in the background.
+    /// The longest a call may take; past it the call throws <see cref="Errors.WorkerTimeoutException"/> in every kind of
+    /// session. A worker-process session ends the worker (the next call starts a fresh one). The in-process session
+    /// raises <c>interop_helpers.calls.Interrupted</c> in the thread running the call, at its next bytecode boundary; the
+    /// interpreter stays usable. A long native call (a big matrix product, <c>time.sleep</c>) is not interrupted: the
+    /// in-process call then ends when that native call returns. See docs/scripting.md.
     /// </summary>
     public TimeSpan? Timeout { get; init; }
 }

@@ -24,6 +24,9 @@ internal static class InProcessConversions
     {
         private readonly List<PyObject> _objects = [];
 
+        /// <summary>What array arguments of this call become (<see cref="CallOptions.Arrays"/>).</summary>
+        public ArrayConversion Arrays { get; init; }
+
         public PyObject Own(PyObject obj)
         {
             _objects.Add(obj);
@@ -97,6 +100,12 @@ internal static class InProcessConversions
             case PyObject obj:
                 _ = Native.CPython.Address(obj); // a disposed PyObject (null handle) throws ObjectDisposedException here
                 return obj;
+            case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
+                return ToPython(session, result.ToArgument(where), where, temporaries, depth, open);
+            case ReadOnlyMemory<byte> bytes:
+                return temporaries.Own(PyBytesOf(bytes.Span));
+            case Memory<byte> bytes:
+                return temporaries.Own(PyBytesOf(bytes.Span));
         }
         if (TensorArgument.TryCreate(value, out var tensorArgument))
         {
@@ -141,10 +150,18 @@ internal static class InProcessConversions
         }
     }
 
+    private static PyObject PyBytesOf(ReadOnlySpan<byte> bytes)
+    {
+        using var array = NDArray.CopyFrom(bytes, bytes.Length);
+        return array.PyObject.InvokeMethod("tobytes");
+    }
+
     private static PyObject Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
     {
+        if (temporaries.Arrays == ArrayConversion.Torch && !session.HasTorch)
+            throw new PythonPackageMissingException("torch", PythonRuntime.Installation.Executable);
         var array = NDArray.CopyFrom(argument.Bytes, argument.DType, [.. argument.Shape]);
-        if (!session.HasTorch)
+        if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
             return temporaries.Own(array.PyObject);
         try
         {
@@ -185,6 +202,8 @@ internal static class InProcessConversions
                 return PythonValue.FromDouble(obj.As<double>(), TypeName(obj));
             else if (PyString.IsStringType(obj))
                 return PythonValue.FromString(obj.As<string>());
+            else if (TypeName(obj) == "bytes")
+                return PythonValue.FromBytes(BytesOf(obj));
             else if (IsNumPyArray(obj) && BufferTensorData.TryCreate(obj) is { } data)
             {
                 keep = true;
@@ -192,7 +211,7 @@ internal static class InProcessConversions
             }
             else if (PyTuple.IsTupleType(obj) || PyList.IsListType(obj))
                 return PythonValue.FromSequence(ConvertItems(obj.Length(), i => ToValue(session, obj[i]), v => v.Dispose()), TypeName(obj));
-            else if (PyDict.IsDictType(obj) && HasOnlyStringKeys(obj))
+            else if (PyDict.IsDictType(obj))
             {
                 using var keys = obj.InvokeMethod("keys");
                 using var keyList = PyList.AsList(keys);
@@ -231,19 +250,11 @@ internal static class InProcessConversions
         }
     }
 
-    // Dicts with other keys stay Python objects, as in isolated mode (its protocol carries string keys only).
-    private static bool HasOnlyStringKeys(PyObject dict)
+    private static unsafe byte[] BytesOf(PyObject bytes)
     {
-        using var keys = dict.InvokeMethod("keys");
-        using var keyList = PyList.AsList(keys);
-        var count = keyList.Length();
-        for (var i = 0; i < count; i++)
-        {
-            using var key = keyList[i];
-            if (!PyString.IsStringType(key))
-                return false;
-        }
-        return true;
+        using var buffer = PythonBuffer.Acquire(bytes, writable: false);
+        // Safety: a bytes object's buffer is ByteLength contiguous bytes, valid until the buffer is released below.
+        return new ReadOnlySpan<byte>((void*)buffer.Pointer, checked((int)buffer.ByteLength)).ToArray();
     }
 
     private static List<T> ConvertItems<T>(long count, Func<int, T> convert, Action<T> dispose)

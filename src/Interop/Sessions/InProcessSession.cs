@@ -81,30 +81,61 @@ internal sealed class InProcessSession : PythonSession
     }
 
     /// <summary>Calls <paramref name="callee"/>; the one call path of the session.</summary>
-    internal PythonValue Call(InProcessRef callee, IReadOnlyList<object?> args, CallOptions? options)
+    /// <remarks>
+    /// A timeout (<see cref="CallOptions.Timeout"/>) or a cancellable token interrupts the Python code (CallInterrupt) and
+    /// throws the exception types isolated mode throws: <see cref="WorkerTimeoutException"/>, <see cref="OperationCanceledException"/>.
+    /// </remarks>
+    internal PythonValue Call(InProcessRef callee, IReadOnlyList<object?> args, CallOptions? options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
         ThrowIfDisposed();
         _ = callee.Object; // fail fast; read again with the GIL below
         var o = options ?? CallOptions.Default;
+        cancellationToken.ThrowIfCancellationRequested();
+        using var interrupt = CallInterrupt.For(o.Timeout, cancellationToken);
         try
         {
-            return PythonRuntime.Run(() =>
+            var value = PythonRuntime.Run(() =>
             {
-                using var temporaries = new InProcessConversions.Temporaries();
+                using var temporaries = new InProcessConversions.Temporaries { Arrays = o.Arrays };
                 var pyArgs = InProcessConversions.ToTuple(this, args, temporaries);
                 var pyKwargs = InProcessConversions.ToDict(this, o.KeywordArguments, temporaries);
                 using var grad = new PyInt((int)o.GradMode);
                 // The callee is read with the GIL held, right before the tuple takes its own reference: a Dispose on another
                 // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
-                using var callArgs = new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
-                using (Diagnostics.PythonWarnings.Capture("PythonRef.Call")) // the callee's warnings reach PythonWarnings.Raised
-                    return InProcessConversions.ToValue(this, CallFunction.Invoke(callArgs));
+                var output = Output;
+                using var sink = output is null ? null : OutputSink(output);
+                using var callArgs = sink is null
+                    ? new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)])
+                    : new PyTuple([sink, callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
+                PyObject result;
+                interrupt?.Enter();
+                try
+                {
+                    using (Diagnostics.PythonWarnings.Capture("PythonRef.Call")) // the callee's warnings reach PythonWarnings.Raised
+                        result = (sink is null ? CallFunction : CallWithOutputFunction).Invoke(callArgs);
+                }
+                finally
+                {
+                    interrupt?.Exit();
+                }
+                return InProcessConversions.ToValue(this, result);
             });
+            if (interrupt?.Reason is not null)
+            {
+                // The code finished anyway (it caught the interrupt, or a native call returned just then): past the limit all the same.
+                value.Dispose();
+                throw interrupt.Exception(null);
+            }
+            return value;
+        }
+        catch (PythonErrorException e) when (interrupt?.Reason is not null)
+        {
+            throw interrupt.Exception(e);
         }
         catch (PythonErrorException e)
         {
-            throw TorchExport.Translate(e);
+            throw TorchExport.Translate(ArgumentHints.Annotate(e, args, o.KeywordArguments));
         }
     }
 
@@ -124,6 +155,31 @@ internal sealed class InProcessSession : PythonSession
             return s_call;
         }
     }
+
+    // interop_helpers.calls.call_with_output, looked up once with the GIL.
+    private static PyObject? s_callWithOutput;
+
+    private static PyObject CallWithOutputFunction
+    {
+        get
+        {
+            Gil.AssertHeld();
+            if (s_callWithOutput is null)
+            {
+                using var calls = Py.Import(CallsModule);
+                s_callWithOutput = calls.GetAttr("call_with_output");
+            }
+            return s_callWithOutput;
+        }
+    }
+
+    // A Python callable (a pythonnet-wrapped delegate) that writes Python's text to the writer, serialised on it.
+    private static PyObject OutputSink(TextWriter writer) =>
+        PyObject.FromManagedObject(new Action<string>(text =>
+        {
+            lock (writer)
+                writer.Write(text);
+        }));
 
     /// <summary>A reference to <paramref name="obj"/> (taking ownership); <paramref name="loadedModule"/>: its sys.modules name when LoadFile made it.</summary>
     internal InProcessRef Track(PyObject obj, string? loadedModule = null)
@@ -206,6 +262,15 @@ internal sealed class InProcessRef : PythonRef
     }
 
     public override PythonValue Call(IReadOnlyList<object?> args, CallOptions? options) => _session.Call(this, args, options);
+
+    /// <summary>Runs the call on the thread pool; a timeout or cancellation interrupts its Python code (see <see cref="CallInterrupt"/>).</summary>
+    public override Task<PythonValue> CallAsync(IReadOnlyList<object?> args, CallOptions? options, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ThrowIfDisposed();
+        ct.ThrowIfCancellationRequested();
+        return Task.Run(() => _session.Call(this, args, options, ct), CancellationToken.None);
+    }
 
     public override string ToString() => IsDisposed ? "disposed PythonRef" : $"PythonRef {PythonType}";
 

@@ -27,6 +27,25 @@ public abstract class PythonRef : IDisposable
     /// <exception cref="Errors.PythonErrorException">The attribute does not exist (<c>AttributeError</c>).</exception>
     public abstract PythonRef GetAttr(string name);
 
+    /// <summary>The attribute <c>obj.name</c> as a value (<c>model.training</c> as a bool, a weight as a tensor, ...).</summary>
+    /// <exception cref="Errors.PythonErrorException">The attribute does not exist (<c>AttributeError</c>).</exception>
+    public PythonValue GetAttrValue(string name, CallOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ThrowIfDisposed();
+        return Session.Helper("get_attr").Call([this, name], options);
+    }
+
+    /// <summary><c>obj.name = value</c>; <paramref name="value"/> is converted like a call argument.</summary>
+    /// <exception cref="Errors.PythonErrorException">Python refused the assignment.</exception>
+    /// <exception cref="Errors.UnsupportedArgumentException">The value's type cannot be passed.</exception>
+    public void SetAttr(string name, object? value, CallOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ThrowIfDisposed();
+        Session.Helper("set_attr").Call([this, name, value], options).Dispose();
+    }
+
     /// <summary>Calls the object with positional arguments and default options: <c>obj(*args)</c>.</summary>
     /// <exception cref="Errors.UnsupportedArgumentException">An argument's type cannot be passed.</exception>
     /// <exception cref="Errors.PythonErrorException">The call raised; carries the Python traceback.</exception>
@@ -53,9 +72,11 @@ public abstract class PythonRef : IDisposable
 #pragma warning restore CA1716
 
     /// <summary>
-    /// <see cref="Call(IReadOnlyList{object?}, CallOptions?)"/> without blocking the caller. The default runs it on the
-    /// thread pool; cancellation and <see cref="CallOptions.Timeout"/> stop the wait, not the Python code (which
-    /// cannot be interrupted in-process; its result is then disposed when it arrives).
+    /// <see cref="Call(IReadOnlyList{object?}, CallOptions?)"/> without blocking the caller, on the thread pool. Both session
+    /// kinds override it so that cancellation and <see cref="CallOptions.Timeout"/> stop the Python code (isolated: the worker
+    /// is stopped; in-process: the code is interrupted at its next bytecode boundary) and throw
+    /// <see cref="OperationCanceledException"/> / <see cref="Errors.WorkerTimeoutException"/>. This default (for other
+    /// implementations) only stops the wait; a result that arrives later is disposed.
     /// </summary>
     public virtual async Task<PythonValue> CallAsync(IReadOnlyList<object?> args, CallOptions? options, CancellationToken ct = default)
     {

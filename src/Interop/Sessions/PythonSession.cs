@@ -49,6 +49,15 @@ public abstract class PythonSession : IDisposable
     /// <summary>True once <see cref="Dispose()"/> ran.</summary>
     public bool IsDisposed { get; private set; }
 
+    /// <summary>
+    /// Where Python's output (<c>print</c>, <c>sys.stdout</c> and <c>sys.stderr</c>) goes; null (the default): the process's
+    /// console. In-process, the text of calls on this session is written as it is printed (threads the Python code starts
+    /// still write to the console); isolated, each line a worker prints is written as <c>[worker PID] line</c>
+    /// (with null: to this process's stderr, unless <see cref="global::Interop.Isolated.WorkerOptions.EchoWorkerOutput"/> is false).
+    /// Writes are serialised on the writer; it may be changed at any time.
+    /// </summary>
+    public TextWriter? Output { get; set; }
+
     /// <summary><c>importlib.import_module(moduleName)</c>.</summary>
     /// <exception cref="Errors.PythonErrorException">The import raised (e.g. <c>ModuleNotFoundError</c>).</exception>
     public abstract PythonRef Import(string moduleName);
@@ -57,6 +66,89 @@ public abstract class PythonSession : IDisposable
     /// <exception cref="FileNotFoundException">No such file.</exception>
     /// <exception cref="Errors.PythonErrorException">Running the file raised.</exception>
     public abstract PythonRef LoadFile(string path);
+
+    // ---- scripting -----------------------------------------------------------------------------------------
+    // Exec / Eval call functions of interop_helpers.calls like any other Python function, so their arguments (the
+    // globals) and results follow the one conversion contract of the session kind, and options (timeout, grad mode,
+    // array conversion) apply unchanged.
+
+    /// <summary>
+    /// Runs Python source text (<c>exec</c>) in a fresh <c>__main__</c>-like namespace that holds <paramref name="globals"/>
+    /// (converted like call arguments), and returns the globals the script bound as a <see cref="PythonValueKind.Mapping"/>:
+    /// names that do not start with <c>__</c>, are not modules, and are not still bound to the very object passed in.
+    /// </summary>
+    /// <example><code>
+    /// using var result = session.Exec("total = sum(xs) * scale", new Dictionary&lt;string, object?&gt; { ["xs"] = new[] { 1, 2 }, ["scale"] = 2.0 },
+    ///                                 new CallOptions { Arrays = ArrayConversion.NumPy });
+    /// double total = result["total"].AsDouble();
+    /// </code></example>
+    /// <exception cref="Errors.PythonErrorException">The script raised (or has a syntax error); carries the traceback.</exception>
+    /// <exception cref="Errors.UnsupportedArgumentException">A global's type cannot be passed.</exception>
+    public PythonValue Exec(string source, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return Helper("exec_source").Call([source, Globals(globals)], options);
+    }
+
+    /// <summary><see cref="Exec"/> of the file at <paramref name="path"/> (tracebacks name the file and its lines).</summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    public PythonValue ExecFile(string path, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null) =>
+        Helper("exec_file").Call([CheckPythonFile(path), Globals(globals)], options);
+
+    /// <summary>Evaluates a Python expression (<c>eval</c>) with <paramref name="globals"/> as its names and returns its value.</summary>
+    /// <exception cref="Errors.PythonErrorException">The expression raised (or is not an expression).</exception>
+    public PythonValue Eval(string expression, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        return Helper("eval_source").Call([expression, Globals(globals)], options);
+    }
+
+    /// <summary><see cref="Exec"/> without blocking; cancellation and <see cref="CallOptions.Timeout"/> stop the script as they stop a call.</summary>
+    public Task<PythonValue> ExecAsync(string source, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return Helper("exec_source").CallAsync([source, Globals(globals)], options, cancellationToken);
+    }
+
+    /// <summary><see cref="Eval"/> without blocking; cancellation and <see cref="CallOptions.Timeout"/> stop it as they stop a call.</summary>
+    public Task<PythonValue> EvalAsync(string expression, IReadOnlyDictionary<string, object?>? globals = null, CallOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(expression);
+        return Helper("eval_source").CallAsync([expression, Globals(globals)], options, cancellationToken);
+    }
+
+    private static ScriptGlobals Globals(IReadOnlyDictionary<string, object?>? globals)
+    {
+        var copy = new ScriptGlobals();
+        if (globals is not null)
+        {
+            foreach (var (name, value) in globals)
+            {
+                ArgumentException.ThrowIfNullOrWhiteSpace(name, nameof(globals));
+                copy[name] = value;
+            }
+        }
+        return copy;
+    }
+
+    /// <summary>The globals of a script (a dictionary argument; error hints call its entries "global 'name'").</summary>
+    internal sealed class ScriptGlobals() : Dictionary<string, object?>(StringComparer.Ordinal);
+
+    private readonly Dictionary<string, PythonRef> _helpers = new(StringComparer.Ordinal);
+    private PythonRef? _helperModule;
+
+    /// <summary>A function of <c>interop_helpers.calls</c> in this session (looked up once; released with the session).</summary>
+    internal PythonRef Helper(string name)
+    {
+        ThrowIfDisposed();
+        lock (_helpers)
+        {
+            if (_helpers.TryGetValue(name, out var f) && !f.IsDisposed)
+                return f;
+            _helperModule ??= Import(Embedding.PythonRuntime.HelperPackage + ".calls");
+            return _helpers[name] = _helperModule.GetAttr(name);
+        }
+    }
 
     /// <summary>Releases the session's Python objects. Harmless when called again.</summary>
     public void Dispose()

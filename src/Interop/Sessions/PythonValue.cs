@@ -32,6 +32,8 @@ public enum PythonValueKind
     Mapping,
     /// <summary>Any other object (a module, an <c>nn.Module</c>, a big int, ...); see <see cref="PythonValue.AsRef"/>.</summary>
     Object,
+    /// <summary><c>bytes</c>; see <see cref="PythonValue.AsBytes"/>.</summary>
+    Bytes,
 }
 #pragma warning restore CA1720
 
@@ -42,7 +44,7 @@ public enum PythonValueKind
 /// </summary>
 public sealed class PythonValue : IDisposable
 {
-    private readonly object? _value; // bool, long, double, string, TensorData, PythonValue[], KeyValuePair<,>[], PythonRef
+    private readonly object? _value; // bool, long, double, string, byte[], TensorData, PythonValue[], KeyValuePair<,>[], PythonRef
     private int _disposed;
 
     private PythonValue(PythonValueKind kind, object? value, string pythonType)
@@ -75,6 +77,9 @@ public sealed class PythonValue : IDisposable
     /// <summary>A <c>str</c>.</summary>
     public static PythonValue FromString(string value) => new(PythonValueKind.String, value ?? throw new ArgumentNullException(nameof(value)), "str");
 
+    /// <summary>A <c>bytes</c> object (copied).</summary>
+    public static PythonValue FromBytes(ReadOnlySpan<byte> value) => new(PythonValueKind.Bytes, value.ToArray(), "bytes");
+
     /// <summary>A tensor whose memory <paramref name="data"/> holds; the value takes ownership of it.</summary>
     public static PythonValue FromTensor(TensorData data, string pythonType = "torch.Tensor") =>
         new(PythonValueKind.Tensor, data ?? throw new ArgumentNullException(nameof(data)), pythonType);
@@ -100,17 +105,69 @@ public sealed class PythonValue : IDisposable
     /// <exception cref="PythonValueKindException">The value is not a bool.</exception>
     public bool AsBool() => Get<bool>(PythonValueKind.Bool, nameof(AsBool));
 
-    /// <summary>The <c>int</c>.</summary>
-    /// <exception cref="PythonValueKindException">The value is not an int.</exception>
-    public long AsInt64() => Get<long>(PythonValueKind.Int, nameof(AsInt64));
+    /// <summary>The <c>int</c>, or the element of a one-element tensor of an integer or bool dtype (a 0-d result such as a count).</summary>
+    /// <exception cref="PythonValueKindException">The value is not an int, nor a one-element integer tensor.</exception>
+    /// <exception cref="OverflowException">A uint64 element above <see cref="long.MaxValue"/>.</exception>
+    public long AsInt64()
+    {
+        if (Kind == PythonValueKind.Tensor && ScalarElement(nameof(AsInt64)) is { } data &&
+            data.DType.Kind is DTypeKind.SignedInteger or DTypeKind.UnsignedInteger or DTypeKind.Bool)
+            return data.DType.ClrType == typeof(ulong) ? checked((long)ReadElement<ulong>(data)) : (long)ReadAsDouble(data);
+        if (Kind == PythonValueKind.Tensor)
+            throw new PythonValueKindException(nameof(AsInt64), "Int (or a one-element integer tensor)", Kind, $"{PythonType} of {DType}; use AsDouble or Item<T>");
+        return Get<long>(PythonValueKind.Int, nameof(AsInt64));
+    }
 
-    /// <summary>The <c>float</c> (an <c>int</c> is widened).</summary>
-    /// <exception cref="PythonValueKindException">The value is not a float or int.</exception>
-    public double AsDouble() => Kind == PythonValueKind.Int ? AsInt64() : Get<double>(PythonValueKind.Float, nameof(AsDouble));
+    /// <summary>
+    /// The <c>float</c> (an <c>int</c> is widened), or the element of a one-element tensor or array of a real dtype, converted
+    /// to double (like <c>tensor.item()</c>; a 0-d loss reads as <c>loss.AsDouble()</c>).
+    /// </summary>
+    /// <exception cref="PythonValueKindException">The value is not a float or int, nor a one-element real tensor.</exception>
+    public double AsDouble()
+    {
+        if (Kind == PythonValueKind.Tensor)
+        {
+            var data = ScalarElement(nameof(AsDouble));
+            if (data.DType.Kind == DTypeKind.Complex || data.DType.ClrType is null)
+                throw new PythonValueKindException(nameof(AsDouble), "Float (or a one-element real tensor)", Kind, $"{PythonType} of {data.DType}");
+            return ReadAsDouble(data);
+        }
+        return Kind == PythonValueKind.Int ? AsInt64() : Get<double>(PythonValueKind.Float, nameof(AsDouble));
+    }
+
+    /// <summary>
+    /// The element of a one-element tensor (0-d or any shape with one element) as its exact element type <typeparamref name="T"/>
+    /// (<c>float</c> for float32, ...); for a Python <c>int</c> or <c>float</c> value, the number converted to <typeparamref name="T"/>.
+    /// </summary>
+    /// <exception cref="ElementTypeMismatchException"><typeparamref name="T"/> is not the tensor's element type.</exception>
+    /// <exception cref="PythonValueKindException">The value is neither a number nor a one-element tensor.</exception>
+    public T Item<T>() where T : unmanaged
+    {
+        switch (Kind)
+        {
+            case PythonValueKind.Tensor:
+                var data = ScalarElement(nameof(Item));
+                if (data.DType.ClrType != typeof(T))
+                    throw new ElementTypeMismatchException(typeof(T), data.DType.Name, data.DType.ClrType);
+                return ReadElement<T>(data);
+            case PythonValueKind.Int:
+                return (T)Convert.ChangeType(AsInt64(), typeof(T), System.Globalization.CultureInfo.InvariantCulture);
+            case PythonValueKind.Float:
+                return (T)Convert.ChangeType(AsDouble(), typeof(T), System.Globalization.CultureInfo.InvariantCulture);
+            case PythonValueKind.Bool when typeof(T) == typeof(bool):
+                return (T)(object)AsBool();
+            default:
+                throw new PythonValueKindException(nameof(Item), "Int, Float or one-element Tensor", Kind, PythonType);
+        }
+    }
 
     /// <summary>The <c>str</c>.</summary>
     /// <exception cref="PythonValueKindException">The value is not a str.</exception>
     public string AsString() => Get<string>(PythonValueKind.String, nameof(AsString));
+
+    /// <summary>A copy of the <c>bytes</c>.</summary>
+    /// <exception cref="PythonValueKindException">The value is not bytes.</exception>
+    public byte[] AsBytes() => (byte[])Get<byte[]>(PythonValueKind.Bytes, nameof(AsBytes)).Clone();
 
     /// <summary>The object, still in its session (for <see cref="PythonValueKind.Object"/>). The value keeps ownership: the
     /// reference is valid until the value is disposed (use <c>GetAttr</c> on it to get independent references).</summary>
@@ -124,6 +181,7 @@ public sealed class PythonValue : IDisposable
     public IReadOnlyList<PythonValue> Items => Get<PythonValue[]>(PythonValueKind.Sequence, nameof(Items));
 
     /// <summary>The item at <paramref name="index"/> of a list or tuple.</summary>
+    [IndexerName("ItemAt")] // the indexers' metadata name: "Item" is the scalar accessor Item<T>() (as torch's tensor.item())
     public PythonValue this[int index] => Items[index];
 
     /// <summary>The entries of a dict, in its order.</summary>
@@ -133,6 +191,7 @@ public sealed class PythonValue : IDisposable
 
     /// <summary>The value of a dict at the string key <paramref name="key"/>.</summary>
     /// <exception cref="KeyNotFoundException">No such key.</exception>
+    [IndexerName("ItemAt")]
     public PythonValue this[string key]
     {
         get
@@ -247,6 +306,27 @@ public sealed class PythonValue : IDisposable
         return result;
     }
 
+    /// <summary>Copies a 2-d tensor into a new <c>T[,]</c> (C order).</summary>
+    /// <exception cref="LayoutException">The tensor's rank is not 2.</exception>
+    public T[,] ToArray2D<T>() where T : unmanaged => (T[,])ToRankArray<T>(2);
+
+    /// <summary>Copies a 3-d tensor into a new <c>T[,,]</c> (C order).</summary>
+    /// <exception cref="LayoutException">The tensor's rank is not 3.</exception>
+    public T[,,] ToArray3D<T>() where T : unmanaged => (T[,,])ToRankArray<T>(3);
+
+    /// <summary>Copies a 4-d tensor into a new <c>T[,,,]</c> (C order; e.g. a batch of images).</summary>
+    /// <exception cref="LayoutException">The tensor's rank is not 4.</exception>
+    public T[,,,] ToArray4D<T>() where T : unmanaged => (T[,,,])ToRankArray<T>(4);
+
+    private Array ToRankArray<T>(int rank) where T : unmanaged
+    {
+        var data = Typed<T>();
+        if (data.Shape.Count != rank)
+            throw new LayoutException($"The tensor has rank {data.Shape.Count} (shape ({string.Join(", ", data.Shape)})), not {rank}. " +
+                                      "Fix: use the ToArray method of its rank (ToArray for 1-d, ToArray2D, ToArray3D, ToArray4D) or ToMultidimensionalArray.");
+        return ToMultidimensionalArray<T>();
+    }
+
     /// <summary>A short description, e.g. <c>Tensor float32 (2, 3)</c> or <c>Int 42</c>.</summary>
     public override string ToString() => IsDisposed ? "disposed PythonValue" : Kind switch
     {
@@ -255,6 +335,7 @@ public sealed class PythonValue : IDisposable
         PythonValueKind.Mapping => $"dict of {Entries.Count}",
         PythonValueKind.Object => $"Object {PythonType}",
         PythonValueKind.None => "None",
+        PythonValueKind.Bytes => $"bytes of {((byte[])_value!).Length}",
         _ => $"{Kind} {Convert.ToString(_value, System.Globalization.CultureInfo.InvariantCulture)}",
     };
 
@@ -294,6 +375,62 @@ public sealed class PythonValue : IDisposable
 
     private static (nint[] Shape, nint[] Strides) NativeLayout(TensorData data) =>
         ([.. data.Shape.Select(d => checked((nint)d))], [.. data.Strides.Select(d => checked((nint)d))]);
+
+    // The tensor, checked to hold exactly one element (whatever its rank), for the scalar accessors.
+    private TensorData ScalarElement(string accessor)
+    {
+        var data = AsTensorData();
+        if (data.ElementCount != 1)
+            throw new PythonValueKindException(accessor, "scalar (or one-element tensor)", Kind,
+                $"{PythonType} of shape ({string.Join(", ", data.Shape)}), {data.ElementCount} elements; use ToArray or AsReadOnlySpan");
+        return data;
+    }
+
+    private static unsafe T ReadElement<T>(TensorData data) where T : unmanaged =>
+        // Safety: the caller checked there is one element of type T at Address, held until the value is disposed.
+        Unsafe.ReadUnaligned<T>((void*)data.Address);
+
+    private static double ReadAsDouble(TensorData data)
+    {
+        var t = data.DType.ClrType;
+        if (t == typeof(float)) return ReadElement<float>(data);
+        if (t == typeof(double)) return ReadElement<double>(data);
+        if (t == typeof(Half)) return (double)ReadElement<Half>(data);
+        if (t == typeof(bool)) return ReadElement<byte>(data) != 0 ? 1 : 0;
+        if (t == typeof(sbyte)) return ReadElement<sbyte>(data);
+        if (t == typeof(byte)) return ReadElement<byte>(data);
+        if (t == typeof(short)) return ReadElement<short>(data);
+        if (t == typeof(ushort)) return ReadElement<ushort>(data);
+        if (t == typeof(int)) return ReadElement<int>(data);
+        if (t == typeof(uint)) return ReadElement<uint>(data);
+        if (t == typeof(long)) return ReadElement<long>(data);
+        if (t == typeof(ulong)) return ReadElement<ulong>(data);
+        throw new PythonValueKindException(nameof(AsDouble), "real scalar", PythonValueKind.Tensor, data.DType.Name);
+    }
+
+    /// <summary>
+    /// The .NET argument that passes this value back to Python (the rule of "results are arguments"): scalars and strings
+    /// as themselves, bytes as <see cref="ReadOnlyMemory{T}"/> of byte, tensors as a C-order copy (a <see cref="TensorArgument"/>),
+    /// lists as <c>object?[]</c>, tuples as a tuple, dicts with string keys as a dictionary, objects as their <see cref="PythonRef"/>.
+    /// </summary>
+    internal object? ToArgument(string where)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return Kind switch
+        {
+            PythonValueKind.None => null,
+            PythonValueKind.Bool or PythonValueKind.Int or PythonValueKind.Float or PythonValueKind.String => _value,
+            PythonValueKind.Bytes => new ReadOnlyMemory<byte>((byte[])_value!),
+            PythonValueKind.Tensor => TensorArgument.CopyOf(AsTensorData()),
+            PythonValueKind.Sequence when PythonType == "tuple" => new TupleArgument(Items.Select((v, i) => v.ToArgument($"{where}[{i}]")).ToArray()),
+            PythonValueKind.Sequence => Items.Select((v, i) => v.ToArgument($"{where}[{i}]")).ToArray(),
+            PythonValueKind.Mapping => Entries.ToDictionary(
+                e => e.Key.Kind == PythonValueKind.String ? e.Key.AsString()
+                    : throw new UnsupportedArgumentException(typeof(PythonValue), where, $"a dict with a {e.Key.PythonType} key; dictionaries passed to Python need string keys"),
+                e => e.Value.ToArgument($"{where}['{e.Key}']")),
+            _ => AsRef(),
+        };
+    }
 
     private TensorData Typed<T>() where T : unmanaged
     {

@@ -80,6 +80,27 @@ public sealed class TensorArgument
         return new(new MemorySource<T>(data), DType.Of<T>(), shape);
     }
 
+    /// <summary>A C-order copy of a tensor result's elements (so a result can be passed back as an argument, in any session).</summary>
+    internal static unsafe TensorArgument CopyOf(TensorData data)
+    {
+        var bytes = new byte[checked((int)(data.ElementCount * data.DType.ItemSize))];
+        var shape = data.Shape.Select(d => (nint)d).ToArray();
+        var strides = data.Strides.Select(s => (nint)s).ToArray();
+        fixed (byte* dst = bytes)
+            StridedCopy.Gather((byte*)data.Address, shape, strides, data.DType.ItemSize, 1, dst);
+        return new(new MemorySource<byte>(bytes), data.DType, [.. data.Shape]);
+    }
+
+    /// <summary>A C-order copy of an in-process NumPy array's elements (so an <see cref="NumPy.NDArray"/> can go to a worker process).</summary>
+    /// <exception cref="NotSupportedException">The array's dtype has no .NET element type.</exception>
+    internal static TensorArgument CopyOf(NumPy.NDArray array)
+    {
+        var dtype = array.DType;
+        var clr = dtype.ClrType ?? throw new NotSupportedException($"A {dtype.Name} array has no .NET element type to copy it through.");
+        var flat = (Array)typeof(NumPy.NDArray).GetMethod(nameof(NumPy.NDArray.ToArray))!.MakeGenericMethod(clr).Invoke(array, null)!;
+        return new(new ArraySource(flat, dtype.ItemSize), dtype, array.Shape);
+    }
+
     /// <summary>
     /// The one rule for which call arguments are tensors: a <see cref="TensorArgument"/>, a .NET array whose element
     /// type is in the dtype table, or a <see cref="Tensor{T}"/> of such a type. Other values give false.
@@ -137,4 +158,12 @@ public sealed class TensorArgument
             return MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(array), (nint)offset), length);
         }
     }
+}
+
+/// <summary>A Python tuple argument of any length (a <see cref="System.Runtime.CompilerServices.ITuple"/>; value tuples are ITuples too).</summary>
+internal sealed class TupleArgument(object?[] items) : System.Runtime.CompilerServices.ITuple
+{
+    public int Length => items.Length;
+
+    public object? this[int index] => items[index];
 }
