@@ -61,6 +61,35 @@ public static class TensorComparer
             : TensorFailure(a, b, close, mismatches, compute, rtol, atol, options.Semantics);
     }
 
+    /// <summary>
+    /// The greatest absolute and relative differences over all elements (in float64; equal values, and NaN on both
+    /// sides, count as 0; |expected| = 0 with a difference gives an infinite relative difference), for reports.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shapes differ.</exception>
+    public static (double Absolute, double Relative) Differences(TensorOperand actual, TensorOperand expected)
+    {
+        ArgumentNullException.ThrowIfNull(actual);
+        ArgumentNullException.ThrowIfNull(expected);
+        if (!actual.Shape.SequenceEqual(expected.Shape))
+            throw new ArgumentException($"Shapes differ: {PythonFormat.Size(actual.Shape)} and {PythonFormat.Size(expected.Shape)}.", nameof(actual));
+        double abs = 0, rel = 0;
+        var complex = actual.DType.Kind == DTypeKind.Complex || expected.DType.Kind == DTypeKind.Complex;
+        var a = actual.CastTo(complex ? DType.Complex128 : actual.Integers is null ? DType.Float64 : actual.DType);
+        var b = expected.CastTo(complex ? DType.Complex128 : expected.Integers is null ? DType.Float64 : expected.DType);
+        for (var i = 0; i < a.ElementCount; i++)
+        {
+            double x = a.Integers is { } ai ? ai[i] : a.Real![i], y = b.Integers is { } bi ? bi[i] : b.Real![i];
+            double xi = a.Imaginary?[i] ?? 0, yi = b.Imaginary?[i] ?? 0;
+            if ((x == y && xi == yi) || ((double.IsNaN(x) || double.IsNaN(xi)) && (double.IsNaN(y) || double.IsNaN(yi))))
+                continue;
+            var d = ExactHypot.Of(x - y, xi - yi);
+            var r = d / ExactHypot.Of(y, yi);
+            abs = double.IsNaN(d) || d > abs ? d : abs;
+            rel = double.IsNaN(r) || r > rel ? r : rel;
+        }
+        return (abs, rel);
+    }
+
     /// <summary>The loosest default tolerances of the two dtypes, as <c>torch.testing</c>'s <c>default_tolerances</c>.</summary>
     public static (double Rtol, double Atol) Defaults(DType actual, DType expected)
     {

@@ -176,7 +176,7 @@ internal sealed class ArgumentEncoder
             ["offset"] = _total,
         };
         _arrays.Add((node, payload));
-        _total = checked(_total + payload.Bytes.Length);
+        _total = checked(_total + (payload.ElementCount * payload.DType.ItemSize));
         return node;
     }
 
@@ -189,8 +189,7 @@ internal sealed class ArgumentEncoder
         foreach (var (node, payload) in _arrays)
         {
             var offset = (long)node["offset"]!;
-            var bytes = payload.Bytes;
-            bytes.CopyTo(region.Slice(offset, bytes.Length));
+            payload.CopyTo(region.Slice(offset, checked((int)(payload.ElementCount * payload.DType.ItemSize)))); // one copy, also for strided memory
             node["region"] = region.Id;
         }
     }
