@@ -32,7 +32,7 @@ public class OpParitySuite
             return;
         var table = $"PyTorch {_harness.PyTorchVersion} (worker) vs TorchSharp {TorchSharpSupport.TorchSharpVersion} (libtorch {TorchSharpSupport.LibTorchVersion})\n\n" +
                     ParityHarness.Table(_results.OrderBy(r => Array.FindIndex(ParityOps.All, o => o.Name == r.Op)).ThenBy(r => r.DType.Name).ThenBy(r => r.Layout));
-        TestContext.Progress.WriteLine(table);
+        TestContext.Out.WriteLine(table);
         File.WriteAllText(Path.Combine(TestContext.CurrentContext.WorkDirectory, "parity-table.md"), table);
         _harness.Dispose();
     }

@@ -77,3 +77,24 @@ public class SessionArgumentTests
         Assert.That(result.Row(), Does.Contain("**FAIL**"));
     }
 }
+
+[TestFixture]
+[Category("torch")]
+[Category("isolated")]
+public class ConverterHookTests
+{
+    /// <summary>A tensor type the core library does not know.</summary>
+    private sealed record ForeignTensor(double[] Values);
+
+    [Test]
+    public void A_registered_converter_makes_a_foreign_tensor_type_a_call_argument()
+    {
+        TensorArgument.RegisterConverter(v => v is ForeignTensor f ? TensorArgument.Create<double>(f.Values, 2, 2) : null);
+        using var session = TestSessions.Isolated();
+        using var module = session.LoadFile(Path.Combine(AppContext.BaseDirectory, "interop_testing", "interop_parity.py"));
+        using var run = module.GetAttr("run");
+        using var result = run.Call("lambda x: x * 2", "contiguous", new ForeignTensor([1, 2, 3, 4]));
+        Assert.That(result, TensorIs.CloseTo(new double[,] { { 2, 4 }, { 6, 8 } }));
+        Assert.That(TensorArgument.TryCreate(new object(), out _), Is.False, "other objects stay unsupported");
+    }
+}
