@@ -182,7 +182,13 @@ public sealed class TensorOperand
         var strides = Interop.Embedding.PythonRuntime.Run(() =>
         {
             using var s = tensor.PyObject.InvokeMethod("stride");
-            return s.As<long[]>();
+            var result = new long[s.Length()];
+            for (var i = 0; i < result.Length; i++)
+            {
+                using var item = s[i];
+                result[i] = item.As<long>();
+            }
+            return result;
         });
         using var array = tensor.Numpy(new ExportOptions { Upcast = dtype == DType.BFloat16 });
         var read = FromNDArray(array);
