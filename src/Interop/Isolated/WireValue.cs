@@ -254,12 +254,15 @@ internal sealed class ArgumentEncoder
         {
             var offset = (long)node["offset"]!;
             var length = payload.ByteLength;
-            for (long done = 0; done < length;)
-            {
-                var n = (int)Math.Min(CopyChunk, length - done);
-                payload.Chunk(done, n).CopyTo(region.Slice(offset + done, n));
-                done += n;
-            }
+            if (payload.IsStrided)
+                payload.CopyTo(region.Slice(offset, checked((int)length))); // one copy: gathered straight into the region
+            else
+                for (long done = 0; done < length;)
+                {
+                    var n = (int)Math.Min(CopyChunk, length - done);
+                    payload.Chunk(done, n).CopyTo(region.Slice(offset + done, n));
+                    done += n;
+                }
             node["region"] = region.Id;
         }
     }

@@ -2,6 +2,7 @@
 // a shape and a dtype from the one table. Every session kind accepts it, so the decision "which .NET values
 // are tensors" is made here once (TryCreate) and each session only decides how to carry the bytes.
 using System.Numerics.Tensors;
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Interop.Buffers;
@@ -37,7 +38,10 @@ public sealed class TensorArgument
     /// <summary>The number of elements.</summary>
     public long ElementCount { get; }
 
-    /// <summary>The elements' bytes in C order and native byte order (the caller's memory, not a copy).</summary>
+    /// <summary>
+    /// The elements' bytes in C order and native byte order: the caller's memory, not a copy, except for an argument
+    /// over strided memory (<see cref="FromMemory"/> with non-C-order strides), which gathers them into a new array.
+    /// </summary>
     /// <exception cref="OverflowException">The elements take more than <see cref="int.MaxValue"/> bytes (a span cannot hold them).</exception>
     public ReadOnlySpan<byte> Bytes => _source.Chunk(0, checked((int)_source.ByteLength));
 
@@ -46,6 +50,53 @@ public sealed class TensorArgument
 
     /// <summary>The bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>), for copies in chunks of arguments over 2 GiB.</summary>
     internal ReadOnlySpan<byte> Chunk(long offset, int length) => _source.Chunk(offset, length);
+
+    /// <summary>True when <see cref="Bytes"/> would gather (strided memory); sessions then use <see cref="CopyTo"/> for their one copy.</summary>
+    public bool IsStrided => _source is StridedSource;
+
+    /// <summary>Copies the elements in C order into <paramref name="destination"/> (gathering strided memory directly: one copy).</summary>
+    /// <exception cref="ArgumentException">The destination is shorter than the elements' bytes.</exception>
+    public void CopyTo(Span<byte> destination) => _source.CopyTo(destination);
+
+    /// <summary>
+    /// An argument over native memory at <paramref name="address"/>: <paramref name="shape"/>, strides in bytes (not
+    /// negative; C order when empty), no copy until a session copies it during the call. <paramref name="keepAlive"/>
+    /// (e.g. the tensor that owns the memory) is referenced until the argument is collected; the caller keeps the
+    /// memory valid and unchanged until the call returns. For tensor libraries' adapters (Interop.TorchSharp).
+    /// </summary>
+    /// <exception cref="ArgumentException">Strides do not match the shape, or are negative.</exception>
+    public static TensorArgument FromMemory(nint address, DType dtype, long[] shape, long[] byteStrides, object? keepAlive)
+    {
+        ArgumentNullException.ThrowIfNull(dtype);
+        ArgumentNullException.ThrowIfNull(shape);
+        shape = (long[])shape.Clone();
+        var count = Layout.ElementCount(shape);
+        var c = new long[shape.Length];
+        for (long d = shape.Length - 1, s = dtype.ItemSize; d >= 0; s *= Math.Max(shape[d], 1), d--)
+            c[d] = s;
+        byteStrides = byteStrides is null || byteStrides.Length == 0 ? c : (long[])byteStrides.Clone();
+        if (byteStrides.Length != shape.Length || byteStrides.Any(x => x < 0))
+            throw new ArgumentException($"{byteStrides.Length} strides for {shape.Length} dimensions, or a negative stride: pass one non-negative byte stride per dimension.", nameof(byteStrides));
+        if (count > 0 && address == 0)
+            throw new ArgumentException("A null address for a non-empty tensor.", nameof(address));
+        var contiguous = count <= 1 || Enumerable.Range(0, shape.Length).All(d => shape[d] == 1 || byteStrides[d] == c[d]);
+        Source source = contiguous ? new NativeSource(address, checked(count * dtype.ItemSize), keepAlive)
+                                   : new StridedSource(address, dtype.ItemSize, shape, byteStrides, count, keepAlive);
+        return new(source, dtype, shape);
+    }
+
+    /// <summary>
+    /// Adds a converter for tensor types this assembly does not know: it returns an argument for values it handles,
+    /// else null. Interop.TorchSharp registers one for TorchSharp tensors (so they can be passed to any session).
+    /// </summary>
+    public static void RegisterConverter(Func<object, TensorArgument?> converter)
+    {
+        ArgumentNullException.ThrowIfNull(converter);
+        lock (s_converters)
+            s_converters.Add(converter);
+    }
+
+    private static readonly List<Func<object, TensorArgument?>> s_converters = [];
 
     /// <summary>An argument over <paramref name="data"/> with <paramref name="shape"/> (default: 1-d). No copy.</summary>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not in the dtype table.</exception>
@@ -115,7 +166,45 @@ public sealed class TensorArgument
                                                                           && IsElementType(type.GetGenericArguments()[0]) => FromTensorObject(value, type),
             _ => null,
         };
+        if (argument is null && value is not null and not string)
+            argument = Converted(value);
         return argument is not null;
+    }
+
+    private static TensorArgument? Converted(object value)
+    {
+        // TorchSharp tensors: the adapter lives in Interop.TorchSharp (this assembly never references TorchSharp);
+        // loading it runs its module initializer, which registers the converter.
+        if (IsTorchSharpTensor(value.GetType()) && !s_torchSharpAdapterLoaded)
+        {
+            s_torchSharpAdapterLoaded = true;
+            try
+            {
+                var adapter = Assembly.Load("Interop.TorchSharp");
+                RuntimeHelpers.RunModuleConstructor(adapter.ManifestModule.ModuleHandle);
+            }
+            catch (FileNotFoundException)
+            {
+                // Not deployed: TorchSharp tensors stay unsupported arguments (the session's error says so).
+            }
+        }
+        Func<object, TensorArgument?>[] converters;
+        lock (s_converters)
+            converters = [.. s_converters];
+        foreach (var converter in converters)
+            if (converter(value) is { } argument)
+                return argument;
+        return null;
+    }
+
+    private static volatile bool s_torchSharpAdapterLoaded;
+
+    private static bool IsTorchSharpTensor(Type? type)
+    {
+        for (; type is not null; type = type.BaseType)
+            if (type.FullName == "TorchSharp.torch+Tensor")
+                return true;
+        return false;
     }
 
     private static bool IsElementType(Type type) => DType.All.Any(d => d.ClrType == type);
@@ -129,10 +218,69 @@ public sealed class TensorArgument
 
         public abstract ReadOnlySpan<byte> Chunk(long offset, int length);
 
+        /// <summary>Copies all bytes in C order into <paramref name="destination"/>.</summary>
+        public virtual void CopyTo(Span<byte> destination)
+        {
+            if (destination.Length < ByteLength)
+                throw new ArgumentException($"The destination holds {destination.Length} bytes; the tensor has {ByteLength}.", nameof(destination));
+            Chunk(0, checked((int)ByteLength)).CopyTo(destination);
+        }
+
         protected void CheckRange(long offset, int length)
         {
             if (offset < 0 || length < 0 || offset > ByteLength || length > ByteLength - offset)
                 throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset} + {length}) are outside the argument's {ByteLength} bytes");
+        }
+    }
+
+    private sealed unsafe class NativeSource(nint address, long byteLength, object? keepAlive) : Source
+    {
+        private readonly object? _keepAlive = keepAlive;
+
+        public override long ByteLength => byteLength;
+
+        // Safety: the caller keeps the memory valid for the argument's use (documented on FromMemory); _keepAlive roots its owner;
+        // CheckRange keeps the span inside [address, address + byteLength).
+        public override ReadOnlySpan<byte> Chunk(long offset, int length)
+        {
+            CheckRange(offset, length);
+            GC.KeepAlive(_keepAlive);
+            return new ReadOnlySpan<byte>((byte*)address + offset, length);
+        }
+    }
+
+    private sealed unsafe class StridedSource(nint address, int itemSize, long[] shape, long[] byteStrides, long count, object? keepAlive) : Source
+    {
+        private readonly object? _keepAlive = keepAlive;
+        private byte[]? _gathered;
+
+        public override long ByteLength => count * itemSize;
+
+        // Strided memory has no contiguous bytes to slice: gathered once (C order), then sliced. Sessions use CopyTo (one copy).
+        public override ReadOnlySpan<byte> Chunk(long offset, int length)
+        {
+            CheckRange(offset, length);
+            if (_gathered is null)
+            {
+                var gathered = new byte[checked((int)ByteLength)];
+                CopyTo(gathered);
+                _gathered = gathered;
+            }
+            return _gathered.AsSpan((int)offset, length);
+        }
+
+        public override void CopyTo(Span<byte> destination)
+        {
+            if (destination.Length < ByteLength)
+                throw new ArgumentException($"The destination holds {destination.Length} bytes; the tensor has {ByteLength}.", nameof(destination));
+            if (count == 0)
+                return;
+            var s = shape.Select(d => (nint)d).ToArray();
+            var st = byteStrides.Select(d => (nint)d).ToArray();
+            // Safety: the caller keeps the strided memory valid (FromMemory's contract); the destination is checked above.
+            fixed (byte* to = destination)
+                StridedCopy.Gather((byte*)address, s, st, itemSize, 1, to);
+            GC.KeepAlive(_keepAlive);
         }
     }
 

@@ -298,11 +298,11 @@ public class ConversionContractTests
     }
 
     [Test]
-    public void A_result_dict_with_keys_other_than_strings_stays_a_Python_object()
+    public void A_result_dict_with_keys_other_than_strings_is_a_mapping_with_typed_keys()
     {
         using var value = Call("int_keys");
-        Assert.That(value.Kind, Is.EqualTo(PythonValueKind.Object));
-        Assert.That(value.PythonType, Is.EqualTo("dict"));
+        Assert.That(value.Kind, Is.EqualTo(PythonValueKind.Mapping));
+        Assert.That(value.Entries.Select(e => e.Key.Kind), Has.All.EqualTo(PythonValueKind.Int));
     }
 
     // ---- the limits are the same numbers on both sides of the boundary ----------------------------------
