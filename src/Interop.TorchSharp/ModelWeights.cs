@@ -184,8 +184,7 @@ public static class ModelWeights
         {
             ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
             {
-                using (torch.no_grad())
-                    targets[entry.Name].copy_(view);
+                CopyInto(targets[entry.Name], view, entry);
                 view.Dispose();
             });
             done += batch.Count;
@@ -263,6 +262,29 @@ public static class ModelWeights
             }
             use(entry, view);
         }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> (C-contiguous CPU) into <paramref name="destination"/>: a plain memcpy when the
+    /// destination is a contiguous CPU tensor of the same dtype (one thread, no libtorch dispatch: libtorch's parallel
+    /// copy_ costs more than it gains on a busy machine), else <c>copy_</c> under <c>no_grad</c> (converts dtypes, any device).
+    /// </summary>
+    private static void CopyInto(torch.Tensor destination, torch.Tensor source, StateEntry entry)
+    {
+        if (destination.device_type == DeviceType.CPU && destination.dtype == source.dtype && destination.is_contiguous() && entry.Bytes > 0)
+        {
+            var to = destination.DataAddress();
+            var from = source.DataAddress();
+            for (long done = 0; done < entry.Bytes;)
+            {
+                var chunk = (int)Math.Min(entry.Bytes - done, 1 << 30);
+                new NativeMemoryManager(from + (nint)done, chunk).GetSpan().CopyTo(new NativeMemoryManager(to + (nint)done, chunk).GetSpan());
+                done += chunk;
+            }
+            return;
+        }
+        using (torch.no_grad())
+            destination.copy_(source);
     }
 
     /// <summary>One state-dict entry: its position in the Python side's list (-1 for TorchSharp's), dtype, shape and bytes.</summary>
