@@ -349,6 +349,18 @@ public class ModelWeightsTests : TorchSharpFixture
         }
     }
 
+    [Test]
+    public void The_demo_step_moves_a_torchvision_model_into_TorchSharp_and_the_outputs_agree()
+    {
+        RequireTorchVision();
+        using var output = new StringWriter();
+        var facts = Interop.Cli.ModelReuseDemo.Run(output);
+        Assert.That(facts.Problem, Is.Null, output.ToString());
+        Assert.That(facts.Tensors, Is.EqualTo(122), "resnet18's state dict: parameters and buffers");
+        Assert.That(facts.WithinTolerance, Is.True, output.ToString());
+        Assert.That(output.ToString(), Does.Contain("Step 6."));
+    }
+
     /// <summary>IProgress that records on the reporting thread (Progress&lt;T&gt; posts to the thread pool).</summary>
     private sealed class SyncProgress(List<WeightTransferProgress> reports) : IProgress<WeightTransferProgress>
     {
