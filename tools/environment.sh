@@ -15,7 +15,7 @@
 INTEROP_CACHE="${INTEROP_CACHE:-/var/cache/interop}"
 ROOT_SUITE="trixie"
 # The root's package list; changing it (or ROOT_LAYOUT) builds a new root under a new name.
-ROOT_PACKAGES="python3-numpy,python3-torch,python3-pytest,libpython3.13,libicu76,ca-certificates"
+ROOT_PACKAGES="python3-numpy,python3-torch,python3-torchvision,python3-pytest,libpython3.13,libicu76,ca-certificates"
 ROOT_LAYOUT="1"
 HOST_TORCHSHARP_GLIBCXX="GLIBCXX_3.4.32"
 

@@ -18,6 +18,8 @@ public static class Program
     /// <summary>Runs the benchmarks chosen by <paramref name="args"/> with <see cref="BenchConfig"/>.</summary>
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "models")
+            return ModelTransferBench.Run(args); // TorchSharp here, Python torch in a worker: no BenchmarkDotNet
         if (args.Contains(TorchSharpProcess))
         {
             BenchmarkSwitcher.FromTypes(s_torchSharp).Run(args.Where(a => a != TorchSharpProcess).ToArray(), new BenchConfig());

@@ -14,7 +14,7 @@ try
         case "seed-chain":
             // Hidden: the demo's last step (isolated worker + TorchSharp); never imports Python torch in this process.
             SeedChain.Run(Console.Out);
-            return 0;
+            return ModelReuseDemo.Run(Console.Out) is { Problem: null, WithinTolerance: false } ? 1 : 0;
         case "exec" when args.Length == 2:
             // Runs Python source in the embedded interpreter (a scripting bridge, and the exit tests' child).
             PythonRuntime.Run(() => { Python.Runtime.PythonEngine.Exec(args[1]); return 0; });

@@ -207,7 +207,12 @@ public static class TorchSharpSupport
         var allowed = s_sharedDirectory is { } shared && Directory.Exists(shared)
             ? Directory.EnumerateFiles(shared).Select(LibTorchGuard.RealPath).ToHashSet(StringComparer.Ordinal)
             : [];
-        var foreign = LibTorchGuard.MappedLibTorchFiles().Where(p => !allowed.Contains(p)).ToList();
+        // TorchSharp's own libtorch, when the application used TorchSharp before asking this library (e.g. built a
+        // TorchVision model first): it lies beside the libLibTorchSharp that is already mapped.
+        var own = OwnNativeDirectory();
+        var foreign = LibTorchGuard.MappedLibTorchFiles()
+            .Where(p => !allowed.Contains(p) && (own is null || !string.Equals(Path.GetDirectoryName(p), own, StringComparison.Ordinal)))
+            .ToList();
         var pythonTorch = false;
         if (PythonRuntime.IsRunning)
         {
@@ -222,6 +227,21 @@ public static class TorchSharpSupport
         throw new LibTorchConflictException(
             $"Cannot load TorchSharp {TorchSharpVersion} (libtorch {LibTorchVersion}): {loaded} in this process{where}",
             pythonVersion ?? (foreign.Count > 0 ? LibTorchGuard.VersionFromFileName(foreign[0]) : null), LibTorchVersion);
+    }
+
+    /// <summary>The directory of the libLibTorchSharp mapped into this process, or null when TorchSharp's native code is not loaded yet.</summary>
+    private static string? OwnNativeDirectory()
+    {
+        const string maps = "/proc/self/maps";
+        if (!File.Exists(maps))
+            return null;
+        foreach (var line in File.ReadLines(maps))
+        {
+            var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length == 6 && fields[5].Trim() is var path && path.StartsWith('/') && Path.GetFileName(path).StartsWith("libLibTorchSharp.", StringComparison.Ordinal))
+                return Path.GetDirectoryName(path);
+        }
+        return null;
     }
 
     private static (string Version, string Source) FindLibTorchVersion()

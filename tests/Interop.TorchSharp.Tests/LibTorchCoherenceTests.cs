@@ -34,6 +34,15 @@ public class LibTorchConflictTests : TorchSharpFixture
     }
 
     [Test]
+    public void TorchSharp_used_directly_before_the_library_is_not_taken_for_a_foreign_libtorch()
+    {
+        // e.g. a TorchVision model built before ModelWeights.LoadWeightsFrom: TorchSharp's own libtorch is already mapped.
+        var (code, output) = Child("torchsharp-direct");
+        Assert.That(code, Is.Zero, output);
+        Assert.That(output, Does.Contain("TorchSharp used first, then the library: 3"));
+    }
+
+    [Test]
     public void The_shared_setup_runs_both_sides_on_one_libtorch()
     {
         var pythonTorch = PythonRuntime.Installation.TorchVersion;

@@ -15,12 +15,19 @@ public static class Program
     {
         if (args.Length != 2 || args[0] != "conflict")
         {
-            Console.Error.WriteLine("usage: Interop.TorchSharp.Tests conflict torchsharp-first|python-first|shared");
+            Console.Error.WriteLine("usage: Interop.TorchSharp.Tests conflict torchsharp-first|python-first|shared|torchsharp-direct");
             return 2;
         }
         try
         {
-            if (args[1] == "shared")
+            if (args[1] == "torchsharp-direct")
+            {
+                // TorchSharp used directly (its own libtorch loaded) before the library is asked: that is not a conflict.
+                using var t = torch.ones(3);
+                TorchSharpSupport.EnsureLoadable();
+                Console.WriteLine($"TorchSharp used first, then the library: {t.sum().item<float>()}");
+            }
+            else if (args[1] == "shared")
             {
                 // The shared setup: TorchSharp against Python torch's own libtorch (needs equal releases).
                 TorchSharpSupport.UseSharedLibTorch();

@@ -1,0 +1,179 @@
+// Design notes: the model-transfer comparison of docs/models.md (issue 14), a plain Stopwatch program rather than
+// BenchmarkDotNet: one transfer of a 1 GiB state dict takes about a second and the peak RSS of both processes is part
+// of the result. TorchSharp runs here and Python torch in an isolated worker (one libtorch per process).
+using System.Diagnostics;
+using Interop.Embedding;
+using Interop.Isolated;
+using Interop.Sessions;
+using Interop.TorchSharp;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace Interop.Benchmarks;
+
+/// <summary><c>Interop.Benchmarks models [runs]</c>: resnet18 and a synthetic 1 GiB state dict, Python -> TorchSharp.</summary>
+public static class ModelTransferBench
+{
+    /// <summary>Runs the comparison and prints a markdown table.</summary>
+    public static int Run(string[] args)
+    {
+        var runs = args.Length > 1 && int.TryParse(args[1], out var n) ? n : 7;
+        var script = Script();
+        using var session = PythonSession.Isolated(new WorkerOptions
+        {
+            Python = new PythonOptions { PythonExecutable = Environment.GetEnvironmentVariable("INTEROP_PYTHON") },
+            DefaultTimeout = TimeSpan.FromMinutes(5),
+        });
+        using var py = session.LoadFile(script);
+        Console.WriteLine($"TorchSharp {TorchSharpSupport.LibTorchVersion} here, worker: {session.Description}; {runs} runs; " +
+                          $"{Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]} at the start");
+        Console.WriteLine();
+        Resnet(py, runs);
+        Synthetic(py, Math.Max(3, runs / 2));
+        return 0;
+    }
+
+    private static void Resnet(PythonRef py, int runs)
+    {
+        using var value = Call(py, "resnet18", 0);
+        using var pyModel = value.AsRef();
+        var model = torchvision.models.resnet18();
+        var bytes = model.state_dict().Values.Sum(t => t.numel() * t.ElementSize);
+        var parameters = model.parameters().Sum(p => p.numel());
+        model.LoadWeightsFrom(pyModel); // warm: the worker imports the helpers, the pool gets its region
+        var ours = Median(runs, () => model.LoadWeightsFrom(pyModel));
+        var oursMin = s_lastMin;
+        var path = Path.Combine(Path.GetTempPath(), $"interop-bench-{Environment.ProcessId}.pt");
+        var save = new List<double>();
+        var file = Median(runs, () =>
+        {
+            using (var s = Call(py, "save", pyModel, path))
+                save.Add(s.AsDouble());
+            model.load_py(path);
+        });
+        var fileMin = s_lastMin;
+        var load = Median(runs, () => model.load_py(path));
+        var loadMin = s_lastMin;
+        File.Delete(path);
+        var memcpy = MemcpyMedian(bytes, runs);
+        var memcpyMin = s_lastMin;
+        save.Sort();
+        Console.WriteLine($"### resnet18 ({parameters / 1e6:F1} M parameters, {bytes / 1e6:F1} MB of state, {model.state_dict().Count} entries)");
+        Console.WriteLine();
+        Console.WriteLine("| route | median | fastest | median / ours |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine($"| ModelWeights.LoadWeightsFrom (isolated worker, in memory) | {Ms(ours)} | {Ms(oursMin)} | 1.00 |");
+        Console.WriteLine($"| torch.save to a file + TorchSharp.PyBridge load_py | {Ms(file)} | {Ms(fileMin)} | {file / ours:F2} |");
+        Console.WriteLine($"| &nbsp;&nbsp;of which torch.save (+fsync) in Python | {Ms(save[save.Count / 2])} | {Ms(save[0])} | |");
+        Console.WriteLine($"| &nbsp;&nbsp;load_py alone (file already written, page cache) | {Ms(load)} | {Ms(loadMin)} | {load / ours:F2} |");
+        Console.WriteLine($"| memcpy of the same bytes (existing destination) | {Ms(memcpy)} | {Ms(memcpyMin)} | {memcpy / ours:F3} |");
+        Console.WriteLine();
+    }
+
+    private static void Synthetic(PythonRef py, int runs)
+    {
+        const int count = 64, mib = 16;
+        const long total = (long)count * mib << 20;
+        using var holderValue = Call(py, "synthetic", count, mib);
+        using var holder = holderValue.AsRef();
+        using var state = holder.GetAttr("state");
+        var module = new ParameterModule(count, mib);
+        module.LoadWeightsFrom(state); // warm: touches the parameters' pages and fills the worker's region pool
+        var times = new List<double>();
+        long hostExtra = 0, workerExtra = 0;
+        for (var i = 0; i < runs; i++)
+        {
+            GC.Collect();
+            ResetPeak();
+            using (Call(py, "reset_peak")) { }
+            var hostBefore = Status("VmRSS");
+            using var wb = Call(py, "rss");
+            var workerBefore = wb.AsInt64();
+            var sw = Stopwatch.StartNew();
+            module.LoadWeightsFrom(state);
+            times.Add(sw.Elapsed.TotalSeconds);
+            hostExtra = Math.Max(hostExtra, Status("VmHWM") - hostBefore);
+            using var wp = Call(py, "peak_rss");
+            workerExtra = Math.Max(workerExtra, wp.AsInt64() - workerBefore);
+        }
+        times.Sort();
+        var ours = times[times.Count / 2];
+        var oursMin = times[0];
+        var memcpy = MemcpyMedian(total, runs);
+        var memcpyMin = s_lastMin;
+        Console.WriteLine($"### synthetic state dict: {count} x {mib} MiB float32 = {total >> 20} MiB (default 64 MiB batches)");
+        Console.WriteLine();
+        Console.WriteLine("| route | median | fastest | throughput (median) | extra peak RSS, this process | extra peak RSS, worker |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine($"| ModelWeights.LoadWeightsFrom | {Ms(ours)} | {Ms(oursMin)} | {total / ours / 1e9:F2} GB/s | {hostExtra >> 20} MiB | {workerExtra >> 20} MiB |");
+        Console.WriteLine($"| memcpy of the same bytes (existing destination) | {Ms(memcpy)} | {Ms(memcpyMin)} | {total / memcpy / 1e9:F2} GB/s | | |");
+        Console.WriteLine();
+        Console.WriteLine($"Ours / memcpy: {ours / memcpy:F2}x. Largest tensor: {mib} MiB. Both processes hold the {total >> 20} MiB of weights before the transfer (not counted as extra).");
+    }
+
+    /// <summary>A module with <c>count</c> float32 parameters w0.. of <c>mib</c> MiB each, touched (so their pages are resident before measuring).</summary>
+    private sealed class ParameterModule : nn.Module
+    {
+        public ParameterModule(int count, int mib) : base(nameof(ParameterModule))
+        {
+            for (var i = 0; i < count; i++)
+                register_parameter($"w{i}", new global::TorchSharp.Modules.Parameter(zeros((long)mib << 18)));
+        }
+    }
+
+    private static string Script()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "models_bench.py");
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        throw new FileNotFoundException("bench/Interop.Benchmarks/models_bench.py not found above " + AppContext.BaseDirectory);
+    }
+
+    private static PythonValue Call(PythonRef module, string name, params object?[] args)
+    {
+        using var fn = module.GetAttr(name);
+        return fn.Call(args);
+    }
+
+    private static double Median(int runs, Action action)
+    {
+        var times = new List<double>();
+        for (var i = 0; i < runs; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            action();
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        s_lastMin = times[0];
+        return times[times.Count / 2];
+    }
+
+    private static double s_lastMin;
+
+    /// <summary>Span.CopyTo (memmove) between two existing, touched arrays of <paramref name="bytes"/>.</summary>
+    private static double MemcpyMedian(long bytes, int runs)
+    {
+        var source = new byte[bytes];
+        var destination = new byte[bytes];
+        source.AsSpan().Fill(1);
+        destination.AsSpan().Clear();
+        return Median(runs, () => source.AsSpan().CopyTo(destination));
+    }
+
+    private static long Status(string field)
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        return -1;
+    }
+
+    private static void ResetPeak() => File.WriteAllText("/proc/self/clear_refs", "5");
+
+    private static string Ms(double seconds) => $"{seconds * 1e3:F1} ms";
+}

@@ -1,0 +1,175 @@
+"""Model weights between PyTorch and .NET (the Python side of Interop.TorchSharp's ``ModelWeights``).
+
+The .NET side moves a ``state_dict`` in batches, so that the extra memory is bounded by the batch, not the model:
+
+- ``open_source(obj)`` takes an ``nn.Module`` (its ``state_dict()``: parameters and persistent buffers, BatchNorm
+  running statistics and ``num_batches_tracked`` included), a mapping of names to tensors, or a checkpoint path that
+  ``torch.load`` reads (``weights_only=True``; memory-mapped where this PyTorch can, so a multi-GB file is not read
+  into memory at once). It returns a ``StateSource`` that stays in this process (an object handle for .NET).
+- ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name).
+- ``read_batch(state, indices)`` returns the entries at ``indices`` as **raw bytes**: 1-d uint8
+  tensors over each tensor's C-order memory (no copy when it is already contiguous). Every dtype travels the same way,
+  so bfloat16, which NumPy lacks, is carried bit for bit with its dtype tag from ``describe`` and never upcast.
+- ``open_target(obj)`` / ``write_batch(target, names, dtypes, shapes, blobs)`` do the other direction: each blob
+  (uint8 bytes from .NET) is viewed as its dtype and shape and copied into the module's parameter or buffer under
+  ``torch.no_grad()``.
+
+Checks of names, shapes and dtypes (PyTorch's ``load_state_dict`` rules) are made on the .NET side from
+``describe``; ``write_batch`` checks again before copying so that a mismatch can never write out of bounds.
+"""
+
+import os
+
+import torch
+
+from . import dtypes as _dtypes
+
+__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "write_batch"]
+
+_NAME_BY_TORCH = {}
+for _name, _kind, _size, _numpy, _torch_name, _code in _dtypes.rows():
+    _found = getattr(torch, _torch_name.split(".", 1)[1], None)
+    if _found is not None:
+        _NAME_BY_TORCH[_found] = _name
+_TORCH_BY_NAME = {name: dtype for dtype, name in _NAME_BY_TORCH.items()}
+
+# Keys under which common checkpoint layouts nest the state dict (Lightning, training scripts).
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def _dtype_name(name, tensor):
+    found = _NAME_BY_TORCH.get(tensor.dtype)
+    if found is None:
+        raise TypeError(f"state entry '{name}' has dtype {tensor.dtype}, which has no row in Interop's dtype table "
+                        "(quantized and float8 types are not carried). Fix: convert it in Python first, e.g. "
+                        "tensor.dequantize() or tensor.to(torch.float32).")
+    return found
+
+
+def _entries(mapping, what):
+    entries = []
+    for name, value in mapping.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{what} has a key of type {type(name).__name__}; state dict keys are strings")
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{what}: entry '{name}' is a {type(value).__module__}.{type(value).__qualname__}, not a tensor. "
+                            "Fix: pass the state dict itself (for a checkpoint with metadata, the entry that holds the weights).")
+        if value.layout != torch.strided or value.is_quantized:
+            raise TypeError(f"{what}: entry '{name}' has layout {value.layout} (quantized: {value.is_quantized}); "
+                            "only dense tensors are carried. Fix: to_dense() / dequantize() first.")
+        if value.is_meta:
+            raise TypeError(f"{what}: entry '{name}' is on the 'meta' device and has no data. Fix: materialise the model first.")
+        _dtype_name(name, value)
+        entries.append((name, value.detach()))
+    return entries
+
+
+class StateSource:
+    """The entries (name, tensor) of a state dict, in PyTorch's order, kept in this process between batches."""
+
+    def __init__(self, entries, keep=None):
+        self.entries = entries
+        self._keep = keep  # what the tensors came from (an mmap'd checkpoint stays open while this lives)
+
+    def __len__(self):
+        return len(self.entries)
+
+
+class StateTarget(StateSource):
+    """The tensors of a module's (or mapping's) state dict that ``write_batch`` copies into."""
+
+
+def _load_checkpoint(path):
+    kwargs = {"map_location": "cpu", "weights_only": True}
+    try:
+        loaded = torch.load(path, mmap=True, **kwargs)  # PyTorch 2.1+: tensors stay in the page cache until read
+    except TypeError:
+        loaded = torch.load(path, **kwargs)  # older PyTorch: no mmap keyword
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        loaded = torch.load(path, **kwargs)  # a legacy (non-zip) file cannot be memory-mapped
+    return loaded
+
+
+def _mapping_of(obj, what):
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if hasattr(obj, "items") and hasattr(obj, "keys"):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for key in _NESTED_KEYS:
+            nested = obj.get(key) if hasattr(obj, "get") else None
+            if nested is not None and (isinstance(nested, torch.nn.Module) or hasattr(nested, "items")):
+                return _mapping_of(nested, f"{what}['{key}']")
+        return obj  # empty, or _entries names the first entry that is not a tensor
+    raise TypeError(f"{what} is a {type(obj).__module__}.{type(obj).__qualname__}: expected an nn.Module, a mapping of names "
+                    "to tensors (a state_dict), or a checkpoint path that torch.load reads")
+
+
+def open_source(obj):
+    """A ``StateSource`` over an nn.Module, a state-dict mapping, or a checkpoint file (str or os.PathLike)."""
+    keep = None
+    what = "the source"
+    if isinstance(obj, (str, os.PathLike)):
+        what = f"checkpoint '{os.fspath(obj)}'"
+        obj = keep = _load_checkpoint(obj)
+    return StateSource(_entries(_mapping_of(obj, what), what), keep)
+
+
+def open_target(obj):
+    """A ``StateTarget`` over the tensors of an nn.Module's state dict (sharing their storage) or a mapping of tensors."""
+    if isinstance(obj, torch.nn.Module):
+        mapping = obj.state_dict(keep_vars=True)  # the Parameter and buffer objects themselves
+    elif hasattr(obj, "items"):
+        mapping = obj
+    else:
+        raise TypeError(f"the target is a {type(obj).__module__}.{type(obj).__qualname__}: expected an nn.Module or a "
+                        "mapping of names to tensors")
+    return StateTarget(_entries(mapping, "the target"), obj)
+
+
+def describe(state):
+    """``[[name, dtype name, shape, nbytes], ...]`` for every entry, in order."""
+    return [[name, _dtype_name(name, t), list(t.shape), t.numel() * t.element_size()] for name, t in state.entries]
+
+
+def _raw_bytes(tensor):
+    flat = tensor.contiguous().reshape(-1)
+    return flat.view(torch.uint8)
+
+
+def read_batch(state, indices):
+    """The raw bytes (1-d uint8 tensors, C order) of the entries at ``indices`` (positions in ``describe``'s list)."""
+    count = len(state.entries)
+    for i in indices:
+        if not isinstance(i, int) or not 0 <= i < count:
+            raise IndexError(f"entry {i!r} asked for, the state has {count} entries")
+    return [_raw_bytes(state.entries[i][1]) for i in indices]
+
+
+def write_batch(target, names, dtypes, shapes, blobs, convert=False):
+    """Copies each blob (uint8 bytes of dtype ``dtypes[i]`` and shape ``shapes[i]``) into the target's entry ``names[i]``.
+
+    A dtype that differs from the entry's is refused unless ``convert`` (then ``copy_`` converts, as PyTorch's
+    ``load_state_dict`` does).
+    """
+    if not (len(names) == len(dtypes) == len(shapes) == len(blobs)):
+        raise ValueError("write_batch needs as many names, dtypes, shapes and blobs")
+    by_name = dict(target.entries)
+    with torch.no_grad():
+        for name, dtype_name, shape, blob in zip(names, dtypes, shapes, blobs):
+            dest = by_name.get(name)
+            if dest is None:
+                raise KeyError(f"the target has no entry '{name}'")
+            dtype = _TORCH_BY_NAME.get(dtype_name)
+            if dtype is None:
+                raise ValueError(f"unknown dtype '{dtype_name}'")
+            if list(dest.shape) != list(shape) or (dest.dtype != dtype and not convert):
+                raise ValueError(f"entry '{name}': the target is {dest.dtype} {list(dest.shape)}, the data {dtype} {list(shape)}")
+            if not isinstance(blob, torch.Tensor):
+                blob = torch.from_numpy(blob)
+            expected = dest.numel() * torch.empty((), dtype=dtype).element_size()
+            if blob.dtype != torch.uint8 or blob.dim() != 1 or blob.numel() != expected:
+                raise ValueError(f"entry '{name}': expected {expected} bytes as a 1-d uint8 tensor, got {blob.dtype} {list(blob.shape)}")
+            dest.copy_(blob.view(dtype).reshape(shape))

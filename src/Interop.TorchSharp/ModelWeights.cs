@@ -1,0 +1,402 @@
+// Design notes: model weights between a Python session (in-process or isolated) and TorchSharp, in memory.
+// - The Python side is interop_helpers.model_state: it opens the source or target once (a handle that stays in
+//   Python), describes it (names, dtype-table names, shapes, byte sizes), and moves entries in batches as RAW BYTES
+//   (1-d uint8 tensors over each tensor's C-order memory). Every dtype travels the same way, so bfloat16, which NumPy
+//   lacks, crosses bit for bit with its dtype tag from the description, and nothing is converted unless asked.
+// - All checks (PyTorch's load_state_dict rules: missing / unexpected keys, shape and dtype mismatches) run on the
+//   descriptions before any byte moves, so a refused load changes nothing.
+// - Memory: one batch at a time (ModelWeightsOptions.BatchBytes, or the largest tensor if larger). Python -> TorchSharp
+//   in an isolated session: the worker copies the batch once into a pooled shared region; here the bytes are wrapped
+//   in place (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors, then the region goes back
+//   to the pool. In-process: the NumPy buffer over the Python tensor is wrapped (no copy) and copied once.
+//   TorchSharp -> Python: each tensor's memory is the call argument (no copy here); the session copies it once
+//   (isolated: into its request region in /dev/shm) and Python copy_'s it into the module.
+using Interop.Buffers;
+using Interop.DTypes;
+using Interop.Isolated;
+using Interop.Sessions;
+using TorchSharp;
+
+namespace Interop.TorchSharp;
+
+/// <summary>
+/// Moves model weights (a <c>state_dict</c>: parameters and buffers, named as PyTorch names them) between Python and
+/// TorchSharp, in memory, over any <see cref="PythonSession"/>. See docs/models.md.
+/// </summary>
+public static class ModelWeights
+{
+    private const string HelperModule = "interop_helpers.model_state";
+    private const string SharedMemoryPath = "/dev/shm";
+
+    /// <summary>For tests: replaces the free-space probe of /dev/shm (bytes).</summary>
+    internal static Func<long>? SharedMemoryProbe { get; set; }
+
+    // ---- Python -> TorchSharp -------------------------------------------------------------------
+
+    /// <summary>
+    /// Copies the weights of a Python object into <paramref name="module"/> (PyTorch's <c>load_state_dict</c> rules):
+    /// <paramref name="source"/> is an <c>nn.Module</c> (its <c>state_dict()</c>) or a mapping of names to tensors.
+    /// Strict by default; every entry is checked (names, shapes, dtypes) before anything is copied.
+    /// </summary>
+    /// <exception cref="StateDictMismatchException">Missing or unexpected keys (strict), or shape or dtype mismatches; nothing was copied.</exception>
+    /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
+    /// <exception cref="Errors.PythonErrorException">The source is neither a module nor a mapping of tensors, or holds a dtype the table lacks (the message names the entry).</exception>
+    public static WeightLoadResult LoadWeightsFrom(this torch.nn.Module module, PythonRef source, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return LoadCore(module, source.Session, source, options);
+    }
+
+    /// <summary>
+    /// Like <see cref="LoadWeightsFrom(torch.nn.Module, PythonRef, ModelWeightsOptions?)"/> from a checkpoint file that
+    /// Python's <c>torch.load</c> reads (<c>weights_only=True</c>, memory-mapped where PyTorch can, so a multi-GB file is
+    /// not read into memory at once), in <paramref name="session"/>: a state dict, a module, or a dict that nests the state
+    /// dict under <c>state_dict</c>, <c>model_state_dict</c> or <c>model</c>.
+    /// </summary>
+    /// <exception cref="StateDictMismatchException">Missing or unexpected keys (strict), or shape or dtype mismatches; nothing was copied.</exception>
+    /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
+    /// <exception cref="Errors.PythonErrorException">The file cannot be read by <c>torch.load</c>, or holds no state dict.</exception>
+    public static WeightLoadResult LoadCheckpoint(this torch.nn.Module module, PythonSession session, string checkpointPath, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentException.ThrowIfNullOrEmpty(checkpointPath);
+        return LoadCore(module, session, checkpointPath, options);
+    }
+
+    /// <summary>
+    /// The state dict of a Python <c>nn.Module</c> or mapping as TorchSharp tensors named as PyTorch names them, in
+    /// PyTorch's order, each of its PyTorch dtype (bfloat16 included, bit for bit). Isolated sessions: <b>no copy</b> here,
+    /// each tensor lies over the worker's shared result region (copied there once by the worker) and keeps it mapped until
+    /// disposed. In-process: one copy. The caller owns (disposes) the tensors.
+    /// </summary>
+    /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
+    public static Dictionary<string, torch.Tensor> ReadStateDict(PythonRef source, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return ReadCore(source.Session, source, options);
+    }
+
+    /// <summary>
+    /// <see cref="ReadStateDict(PythonRef, ModelWeightsOptions?)"/> of a checkpoint file that Python's <c>torch.load</c>
+    /// reads (see <see cref="LoadCheckpoint"/>).
+    /// </summary>
+    public static Dictionary<string, torch.Tensor> ReadCheckpoint(PythonSession session, string checkpointPath, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentException.ThrowIfNullOrEmpty(checkpointPath);
+        return ReadCore(session, checkpointPath, options);
+    }
+
+    // ---- TorchSharp -> Python -------------------------------------------------------------------
+
+    /// <summary>
+    /// Copies <paramref name="module"/>'s weights (its <c>state_dict()</c>) into a Python <c>nn.Module</c> (or a mapping
+    /// of names to tensors), under PyTorch's <c>load_state_dict</c> rules (see <see cref="ModelWeightsOptions"/>); the
+    /// Python tensors are written in place (<c>copy_</c> under <c>torch.no_grad()</c>), so optimisers and views that hold
+    /// them see the new values.
+    /// </summary>
+    /// <exception cref="StateDictMismatchException">Missing or unexpected keys (strict), or shape or dtype mismatches; nothing was copied.</exception>
+    /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
+    /// <exception cref="NotSupportedException">A tensor of 2 GiB or more (a call argument is at most 2 GiB).</exception>
+    public static WeightLoadResult CopyWeightsTo(this torch.nn.Module module, PythonRef target, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return CopyStateDictTo(module.state_dict(), target, options);
+    }
+
+    /// <summary>Like <see cref="CopyWeightsTo"/> from a TorchSharp state dict (names to tensors; any device, any layout).</summary>
+    public static WeightLoadResult CopyStateDictTo(IReadOnlyDictionary<string, torch.Tensor> state, PythonRef target, ModelWeightsOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(target);
+        options = Check(options);
+        TorchSharpSupport.EnsureLoadable();
+        var session = target.Session;
+        using var helpers = session.Import(HelperModule);
+        using var opened = Invoke(helpers, "open_target", [target], options);
+        using var handle = opened.AsRef();
+        var destination = Describe(helpers, handle, options).ToDictionary(e => e.Name, StringComparer.Ordinal);
+        var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
+                                                        checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
+        var (pairs, missing, unexpected) = Match(incoming, destination, options);
+        var batches = Plan(session, pairs.Select(p => p.Source).ToList(), options);
+        using var write = helpers.GetAttr("write_batch");
+        var done = 0;
+        long bytes = 0;
+        foreach (var batch in batches)
+        {
+            var prepared = new List<torch.Tensor>(batch.Count);
+            try
+            {
+                var blobs = new List<object?>(batch.Count);
+                foreach (var entry in batch)
+                {
+                    if (entry.Bytes > int.MaxValue)
+                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; a tensor travels to Python as one call argument, at most 2 GiB. " +
+                                                        "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
+                    var tensor = state[entry.Name].detach().cpu().contiguous();
+                    prepared.Add(tensor);
+                    var memory = new NativeMemoryManager(entry.Bytes == 0 ? 0 : tensor.DataAddress(), (int)entry.Bytes).Memory;
+                    blobs.Add(TensorArgument.Create<byte>(memory, entry.Bytes));
+                }
+                object?[] args =
+                [
+                    handle,
+                    batch.Select(e => (object?)e.Name).ToList(),
+                    batch.Select(e => (object?)e.DType.Name).ToList(),
+                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                    blobs,
+                    options.ConvertDTypes,
+                ];
+                using var _ = write.Call(args, Call(options));
+            }
+            finally
+            {
+                foreach (var t in prepared)
+                    t.Dispose();
+            }
+            done += batch.Count;
+            bytes += batch.Sum(e => e.Bytes);
+            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, pairs.Sum(p => p.Source.Bytes), batch[^1].Name));
+        }
+        return new WeightLoadResult(missing, unexpected, done, bytes);
+    }
+
+    // ---- the two directions' common parts -------------------------------------------------------
+
+    private static WeightLoadResult LoadCore(torch.nn.Module module, PythonSession session, object source, ModelWeightsOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        options = Check(options);
+        TorchSharpSupport.EnsureLoadable();
+        var targets = module.state_dict();
+        var destination = targets.ToDictionary(kv => kv.Key,
+            kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
+        using var helpers = session.Import(HelperModule);
+        using var opened = Invoke(helpers, "open_source", [source], options);
+        using var handle = opened.AsRef();
+        var entries = Describe(helpers, handle, options);
+        var (pairs, missing, unexpected) = Match(entries, destination, options);
+        var done = 0;
+        long bytes = 0;
+        var total = pairs.Sum(p => p.Source.Bytes);
+        foreach (var batch in Plan(session, pairs.Select(p => p.Source).ToList(), options))
+        {
+            ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
+            {
+                CopyInto(targets[entry.Name], view, entry);
+                view.Dispose();
+            });
+            done += batch.Count;
+            bytes += batch.Sum(e => e.Bytes);
+            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, total, batch[^1].Name));
+        }
+        return new WeightLoadResult(missing, unexpected, done, bytes);
+    }
+
+    private static Dictionary<string, torch.Tensor> ReadCore(PythonSession session, object source, ModelWeightsOptions? options)
+    {
+        options = Check(options);
+        TorchSharpSupport.EnsureLoadable();
+        using var helpers = session.Import(HelperModule);
+        using var opened = Invoke(helpers, "open_source", [source], options);
+        using var handle = opened.AsRef();
+        var entries = Describe(helpers, handle, options);
+        var result = new Dictionary<string, torch.Tensor>(StringComparer.Ordinal);
+        try
+        {
+            var done = 0;
+            long bytes = 0;
+            var total = entries.Sum(e => e.Bytes);
+            foreach (var batch in Plan(session, entries, options))
+            {
+                ReadBatch(helpers, handle, batch, options, keep: true, (entry, view) => result.Add(entry.Name, view));
+                done += batch.Count;
+                bytes += batch.Sum(e => e.Bytes);
+                options.Progress?.Report(new WeightTransferProgress(done, entries.Count, bytes, total, batch[^1].Name));
+            }
+            return result;
+        }
+        catch
+        {
+            foreach (var t in result.Values)
+                t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads one batch and hands each entry to <paramref name="use"/> as a TorchSharp tensor of the entry's dtype and shape.
+    /// <paramref name="keep"/>: the tensor may outlive the batch (isolated: it holds the shared region; in-process: a copy);
+    /// otherwise it is valid only inside <paramref name="use"/>, which disposes it.
+    /// </summary>
+    private static void ReadBatch(PythonRef helpers, PythonRef handle, IReadOnlyList<StateEntry> batch, ModelWeightsOptions options, bool keep,
+                                  Action<StateEntry, torch.Tensor> use)
+    {
+        using var read = helpers.GetAttr("read_batch");
+        using var value = read.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
+        var items = value.Items;
+        if (items.Count != batch.Count)
+            throw new InvalidOperationException($"read_batch returned {items.Count} entries for {batch.Count}.");
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var entry = batch[i];
+            var data = items[i].AsTensorData();
+            if (data.DType != DType.UInt8 || data.ElementCount != entry.Bytes || !data.IsCContiguous)
+                throw new InvalidOperationException($"'{entry.Name}': expected {entry.Bytes} contiguous bytes, got {data.DType.Name} of {data.ElementCount} elements.");
+            torch.Tensor view;
+            if (data is SharedTensorData shared)
+            {
+                // Over the shared result region, no copy; a kept tensor holds the region until libtorch frees it.
+                view = TorchSharpTensors.WrapMemory(shared.Address, entry.DType, entry.Shape, [], keep ? shared.AcquireHold() : null);
+            }
+            else
+            {
+                // In-process: over the Python tensor's memory (valid while the value lives), so a kept tensor is copied.
+                view = TorchSharpTensors.WrapMemory(data.Address, entry.DType, entry.Shape, [], owner: null);
+                if (keep)
+                {
+                    using var borrowed = view;
+                    view = borrowed.clone();
+                }
+            }
+            use(entry, view);
+        }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> (C-contiguous CPU) into <paramref name="destination"/>: a plain memcpy when the
+    /// destination is a contiguous CPU tensor of the same dtype (one thread, no libtorch dispatch: libtorch's parallel
+    /// copy_ costs more than it gains on a busy machine), else <c>copy_</c> under <c>no_grad</c> (converts dtypes, any device).
+    /// </summary>
+    private static void CopyInto(torch.Tensor destination, torch.Tensor source, StateEntry entry)
+    {
+        if (destination.device_type == DeviceType.CPU && destination.dtype == source.dtype && destination.is_contiguous() && entry.Bytes > 0)
+        {
+            var to = destination.DataAddress();
+            var from = source.DataAddress();
+            for (long done = 0; done < entry.Bytes;)
+            {
+                var chunk = (int)Math.Min(entry.Bytes - done, 1 << 30);
+                new NativeMemoryManager(from + (nint)done, chunk).GetSpan().CopyTo(new NativeMemoryManager(to + (nint)done, chunk).GetSpan());
+                done += chunk;
+            }
+            return;
+        }
+        using (torch.no_grad())
+            destination.copy_(source);
+    }
+
+    /// <summary>One state-dict entry: its position in the Python side's list (-1 for TorchSharp's), dtype, shape and bytes.</summary>
+    private sealed record StateEntry(string Name, DType DType, long[] Shape, long Bytes, int Index = -1);
+
+    private static ModelWeightsOptions Check(ModelWeightsOptions? options)
+    {
+        options ??= ModelWeightsOptions.Default;
+        if (options.BatchBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.BatchBytes, "ModelWeightsOptions.BatchBytes must be positive.");
+        return options;
+    }
+
+    private static CallOptions Call(ModelWeightsOptions options) => new() { Timeout = options.Timeout };
+
+    private static PythonValue Invoke(PythonRef helpers, string function, object?[] args, ModelWeightsOptions options)
+    {
+        using var fn = helpers.GetAttr(function);
+        return fn.Call(args, Call(options));
+    }
+
+    private static List<StateEntry> Describe(PythonRef helpers, PythonRef handle, ModelWeightsOptions options)
+    {
+        using var rows = Invoke(helpers, "describe", [handle], options);
+        var entries = new List<StateEntry>(rows.Items.Count);
+        foreach (var row in rows.Items)
+        {
+            var name = row[0].AsString();
+            var dtype = DType.FromName(row[1].AsString())
+                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].AsString()}' is not in the dtype table.");
+            var shape = row[2].Items.Select(d => d.AsInt64()).ToArray();
+            entries.Add(new StateEntry(name, dtype, shape, row[3].AsInt64(), entries.Count));
+        }
+        return entries;
+    }
+
+    /// <summary>PyTorch's load_state_dict rules over the two descriptions; throws before anything moves.</summary>
+    private static (List<(StateEntry Source, StateEntry Destination)> Pairs, List<string> Missing, List<string> Unexpected) Match(
+        IReadOnlyList<StateEntry> source, IReadOnlyDictionary<string, StateEntry> destination, ModelWeightsOptions options)
+    {
+        var pairs = new List<(StateEntry, StateEntry)>();
+        var unexpected = new List<string>();
+        var mismatches = new List<StateEntryMismatch>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in source)
+        {
+            seen.Add(entry.Name);
+            if (!destination.TryGetValue(entry.Name, out var target))
+            {
+                unexpected.Add(entry.Name);
+                continue;
+            }
+            if (!entry.Shape.AsSpan().SequenceEqual(target.Shape) || (entry.DType != target.DType && !options.ConvertDTypes))
+                mismatches.Add(new StateEntryMismatch(entry.Name, entry.DType.Name, entry.Shape, target.DType.Name, target.Shape));
+            else
+                pairs.Add((entry, target));
+        }
+        var missing = destination.Keys.Where(k => !seen.Contains(k)).ToList();
+        if (mismatches.Count > 0 || (options.Strict && (missing.Count > 0 || unexpected.Count > 0)))
+            throw new StateDictMismatchException(missing, unexpected, mismatches);
+        return (pairs, missing, unexpected);
+    }
+
+    /// <summary>
+    /// Splits the entries into batches of at most the budget (a larger tensor alone). Isolated sessions move them through
+    /// shared memory: the largest tensor must fit in /dev/shm's free space, and the budget shrinks to half of it.
+    /// </summary>
+    private static List<List<StateEntry>> Plan(PythonSession session, List<StateEntry> entries, ModelWeightsOptions options)
+    {
+        var budget = options.BatchBytes;
+        if (session is IsolatedSession && entries.Count > 0)
+        {
+            var largest = entries.MaxBy(e => e.Bytes)!;
+            var available = SharedMemoryProbe?.Invoke() ?? FreeSharedMemory();
+            if (available >= 0)
+            {
+                var needed = Align(largest.Bytes);
+                if (available < needed)
+                    throw new SharedMemoryTooSmallException(SharedMemoryPath, needed, available, largest.Name);
+                budget = Math.Min(budget, Math.Max(needed, available / 2));
+            }
+        }
+        var batches = new List<List<StateEntry>>();
+        List<StateEntry>? current = null;
+        long size = 0;
+        foreach (var entry in entries)
+        {
+            var bytes = Align(entry.Bytes);
+            if (current is null || (size + bytes > budget && current.Count > 0))
+            {
+                current = [];
+                batches.Add(current);
+                size = 0;
+            }
+            current.Add(entry);
+            size += bytes;
+        }
+        return batches;
+    }
+
+    private static long Align(long bytes) => (bytes + 63) / 64 * 64; // the protocol's payload alignment
+
+    /// <summary>Free bytes in /dev/shm, or -1 where there is none (not Linux).</summary>
+    private static long FreeSharedMemory()
+    {
+        try
+        {
+            return Directory.Exists(SharedMemoryPath) ? new DriveInfo(SharedMemoryPath).AvailableFreeSpace : -1;
+        }
+        catch (IOException)
+        {
+            return -1;
+        }
+    }
+}
