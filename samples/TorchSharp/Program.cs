@@ -9,4 +9,4 @@ using var back = t.AsNumPy();          // ndarray over the tensor's memory; ToNu
 // </readme>
 
 Console.WriteLine($"shape [{string.Join(", ", t.shape)}], strides [{string.Join(", ", t.stride())}], sum {t.sum().item<float>()}");
-Console.WriteLine($"copy equal: {c.equal(t)}; back: {back}");
+Console.WriteLine($"copy equal: {c.allclose(t)}; back as NumPy: {string.Join(' ', back.ToArray<float>())}");
