@@ -25,10 +25,10 @@ try
         case "doctor":
             return Doctor.Run(Console.Out, json: args.Contains("--json"));
         case "-h" or "--help" or "help":
-            Console.WriteLine("usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            Console.WriteLine("usage: interop [demo | doctor [--json] | exec PYTHON_SOURCE]  (the Interop.Tool .NET tool; Interop.Cli.dll in the repository)");
             return 0;
         default:
-            Console.Error.WriteLine($"unknown command '{command}'; usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            Console.Error.WriteLine($"unknown command '{command}'; usage: interop [demo | doctor [--json] | exec PYTHON_SOURCE]  (the Interop.Tool .NET tool; Interop.Cli.dll in the repository)");
             return 2;
     }
 }
