@@ -3,7 +3,8 @@
 ``call`` runs the callee in the requested autograd mode and returns its result with every ``torch.Tensor``
 (inside lists, tuples and dicts too) exported through ``torch_export.export``, so the .NET side only ever sees
 NumPy arrays in native byte order, plain Python values and other objects. ``load_file`` runs a ``.py`` file as a
-fresh module. ``exec_source``, ``exec_file`` and ``eval_source`` are the scripting entry points (both sessions call them
+module named after the file, with the file's folder importable (see its docstring for reuse and reloading).
+``exec_source``, ``exec_file`` and ``eval_source`` are the scripting entry points (both sessions call them
 as ordinary functions, so arguments and results follow the one conversion contract).
 """
 
@@ -11,7 +12,8 @@ import builtins
 import contextlib
 import importlib.machinery
 import importlib.util
-import itertools
+import hashlib
+import os
 import sys
 import threading
 import types
@@ -26,7 +28,8 @@ GRAD_DEFAULT = 0
 NO_GRAD = 1
 INFERENCE_MODE = 2
 
-_counter = itertools.count()
+# load_file's modules by resolved path: (module name, (mtime_ns, size) of the file when it ran).
+_loaded = {}
 
 
 def grad_context(mode):
@@ -118,22 +121,64 @@ def native_order(array):
 
 
 def load_file(path):
-    """Runs the Python file at ``path`` as a new module (registered in ``sys.modules`` under a unique name)."""
+    """The module of the Python file at ``path``, as ``PythonSession.LoadFile`` gives it.
+
+    - The module is named after the file (``tiny_net`` for ``tiny_net.py``), so tracebacks, reprs and pickles name it
+      as Python would; when that name is taken by another module (``json.py`` beside the stdlib's ``json``), it is
+      ``<stem>_<8 hex digits of the path's hash>``.
+    - The file's folder goes to the front of ``sys.path`` (as for a script run with ``python file.py``), so the
+      file can import its sibling modules.
+    - Loading the same path again returns the same module, without running it again; if the file changed since
+      (modification time or size), it runs again under the same name, replacing the entry in ``sys.modules``. So
+      repeated loads never accumulate modules. A file that raises while running leaves no module behind.
+    """
     path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no Python file at {path}")
-    name = f"interop_loaded_{path.stem}_{next(_counter)}"
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    key = str(path)
+    known = _loaded.get(key)
+    if known is not None:
+        name, known_stamp = known
+        module = sys.modules.get(name)
+        if module is not None and known_stamp == stamp:
+            return module
+    else:
+        name = _module_name(path)
     # An explicit source loader: spec_from_file_location alone gives None for names without a .py suffix (a script
     # called "model"), which surfaced as "'NoneType' object has no attribute 'loader'".
-    spec = importlib.util.spec_from_file_location(name, path, loader=importlib.machinery.SourceFileLoader(name, str(path)))
+    spec = importlib.util.spec_from_file_location(name, path, loader=importlib.machinery.SourceFileLoader(name, key))
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        if previous is None:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = previous
         raise
+    _loaded[key] = (name, stamp)
     return module
+
+
+def _module_name(path):
+    stem = path.stem if path.stem.isidentifier() else "".join(c if c.isalnum() or c == "_" else "_" for c in path.stem)
+    if not stem or stem[0].isdigit():
+        stem = "_" + stem
+    existing = sys.modules.get(stem)
+    if existing is None:
+        return stem
+    origin = getattr(existing, "__file__", None)
+    if origin is not None and os.path.realpath(origin) == str(path):
+        # The file was already imported as a sibling module (``import helpers``): the same module, named the same.
+        return stem
+    return "%s_%s" % (stem, hashlib.sha256(str(path).encode()).hexdigest()[:8])
 
 
 class Interrupted(BaseException):

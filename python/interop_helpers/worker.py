@@ -69,7 +69,6 @@ class Worker:
         self.host_pid = host_pid
         self.handles = {}
         self.next_handle = 1
-        self.files = {}
         self.request_regions = {}
         self.result_regions = {}
         self.free_results = []
@@ -112,11 +111,8 @@ class Worker:
         return obj
 
     def load_file(self, path):
-        """The module of a file, run once per worker (later references to the same path reuse it)."""
-        module = self.files.get(path)
-        if module is None:
-            module = self.files[path] = calls.load_file(path)
-        return module
+        """The module of a file: calls.load_file's rules (run once, again only when the file changed; its folder importable)."""
+        return calls.load_file(path)
 
     def map_request_regions(self, regions):
         for region in regions:

@@ -63,13 +63,39 @@ def test_namedtuples_come_back_as_tuples():
     assert calls.export_tree(Point(1, 2)) == (1, 2)
 
 
-def test_load_file_runs_a_fresh_module_each_time(tmp_path):
-    path = tmp_path / "counter.py"
+def test_load_file_reuses_the_module_of_a_path_and_reruns_it_only_when_the_file_changed(tmp_path):
+    path = tmp_path / "counter_a.py"
     path.write_text("value = []\n")
+    before = len(sys.modules)
     a = calls.load_file(str(path))
     b = calls.load_file(str(path))
-    assert a is not b and a.value is not b.value
-    assert a.__name__ in sys.modules
+    assert a is b and a.__name__ == "counter_a" and sys.modules["counter_a"] is a
+    for _ in range(20):
+        calls.load_file(str(path))
+    assert len(sys.modules) == before + 1, "repeated loads do not accumulate modules"
+    path.write_text("value = [1, 2]\n")
+    c = calls.load_file(str(path))
+    assert c is not a and c.value == [1, 2] and sys.modules["counter_a"] is c
+    assert len(sys.modules) == before + 1
+
+
+def test_load_file_makes_the_folder_importable_and_names_the_module_after_the_file(tmp_path):
+    (tmp_path / "sibling_helpers_b.py").write_text("def twice(x):\n    return 2 * x\n")
+    model = tmp_path / "model_b.py"
+    model.write_text("import sibling_helpers_b\ndef f(x):\n    return sibling_helpers_b.twice(x)\ndef fail():\n    raise ValueError('here')\n")
+    module = calls.load_file(str(model))
+    assert module.f(21) == 42
+    assert module.__name__ == "model_b"
+    with pytest.raises(ValueError) as info:
+        module.fail()
+    assert info.value.__traceback__.tb_next.tb_frame.f_globals["__name__"] == "model_b"
+
+
+def test_load_file_of_a_name_taken_by_another_module_gets_a_distinct_name(tmp_path):
+    path = tmp_path / "json.py"
+    path.write_text("mine = True\n")
+    module = calls.load_file(str(path))
+    assert module.mine and module.__name__.startswith("json_") and sys.modules["json"] is not module
 
 
 def test_load_file_runs_a_script_without_the_py_suffix(tmp_path):

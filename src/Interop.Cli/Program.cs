@@ -28,10 +28,10 @@ try
         case "doctor":
             return Doctor.Run(Console.Out, json: args.Contains("--json"));
         case "-h" or "--help" or "help":
-            Console.WriteLine("usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            Console.WriteLine("usage: interop [demo | doctor [--json] | exec PYTHON_SOURCE]  (the Interop.Tool .NET tool; Interop.Cli.dll in the repository)");
             return 0;
         default:
-            Console.Error.WriteLine($"unknown command '{command}'; usage: Interop.Cli [demo | doctor [--json] | exec PYTHON_SOURCE]");
+            Console.Error.WriteLine($"unknown command '{command}'; usage: interop [demo | doctor [--json] | exec PYTHON_SOURCE]  (the Interop.Tool .NET tool; Interop.Cli.dll in the repository)");
             return 2;
     }
 }
@@ -65,6 +65,16 @@ namespace Interop.Cli
             }
             if (found is not null && (found.NumPyVersion is null || found.TorchVersion is null))
                 problem = $"missing: {(found.NumPyVersion is null ? "numpy " : "")}{(found.TorchVersion is null ? "torch" : "")}".Trim();
+            string helpers;
+            try
+            {
+                helpers = $"{PythonRuntime.LocateHelperPackage()} (version {PythonRuntime.LibraryVersion})";
+            }
+            catch (HelperPackageException e)
+            {
+                helpers = "problem";
+                problem ??= e.Message;
+            }
             var torchSharp = TorchSharpReport.Collect(found);
             if (json)
             {
@@ -75,6 +85,10 @@ namespace Interop.Cli
                     version = found?.Version.ToString(),
                     libpython = found?.LibraryPath,
                     source = found?.Source,
+                    reason = found?.Reason,
+                    searchOrder = PythonDiscovery.AutomaticOrder,
+                    candidates = found?.Candidates.Select(c => new { path = c.Path, source = c.Source, executable = c.Executable, verdict = c.Verdict }),
+                    helpers,
                     numpy = found?.NumPyVersion,
                     torch = found?.TorchVersion,
                     problem,
@@ -85,10 +99,19 @@ namespace Interop.Cli
             {
                 output.WriteLine($"Interop doctor ({environment})");
                 output.WriteLine($"  {"python",-10} {found?.Executable ?? "-"} ({found?.Source ?? "not found"})");
+                if (found?.Reason is { } reason)
+                    output.WriteLine($"  {"chosen",-10} {reason}");
+                if (found is { Candidates.Count: > 0 })
+                {
+                    output.WriteLine($"  {"searched",-10} in this order: {PythonDiscovery.AutomaticOrder}");
+                    foreach (var c in found.Candidates)
+                        output.WriteLine($"  {"",-10} - {c}");
+                }
                 output.WriteLine($"  {"version",-10} {found?.Version.ToString() ?? "-"}");
                 output.WriteLine($"  {"libpython",-10} {found?.LibraryPath ?? "-"}");
                 output.WriteLine($"  {"numpy",-10} {found?.NumPyVersion ?? "not installed"}");
                 output.WriteLine($"  {"torch",-10} {found?.TorchVersion ?? "not installed"}");
+                output.WriteLine($"  {"helpers",-10} {helpers}");
                 torchSharp.Write(output);
                 if (problem is not null)
                     output.WriteLine($"  problem: {problem}");

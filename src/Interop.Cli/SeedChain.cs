@@ -45,7 +45,7 @@ public static class SeedChain
         output.WriteLine("        this one imported Python torch, and TorchSharp's libtorch cannot join it)");
         var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
-            start.ArgumentList.Add(typeof(SeedChain).Assembly.Location);
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, typeof(SeedChain).Assembly.GetName().Name + ".dll")); // not Assembly.Location: empty in single-file apps
         start.ArgumentList.Add("seed-chain");
         using var child = Process.Start(start)!;
         var errors = child.StandardError.ReadToEndAsync();

@@ -16,7 +16,7 @@ public class DiscoveryTests
     public void TearDown() => Directory.Delete(_scratch, recursive: true);
 
     private static PythonOptions OnlyEnv(Dictionary<string, string?> env) =>
-        new() { GetEnvironmentVariable = name => env.GetValueOrDefault(name) };
+        new() { GetEnvironmentVariable = name => env.GetValueOrDefault(name), WellKnownDirectories = [] };
 
     [Test]
     public void Finds_the_interpreter_under_test_with_its_shared_libpython_and_packages()
@@ -113,7 +113,7 @@ public class DiscoveryTests
     }
 
     [Test]
-    public void A_python_without_numpy_is_found_and_Require_names_the_apt_and_pip_fixes()
+    public void A_venv_without_numpy_is_found_and_Require_names_pip_for_it_not_apt()
     {
         var venv = CreateVenv(systemSitePackages: false);
         var found = PythonDiscovery.Find(new PythonOptions { VirtualEnvironment = venv });
@@ -122,8 +122,10 @@ public class DiscoveryTests
         Assert.Multiple(() =>
         {
             Assert.That(ex!.Package, Is.EqualTo("numpy"));
-            Assert.That(ex.Message, Does.Contain("apt-get install --no-install-recommends python3-numpy"));
-            Assert.That(ex.Message, Does.Contain("-m pip install \"numpy"));
+            // Debian's python3-numpy would not reach a venv without system site-packages: only pip is a fix that works.
+            Assert.That(ex.Message, Does.Not.Contain("apt-get"));
+            Assert.That(ex.Message, Does.Contain(Path.Combine(venv, "bin", "python") + " -m pip install \"numpy"));
+            Assert.That(ex.Message, Does.Contain("INTEROP_PYTHON"));
         });
         Assert.Throws<PythonPackageMissingException>(() => found.Require("torch"));
     }
@@ -164,6 +166,102 @@ public class DiscoveryTests
         var lib = Path.Combine(_scratch, "libpython3.9.so.1.0");
         File.WriteAllText(lib, "");
         Assert.Throws<PythonVersionNotSupportedException>(() => PythonDiscovery.Find(new PythonOptions { LibraryPath = lib }));
+    }
+
+    // ---- the automatic search, with fake interpreters on PATH ------------------------------------------------
+
+    // A directory holding a "python3" that runs the interpreter under test with a sitecustomize that fakes a lack:
+    // "libpython" (a static build, as pyenv's default), or hides packages ("numpy", "torch") from the probe.
+    private string Fake(string name, params string[] lacks)
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_scratch, name)).FullName;
+        var site = Directory.CreateDirectory(Path.Combine(dir, "site")).FullName;
+        var code = "import sysconfig, importlib.util as _u\n";
+        if (lacks.Contains("libpython"))
+            code += "_real = sysconfig.get_config_var\n" +
+                    "def _fake(name):\n    if name == 'Py_ENABLE_SHARED': return 0\n    if name in ('LDLIBRARY', 'INSTSONAME'): return 'libpython-static.a'\n    return _real(name)\n" +
+                    "sysconfig.get_config_var = _fake\n";
+        var hidden = lacks.Where(l => l != "libpython").ToArray();
+        if (hidden.Length > 0)
+            code += $"_hide = {{{string.Join(", ", hidden.Select(h => $"'{h}'"))}}}\n_find = _u.find_spec\n" +
+                    "_u.find_spec = lambda name, package=None: None if name.split('.')[0] in _hide else _find(name, package)\n";
+        File.WriteAllText(Path.Combine(site, "sitecustomize.py"), code);
+        var python = Path.Combine(dir, "python3");
+        File.WriteAllText(python, $"#!/bin/sh\nPYTHONPATH='{site}' exec '{TestPython.Executable}' \"$@\"\n");
+        File.SetUnixFileMode(python, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        return dir;
+    }
+
+    // A pyenv-like shim: a script in a "shims" folder that execs the real interpreter.
+    private string Shim()
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_scratch, "pyenv", "shims")).FullName;
+        var python = Path.Combine(dir, "python3");
+        File.WriteAllText(python, $"#!/bin/sh\nexec '{TestPython.Executable}' \"$@\"\n");
+        File.SetUnixFileMode(python, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        return dir;
+    }
+
+    private static string Path_(params string[] dirs) => string.Join(Path.PathSeparator, dirs);
+
+    [Test]
+    public void The_search_keeps_looking_past_interpreters_without_libpython_numpy_or_torch_and_takes_the_working_one_behind_a_shim()
+    {
+        var path = Path_(Fake("nolib", "libpython"), Fake("nonumpy", "numpy", "torch"), Fake("notorch", "torch"), Shim());
+        var found = PythonDiscovery.Find(OnlyEnv(new() { ["PATH"] = path }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(found.Source, Is.EqualTo("python3 on PATH"));
+            Assert.That(found.TorchVersion, Is.Not.Null);
+            Assert.That(found.NumPyVersion, Is.Not.Null);
+            // The shim is resolved to the interpreter it runs.
+            Assert.That(found.Executable, Does.Not.Contain("shims"));
+            Assert.That(found.Reason, Does.Contain("PyTorch"));
+            Assert.That(found.Candidates.Select(c => c.Verdict).Skip(1), Is.EqualTo(new[] { "no NumPy and no PyTorch", "usable, but no PyTorch", "usable" }));
+            Assert.That(found.Candidates[0].Verdict, Does.EndWith("has no shared libpython").And.Contain("nolib"));
+            Assert.That(found.Candidates[3].Path, Does.Contain("shims"));
+        });
+    }
+
+    [Test]
+    public void A_numpy_only_user_is_not_refused_for_lacking_PyTorch()
+    {
+        var found = PythonDiscovery.Find(OnlyEnv(new() { ["PATH"] = Path_(Fake("nonumpy", "numpy"), Fake("notorch", "torch")) }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(found.NumPyVersion, Is.Not.Null);
+            Assert.That(found.TorchVersion, Is.Null);
+            Assert.That(found.Reason, Does.Contain("no candidate has PyTorch"));
+        });
+    }
+
+    [Test]
+    public void With_none_working_one_exception_lists_every_candidate_with_its_reason_and_the_fixes()
+    {
+        var broken = Directory.CreateDirectory(Path.Combine(_scratch, "broken")).FullName;
+        File.WriteAllText(Path.Combine(broken, "python3"), "#!/bin/sh\nexit 3\n");
+        File.SetUnixFileMode(Path.Combine(broken, "python3"), UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        var path = Path_(Fake("nolib", "libpython"), broken, Fake("nonumpy", "numpy"));
+        var ex = Assert.Throws<PythonNotFoundException>(() => PythonDiscovery.Find(OnlyEnv(new() { ["PATH"] = path })));
+        Assert.Multiple(() =>
+        {
+            Assert.That(ex!.Candidates, Has.Count.EqualTo(3));
+            Assert.That(ex.Message, Does.Contain("nolib").And.Contain("no shared libpython"));
+            Assert.That(ex.Message, Does.Contain("broken").And.Contain("exit 3"));
+            Assert.That(ex.Message, Does.Contain("nonumpy").And.Contain("no NumPy"));
+            Assert.That(ex.Message, Does.Contain("INTEROP_PYTHON=").And.Contain("python3 -m venv"));
+            // An install command only for what is really missing: NumPy, not PyTorch (the fake has it).
+            var install = ex.Message.Split('\n').Where(l => l.Contains("install the missing packages", StringComparison.Ordinal)).ToArray();
+            Assert.That(install, Has.Length.EqualTo(1));
+            Assert.That(install[0], Does.Contain("numpy").And.Not.Contain("torch"));
+        });
+    }
+
+    [Test]
+    public void Isolated_workers_do_not_need_a_shared_libpython()
+    {
+        var found = PythonDiscovery.Find(OnlyEnv(new() { ["PATH"] = Fake("nolib", "libpython") }), requireSharedLibrary: false);
+        Assert.That(found.Candidates.Single().Verdict, Is.EqualTo("usable"));
     }
 
     private string CreateVenv(bool systemSitePackages)

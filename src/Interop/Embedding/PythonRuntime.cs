@@ -48,7 +48,7 @@ public static class PythonRuntime
     /// Safe to call from any thread, concurrently.
     /// </summary>
     /// <exception cref="InvalidOperationException">Python was started with other options, or already shut down.</exception>
-    /// <exception cref="InteropException">Discovery failed (see <see cref="PythonDiscovery.Find"/>).</exception>
+    /// <exception cref="InteropException">Discovery failed (see <see cref="PythonDiscovery.Find(PythonOptions?)"/>).</exception>
     public static PythonInstallation Initialize(PythonOptions? options = null)
     {
         if (s_installation is { } running && options is null && !s_shutDown)
@@ -112,6 +112,10 @@ public static class PythonRuntime
 
     private static void Start(PythonInstallation installation, PythonOptions options)
     {
+        // Files first, before Python is loaded: a missing or stale helper package or a search path that does not
+        // exist is a typed error now, not a ModuleNotFoundError at the first call.
+        var helpers = HelperFiles.Locate(options);
+        var searchPaths = SearchPaths.Check(options.AdditionalPaths, "PythonOptions.AdditionalPaths");
         Runtime.PythonDLL = installation.LibraryPath;
         if (installation.BasePrefix is { } home)
             PythonEngine.PythonHome = home;
@@ -121,7 +125,8 @@ public static class PythonRuntime
         PendingReleases.WatchCollections();
         try
         {
-            ConfigureSysPath(installation, options);
+            ConfigureSysPath(installation, helpers, searchPaths);
+            HelperDirectory = helpers;
         }
         finally
         {
@@ -130,13 +135,12 @@ public static class PythonRuntime
         }
     }
 
-    private static void ConfigureSysPath(PythonInstallation installation, PythonOptions options)
+    private static void ConfigureSysPath(PythonInstallation installation, string helpers, IReadOnlyList<string> searchPaths)
     {
         using var sys = Py.Import("sys");
         using var path = sys.GetAttr("path");
         var current = path.As<string[]>().ToList();
-        HelperDirectory = FindHelperDirectory(options);
-        var front = options.AdditionalPaths.Concat(HelperDirectory is null ? [] : [HelperDirectory]).ToList();
+        var front = searchPaths.Append(helpers);
         var wanted = front.Concat(installation.SysPath).Concat(current).Where(p => p.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
         using var list = new PyList(wanted.Select(p => (PyObject)new PyString(p)).ToArray());
         sys.SetAttr("path", list);
@@ -147,20 +151,23 @@ public static class PythonRuntime
         }
     }
 
-    /// <summary>python/ next to the assembly (build output, NuGet), else the repository's python/ upwards.</summary>
-    internal static string? FindHelperDirectory(PythonOptions options)
-    {
-        if (options.HelperPackageDirectory is { } given)
-            return Path.GetFullPath(given);
-        var start = Path.GetDirectoryName(typeof(PythonRuntime).Assembly.Location) ?? AppContext.BaseDirectory;
-        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "python");
-            if (File.Exists(Path.Combine(candidate, HelperPackage, "__init__.py")))
-                return candidate;
-        }
-        return null;
-    }
+    /// <summary>
+    /// The folder that contains <c>interop_helpers/</c> (<c>python/</c> beside the application, or
+    /// <see cref="PythonOptions.HelperPackageDirectory"/>), checked to be complete and of this library's version.
+    /// </summary>
+    /// <exception cref="HelperPackageException">Missing, incomplete or from another version.</exception>
+    internal static string FindHelperDirectory(PythonOptions options) => HelperFiles.Locate(options);
+
+    /// <summary>
+    /// The folder that contains the helper package <c>interop_helpers/</c> that sessions will use (<c>python/</c> beside
+    /// the application, or <see cref="PythonOptions.HelperPackageDirectory"/>), after checking it is complete and of
+    /// this library's version. Loads no Python. Start-up does the same check.
+    /// </summary>
+    /// <exception cref="HelperPackageException">Missing, incomplete or from another version; the message names the fix.</exception>
+    public static string LocateHelperPackage(PythonOptions? options = null) => HelperFiles.Locate(options);
+
+    /// <summary>This library's version (the packages' version), which the helper package must match.</summary>
+    public static string LibraryVersion => HelperFiles.ExpectedVersion;
 
     private static void ReplaceShutdownHandler()
     {

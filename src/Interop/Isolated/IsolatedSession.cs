@@ -18,7 +18,7 @@ namespace Interop.Isolated;
 internal sealed class IsolatedSession : PythonSession
 {
     private readonly WorkerOptions _options;
-    private readonly Lazy<(string Python, string Helpers, PythonInstallation Installation)> _setup;
+    private readonly Lazy<(string Python, string PythonPath, PythonInstallation Installation)> _setup;
     private readonly Slot[] _slots;
     private readonly Lock _lock = new();
 
@@ -27,15 +27,18 @@ internal sealed class IsolatedSession : PythonSession
         ArgumentOutOfRangeException.ThrowIfLessThan(options.WorkerCount, 1, nameof(options));
         _options = options;
         _slots = Enumerable.Range(0, options.WorkerCount).Select(_ => new Slot()).ToArray();
+        // Files are checked now (the helper package, the search paths): a missing or stale helper folder is an error
+        // at creation, not at the first call. Discovery runs a probe process, so it waits for the first worker.
+        var python = options.Python ?? new PythonOptions();
+        var helpers = HelperFiles.Locate(python);
+        var searchPaths = SearchPaths.Check(python.AdditionalPaths, "PythonOptions.AdditionalPaths (WorkerOptions.Python)");
+        // The workers' PYTHONPATH prefix: the search paths first (as in-process), then the helper package's folder.
+        var pythonPath = string.Join(Path.PathSeparator, searchPaths.Append(helpers));
         _setup = new(() =>
         {
-            var python = options.Python ?? new PythonOptions();
-            var installation = PythonDiscovery.Find(python);
-            var helpers = PythonRuntime.FindHelperDirectory(python)
-                ?? throw new WorkerStartException($"The helper package '{PythonRuntime.HelperPackage}' was not found next to the assembly or above it. " +
-                                                  "Fix: deploy the python/ folder with the application or set PythonOptions.HelperPackageDirectory.", "");
+            var installation = PythonDiscovery.Find(python, requireSharedLibrary: false);
             return (installation.Executable ?? throw new WorkerStartException("Isolated mode needs a Python interpreter, not only a libpython path. Fix: set PythonOptions.PythonExecutable.", ""),
-                    helpers, installation);
+                    pythonPath, installation);
         });
     }
 
@@ -223,8 +226,8 @@ internal sealed class IsolatedSession : PythonSession
                     throw dead.CrashInfo();
                 Retire(dead);
             }
-            var (python, helpers, _) = _setup.Value;
-            var worker = WorkerProcess.Start(python, helpers, _options.StartTimeout, echoStderr: false);
+            var (python, pythonPath, _) = _setup.Value;
+            var worker = WorkerProcess.Start(python, pythonPath, _options.StartTimeout, echoStderr: false);
             var pid = worker.ProcessId;
             worker.Output = line => WriteOutput(pid, line);
             empty.Worker = worker;

@@ -25,9 +25,10 @@ internal sealed class InProcessSession : PythonSession
     private const string CallsModule = PythonRuntime.HelperPackage + ".calls";
     private readonly ConditionalWeakTable<InProcessRef, object?> _refs = new();
 
-    public InProcessSession()
+    public InProcessSession(PythonOptions? options)
     {
-        var installation = PythonRuntime.Installation;
+        var searchPaths = SearchPaths.Check(options?.AdditionalPaths ?? [], "PythonOptions.AdditionalPaths");
+        var installation = options is null ? PythonRuntime.Installation : PythonRuntime.Initialize(options);
         HasTorch = installation.TorchVersion is not null;
         Description = $"in-process Python {installation.Version.ToString(3)}" +
                       (HasTorch ? $", PyTorch {installation.TorchVersion}" : ", no PyTorch");
@@ -36,6 +37,19 @@ internal sealed class InProcessSession : PythonSession
             if (HasTorch)
                 TorchTensor.Import().Dispose();
             using var calls = Py.Import(CallsModule);
+            if (searchPaths.Count > 0)
+            {
+                // The session's search paths, at the front of sys.path (once each), also when Python was already running.
+                using var sys = Py.Import("sys");
+                using var path = sys.GetAttr("path");
+                using var front = new PyInt(0);
+                var present = path.As<string[]>().ToHashSet(StringComparer.Ordinal);
+                foreach (var dir in searchPaths.Reverse().Where(d => !present.Contains(d)))
+                {
+                    using var item = new PyString(dir);
+                    path.InvokeMethod("insert", front, item).Dispose();
+                }
+            }
             return 0;
         });
     }

@@ -27,7 +27,16 @@ public abstract class PythonSession : IDisposable
     /// in-process users; disposing the session releases only the references it handed out.
     /// The process must not load TorchSharp if Python code imports <c>torch</c> (one libtorch per process).
     /// </summary>
-    public static PythonSession InProcess() => new InProcessSession();
+    public static PythonSession InProcess() => new InProcessSession(null);
+
+    /// <summary>
+    /// As <see cref="InProcess()"/>, starting the embedded interpreter with <paramref name="options"/> if it is not running
+    /// yet; its <see cref="Embedding.PythonOptions.AdditionalPaths"/> are put at the front of <c>sys.path</c> either way
+    /// (the same option isolated workers honour through <see cref="global::Interop.Isolated.WorkerOptions.Python"/>).
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">A search path does not exist.</exception>
+    /// <exception cref="InvalidOperationException">Python already runs with another interpreter than <paramref name="options"/> names.</exception>
+    public static PythonSession InProcess(Embedding.PythonOptions options) => new InProcessSession(options ?? throw new ArgumentNullException(nameof(options)));
 
     /// <summary>
     /// A session whose Python runs in worker processes (plain CPython, <c>python -m interop_helpers.worker</c>):
@@ -41,7 +50,7 @@ public abstract class PythonSession : IDisposable
     /// this process has a libtorch that is not Python's own (see <see cref="global::Interop.Isolated.SessionModeChooser"/>).
     /// </summary>
     public static PythonSession Create(global::Interop.Isolated.SessionMode mode, global::Interop.Isolated.WorkerOptions? options = null) =>
-        global::Interop.Isolated.SessionModeChooser.Resolve(mode, options?.Python) == global::Interop.Isolated.SessionMode.Isolated ? Isolated(options) : InProcess();
+        global::Interop.Isolated.SessionModeChooser.Resolve(mode, options?.Python) == global::Interop.Isolated.SessionMode.Isolated ? Isolated(options) : new InProcessSession(options?.Python);
 
     /// <summary>A short description (e.g. <c>in-process Python 3.11</c>).</summary>
     public abstract string Description { get; }
@@ -62,7 +71,14 @@ public abstract class PythonSession : IDisposable
     /// <exception cref="Errors.PythonErrorException">The import raised (e.g. <c>ModuleNotFoundError</c>).</exception>
     public abstract PythonRef Import(string moduleName);
 
-    /// <summary>Runs the Python file at <paramref name="path"/> as a fresh module and returns the module.</summary>
+    /// <summary>
+    /// The module of the Python file at <paramref name="path"/> (relative paths are taken from the working directory;
+    /// use <c>Path.Combine(AppContext.BaseDirectory, ...)</c> for files deployed with the application). The module is
+    /// named after the file (<c>tiny_net</c>), the file's folder is importable (sibling modules), and loading the same
+    /// path again returns the same module without running it again, unless the file changed, in which case it runs
+    /// again under the same name: repeated loads never accumulate modules. The same in both session kinds (in a worker,
+    /// per worker process).
+    /// </summary>
     /// <exception cref="FileNotFoundException">No such file.</exception>
     /// <exception cref="Errors.PythonErrorException">Running the file raised.</exception>
     public abstract PythonRef LoadFile(string path);

@@ -1,0 +1,106 @@
+using Interop.Embedding;
+using Interop.Errors;
+using Interop.Sessions;
+using Interop.Tests.Isolated;
+
+namespace Interop.Tests.Sessions;
+
+/// <summary>LoadFile and search paths, the same in both session kinds: sibling imports, module names, reuse without growth.</summary>
+[TestFixture("in-process")]
+[TestFixture("isolated")]
+[Category("embedding")]
+public class LoadFileTests(string kind)
+{
+    private string _dir = null!;
+
+    [SetUp]
+    public void SetUp() => _dir = Directory.CreateTempSubdirectory("interop-loadfile-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_dir, recursive: true);
+
+    private PythonSession Session(params string[] searchPaths)
+    {
+        var python = new PythonOptions { PythonExecutable = TestPython.Executable, AdditionalPaths = searchPaths };
+        return kind == "isolated"
+            ? PythonSession.Isolated(IsolatedTestSupport.Options() with { Python = python })
+            : PythonSession.InProcess(python);
+    }
+
+    // Unique module names per test and kind: the in-process interpreter is shared by the whole test run.
+    private string Unique(string stem) => $"{stem}_{kind.Replace("-", "", StringComparison.Ordinal)}_{Path.GetFileName(_dir).Replace("-", "_", StringComparison.Ordinal)}";
+
+    private static long Call(PythonRef module, string function, params object?[] args)
+    {
+        using var f = module.GetAttr(function);
+        using var v = f.Call(args);
+        return v.AsInt64();
+    }
+
+    [Test]
+    public void A_loaded_file_imports_its_sibling_modules()
+    {
+        var sibling = Unique("sibling");
+        File.WriteAllText(Path.Combine(_dir, sibling + ".py"), "def twice(x):\n    return 2 * x\n");
+        var model = Path.Combine(_dir, Unique("model") + ".py");
+        File.WriteAllText(model, $"import {sibling}\ndef f(x):\n    return {sibling}.twice(x)\n");
+        using var session = Session();
+        using var module = session.LoadFile(model);
+        Assert.That(Call(module, "f", 21), Is.EqualTo(42));
+    }
+
+    [Test]
+    public void The_module_is_named_after_the_file_in_errors()
+    {
+        var name = Unique("named");
+        var file = Path.Combine(_dir, name + ".py");
+        File.WriteAllText(file, "def fail():\n    raise ValueError('raised in ' + __name__)\n");
+        using var session = Session();
+        using var module = session.LoadFile(file);
+        using var fail = module.GetAttr("fail");
+        var ex = Assert.Throws<PythonErrorException>(() => fail.Call().Dispose());
+        Assert.Multiple(() =>
+        {
+            Assert.That(ex!.PythonMessage, Is.EqualTo("raised in " + name));
+            Assert.That(ex.PythonTraceback, Does.Contain(file));
+        });
+    }
+
+    [Test]
+    public void Loading_the_same_path_again_reuses_the_module_and_sys_modules_does_not_grow()
+    {
+        var probe = Path.Combine(_dir, Unique("probe") + ".py");
+        File.WriteAllText(probe, "import sys\nruns = 0\ndef modules():\n    return len(sys.modules)\ndef count():\n    return runs\n");
+        var model = Path.Combine(_dir, Unique("again") + ".py");
+        File.WriteAllText(model, $"import {Path.GetFileNameWithoutExtension(probe)} as p\np.runs += 1\ndef runs():\n    return p.runs\n");
+        using var session = Session();
+        using var p = session.LoadFile(probe);
+        using (session.LoadFile(model)) { }
+        var before = Call(p, "modules");
+        for (var i = 0; i < 20; i++)
+        {
+            using var again = session.LoadFile(model);
+            Assert.That(Call(again, "runs"), Is.EqualTo(1), "the file ran once");
+        }
+        Assert.That(Call(p, "modules"), Is.EqualTo(before), "20 more loads added no module");
+    }
+
+    [Test]
+    public void A_search_path_makes_its_modules_importable()
+    {
+        var extra = Directory.CreateDirectory(Path.Combine(_dir, "extra")).FullName;
+        var name = Unique("on_search_path");
+        File.WriteAllText(Path.Combine(extra, name + ".py"), "def value():\n    return 7\n");
+        using var session = Session(extra);
+        using var module = session.Import(name);
+        Assert.That(Call(module, "value"), Is.EqualTo(7));
+    }
+
+    [Test]
+    public void A_search_path_that_does_not_exist_is_an_error_not_silence()
+    {
+        var missing = Path.Combine(_dir, "no-such-folder");
+        var ex = Assert.Throws<DirectoryNotFoundException>(() => Session(missing).Dispose());
+        Assert.That(ex!.Message, Does.Contain(missing).And.Contain("AdditionalPaths"));
+    }
+}
