@@ -18,15 +18,13 @@ using (seed.Call(0)) { }
 using var models = session.Import("torchvision.models");
 using var resnet18 = models.GetAttr("resnet18");
 using var built = resnet18.Call();
-using var pyModel = built.AsRef();
+// <readme>
+using var pyModel = built.AsRef();                 // an nn.Module built in Python: torchvision.models.resnet18()
+var model = torchvision.models.resnet18();         // TorchSharp's TorchVision
+var result = model.LoadWeightsFrom(pyModel);       // parameters and buffers, in memory, PyTorch's load_state_dict rules
+// </readme>
 using (var eval = pyModel.GetAttr("eval"))
 using (eval.Call()) { }
-
-var model = torchvision.models.resnet18();
-var result = model.LoadWeightsFrom(pyModel, new ModelWeightsOptions
-{
-    Progress = new Progress<WeightTransferProgress>(p => Console.WriteLine($"  {p.TensorsDone}/{p.TensorCount} tensors, {p.BytesDone / 1e6:F1} MB")),
-});
 model.eval();
 Console.WriteLine($"Loaded {result.TensorCount} tensors ({result.Bytes / 1e6:F1} MB) from Python's torchvision resnet18 into TorchSharp's.");
 

@@ -158,7 +158,7 @@ public sealed class PythonErrorException : InteropException
     }
 
     /// <summary>Creates the exception with a <paramref name="hint"/> from the .NET side (e.g. which .NET type made an argument's dtype).</summary>
-    public PythonErrorException(string pythonType, string pythonMessage, string traceback, Exception? inner, string? hint)
+    internal PythonErrorException(string pythonType, string pythonMessage, string traceback, Exception? inner, string? hint)
         : base($"{pythonType}: {pythonMessage}" + (hint is null ? "" : Environment.NewLine + "Hint: " + hint), inner)
     {
         PythonType = pythonType;

@@ -7,7 +7,7 @@ namespace Interop.Tests.Contract;
 /// <summary>The kinds of session the contract suite runs against.</summary>
 public enum SessionKind
 {
-    /// <summary><see cref="PythonSession.InProcess"/>.</summary>
+    /// <summary><see cref="PythonSession.InProcess()"/>.</summary>
     InProcess,
     /// <summary><see cref="PythonSession.Isolated"/>.</summary>
     Isolated,
