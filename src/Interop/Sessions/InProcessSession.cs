@@ -218,11 +218,31 @@ internal sealed class InProcessSession : PythonSession
     }
 }
 
-/// <summary>Removes a module that LoadFile registered from <c>sys.modules</c> (queued by a reference's finalizer). Requires the GIL.</summary>
+/// <summary>
+/// Drops one reference's claim on a module that LoadFile registered; the last claim removes it from <c>sys.modules</c>
+/// (run by Dispose or queued by a finalizer). LoadFile of the same path returns the same module while a claim is alive.
+/// Claims are counted with the GIL held (the constructor runs inside LoadFile, Dispose as a release), so a load and a
+/// release never interleave.
+/// </summary>
 internal sealed class LoadedModuleEntry(string name) : IDisposable
 {
+    private static readonly Dictionary<string, int> s_claims = new(StringComparer.Ordinal);
+
+    /// <summary>One more live reference to the loaded module <paramref name="module"/>. Requires the GIL.</summary>
+    public static void Claim(string module)
+    {
+        Gil.AssertHeld();
+        s_claims[module] = s_claims.GetValueOrDefault(module) + 1;
+    }
+
     public void Dispose()
     {
+        if (s_claims.TryGetValue(name, out var claims) && claims > 1)
+        {
+            s_claims[name] = claims - 1;
+            return;
+        }
+        s_claims.Remove(name);
         using var sys = Py.Import("sys");
         using var modules = sys.GetAttr("modules");
         using var key = new PyString(name);
@@ -242,6 +262,8 @@ internal sealed class InProcessRef : PythonRef
         _session = session;
         _object = obj;
         _loadedModule = loadedModule;
+        if (loadedModule is not null)
+            LoadedModuleEntry.Claim(loadedModule);
         PythonType = InProcessConversions.TypeName(obj);
         if (loadedModule is null)
             GC.SuppressFinalize(this); // only a loaded module has something to undo beyond pythonnet's own finalizer
@@ -283,7 +305,39 @@ internal sealed class InProcessRef : PythonRef
         ArgumentNullException.ThrowIfNull(args);
         ThrowIfDisposed();
         ct.ThrowIfCancellationRequested();
-        return Task.Run(() => _session.Call(this, args, options, ct), CancellationToken.None);
+        var call = Task.Run(() => _session.Call(this, args, options, ct), CancellationToken.None);
+        var timeout = (options ?? CallOptions.Default).Timeout;
+        return timeout is null && !ct.CanBeCanceled ? call : WaitBounded(call, timeout, ct);
+    }
+
+    // How long past the timeout (or the cancellation) the caller waits for the interrupt to land. Python code stops at its
+    // next bytecode boundary well within it; a native call that does not return (C code holding the GIL) is not waited for:
+    // the caller gets its exception at the bound, the call ends when the native code returns, and its late result is disposed.
+    internal static readonly TimeSpan InterruptGrace = TimeSpan.FromMilliseconds(250);
+
+    private static async Task<PythonValue> WaitBounded(Task<PythonValue> call, TimeSpan? timeout, CancellationToken ct)
+    {
+        using var giveUp = new CancellationTokenSource();
+        if (timeout is { } t)
+            giveUp.CancelAfter(t + InterruptGrace);
+        using var onCancel = ct.Register(() => giveUp.CancelAfter(InterruptGrace));
+        try
+        {
+            return await call.WaitAsync(giveUp.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (giveUp.IsCancellationRequested && !call.IsCompleted)
+        {
+            _ = call.ContinueWith(static late =>
+            {
+                if (late.IsCompletedSuccessfully)
+                    late.Result.Dispose();
+                else
+                    _ = late.Exception; // observed: the interrupt's exception, raised once the native code returned
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            if (ct.IsCancellationRequested)
+                throw new OperationCanceledException("The call was cancelled; its Python code is in a native call that cannot be interrupted, and is interrupted when it returns.", null, ct);
+            throw new WorkerTimeoutException(timeout!.Value);
+        }
     }
 
     public override string ToString() => IsDisposed ? "disposed PythonRef" : $"PythonRef {PythonType}";

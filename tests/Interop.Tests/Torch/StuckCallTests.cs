@@ -65,7 +65,7 @@ public class StuckCallTests
                 tensor = makeArray.Call();
             var buffers = LiveObjects.PythonBuffers;
 
-            Assert.ThrowsAsync<TimeoutException>(() => hold.CallAsync([], new CallOptions { Timeout = TimeSpan.FromMilliseconds(200) }));
+            Assert.ThrowsAsync<Interop.Errors.WorkerTimeoutException>(() => hold.CallAsync([], new CallOptions { Timeout = TimeSpan.FromMilliseconds(200) }));
 
             // The stuck call holds the GIL now. None of these may wait for it.
             var disposals = Task.Run(() =>
