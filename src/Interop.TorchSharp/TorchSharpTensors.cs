@@ -418,17 +418,7 @@ public static class TorchSharpTensors
         }
     }
 
-    private static long[] ContiguousStrides(ReadOnlySpan<long> shape)
-    {
-        var strides = new long[shape.Length];
-        long stride = 1;
-        for (var i = shape.Length - 1; i >= 0; i--)
-        {
-            strides[i] = stride;
-            stride *= Math.Max(shape[i], 1);
-        }
-        return strides;
-    }
+    private static long[] ContiguousStrides(ReadOnlySpan<long> shape) => Layout.CContiguousStrides(shape, 1);
 
     private static bool IsContiguous(long[] shape, long[] strides)
     {

@@ -15,6 +15,19 @@ internal static class Layout
         }
     }
 
+    /// <summary>C-order strides (in units of <paramref name="itemSize"/>: bytes, or 1 for element strides) of a 64-bit shape.</summary>
+    public static long[] CContiguousStrides(ReadOnlySpan<long> shape, long itemSize)
+    {
+        var strides = new long[shape.Length];
+        var stride = itemSize;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            strides[i] = stride;
+            stride *= Math.Max(shape[i], 1);
+        }
+        return strides;
+    }
+
     public static nint ElementCount(ReadOnlySpan<nint> shape)
     {
         nint n = 1;

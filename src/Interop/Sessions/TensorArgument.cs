@@ -71,9 +71,7 @@ public sealed class TensorArgument
         ArgumentNullException.ThrowIfNull(shape);
         shape = (long[])shape.Clone();
         var count = Layout.ElementCount(shape);
-        var c = new long[shape.Length];
-        for (long d = shape.Length - 1, s = dtype.ItemSize; d >= 0; s *= Math.Max(shape[d], 1), d--)
-            c[d] = s;
+        var c = Layout.CContiguousStrides(shape, dtype.ItemSize);
         byteStrides = byteStrides is null || byteStrides.Length == 0 ? c : (long[])byteStrides.Clone();
         if (byteStrides.Length != shape.Length || byteStrides.Any(x => x < 0))
             throw new ArgumentException($"{byteStrides.Length} strides for {shape.Length} dimensions, or a negative stride: pass one non-negative byte stride per dimension.", nameof(byteStrides));

@@ -27,7 +27,7 @@ public abstract class TensorData : IDisposable
         foreach (var d in shape)
             ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
         _shape = (long[])shape.Clone();
-        _strides = strides is null ? CStrides(shape, dtype.ItemSize) : (long[])strides.Clone();
+        _strides = strides is null ? Layout.CContiguousStrides(shape, dtype.ItemSize) : (long[])strides.Clone();
         if (_strides.Length != _shape.Length)
             throw new ArgumentException($"{_strides.Length} strides given for {_shape.Length} dimensions.", nameof(strides));
         try
@@ -105,18 +105,6 @@ public abstract class TensorData : IDisposable
 
     /// <summary>Releases the memory; <paramref name="disposing"/> is false from a finalizer.</summary>
     protected virtual void Dispose(bool disposing) { }
-
-    private static long[] CStrides(long[] shape, int itemSize)
-    {
-        var strides = new long[shape.Length];
-        long stride = itemSize;
-        for (var i = shape.Length - 1; i >= 0; i--)
-        {
-            strides[i] = stride;
-            stride *= Math.Max(shape[i], 1);
-        }
-        return strides;
-    }
 
     private sealed class PinnedBytes : TensorData
     {
