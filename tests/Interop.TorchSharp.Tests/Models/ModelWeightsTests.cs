@@ -1,6 +1,7 @@
 using Interop.Embedding;
 using Interop.Isolated;
 using Interop.Sessions;
+using Interop.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -86,7 +87,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Tensor actual;
         using (no_grad())
             actual = model.call(x);
-        ModelSupport.AssertClose(actual, expected);
+        TensorAssert.Close(actual, expected);
     }
 
     [Test]
@@ -102,7 +103,7 @@ public class ModelWeightsTests : TorchSharpFixture
         var x = randn(7, 2, 32); // sequence, batch, features
         using var expected = RunPython(pyModel, x);
         using (no_grad())
-            ModelSupport.AssertClose(model.call(x), expected);
+            TensorAssert.Close(model.call(x), expected);
     }
 
     [Test]
@@ -118,7 +119,7 @@ public class ModelWeightsTests : TorchSharpFixture
         var x = randn(5, 3, 10);
         using (var expected = RunPython(pyModel, x))
         using (no_grad())
-            ModelSupport.AssertClose(model.call(x), expected);
+            TensorAssert.Close(model.call(x), expected);
 
         // TorchSharp -> Python: a TorchSharp model with its own initialisation into a fresh Python model
         manual_seed(99);
@@ -129,7 +130,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(result.TensorCount, Is.EqualTo(native.state_dict().Count));
         using (var expected = RunPython(target, x))
         using (no_grad())
-            ModelSupport.AssertClose(native.call(x), expected);
+            TensorAssert.Close(native.call(x), expected);
     }
 
     [Test]
@@ -160,7 +161,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(after.AsDouble(), Is.Not.EqualTo(before.AsDouble()), "the Python model changed");
         using var expected = RunPython(pyModel, inputs);
         using (no_grad())
-            ModelSupport.AssertClose(model.call(inputs), expected);
+            TensorAssert.Close(model.call(inputs), expected);
         var tracked = model.state_dict().First(kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal));
         using var pyTracked = Py("entry", pyModel, tracked.Key);
         Assert.That(pyTracked.ToArray<long>(), Is.EqualTo(new[] { tracked.Value.item<long>() }), "training's BatchNorm counters went back too");
@@ -341,7 +342,7 @@ public class ModelWeightsTests : TorchSharpFixture
             var x = randn(4, 2, 10);
             using var expected = RunPython(pyModel, x);
             using (no_grad())
-                ModelSupport.AssertClose(model.call(x), expected);
+                TensorAssert.Close(model.call(x), expected);
         }
         finally
         {
