@@ -10,6 +10,11 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
 - ``read_batch(state, indices)`` returns the entries at ``indices`` as **raw bytes**: 1-d uint8
   tensors over each tensor's C-order memory (no copy when it is already contiguous). Every dtype travels the same way,
   so bfloat16, which NumPy lacks, is carried bit for bit with its dtype tag from ``describe`` and never upcast.
+- ``pin_batch(state, indices)`` is the one-copy route of an isolated session: it returns ``[address, nbytes]`` of each
+  entry's C-order CPU memory (the tensor itself when it is already a contiguous CPU tensor, else a contiguous copy) and
+  keeps those tensors alive in ``state`` until the next ``pin_batch`` or until ``state`` is released; the host reads the
+  bytes straight into its own tensors (``process_vm_readv``) while it holds this worker, and checks every address and
+  size it is told against the shapes and dtypes it already knows.
 - ``open_target(obj)`` / ``write_batch(target, names, dtypes, shapes, blobs)`` do the other direction: each blob
   (uint8 bytes from .NET) is viewed as its dtype and shape and copied into the module's parameter or buffer under
   ``torch.no_grad()``.
@@ -24,7 +29,7 @@ import torch
 
 from . import dtypes as _dtypes
 
-__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "write_batch"]
+__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "pin_batch", "write_batch"]
 
 _NAME_BY_TORCH = {}
 for _name, _kind, _size, _numpy, _torch_name, _code in _dtypes.rows():
@@ -69,6 +74,7 @@ class StateSource:
 
     def __init__(self, entries, keep=None):
         self.entries = entries
+        self.pinned = None  # pin_batch's tensors, alive while the host reads them
         self._keep = keep  # what the tensors came from (an mmap'd checkpoint stays open while this lives)
 
     def __len__(self):
@@ -134,18 +140,40 @@ def describe(state):
     return [[name, _dtype_name(name, t), list(t.shape), t.numel() * t.element_size()] for name, t in state.entries]
 
 
+def _plain(tensor):
+    """The tensor's values in C-order CPU memory: itself when it already is, else a copy (conjugate and negative views
+    resolved, so the bytes are the values)."""
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    return tensor.resolve_conj().resolve_neg().contiguous()
+
+
 def _raw_bytes(tensor):
-    flat = tensor.contiguous().reshape(-1)
-    return flat.view(torch.uint8)
+    return _plain(tensor).reshape(-1).view(torch.uint8)
+
+
+def _check_indices(state, indices):
+    count = len(state.entries)
+    for i in indices:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
+            raise IndexError(f"entry {i!r} asked for, the state has {count} entries")
 
 
 def read_batch(state, indices):
     """The raw bytes (1-d uint8 tensors, C order) of the entries at ``indices`` (positions in ``describe``'s list)."""
-    count = len(state.entries)
-    for i in indices:
-        if not isinstance(i, int) or not 0 <= i < count:
-            raise IndexError(f"entry {i!r} asked for, the state has {count} entries")
+    _check_indices(state, indices)
     return [_raw_bytes(state.entries[i][1]) for i in indices]
+
+
+def pin_batch(state, indices):
+    """``[[address, nbytes], ...]`` of the entries at ``indices``: C-order CPU memory that stays valid (the tensors are kept
+    in ``state``) until the next ``pin_batch`` on ``state`` or until ``state`` is released. The previous batch is released
+    first, so at most one batch of copies (of non-contiguous or non-CPU entries) is alive."""
+    _check_indices(state, indices)
+    state.pinned = None
+    pinned = [_plain(state.entries[i][1]) for i in indices]
+    state.pinned = pinned
+    return [[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] for t in pinned]
 
 
 def write_batch(target, names, dtypes, shapes, blobs, convert=False):

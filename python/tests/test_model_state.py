@@ -75,3 +75,36 @@ def test_refusals_name_the_problem():
         model_state.write_batch(target, ["v"], ["float32"], [[2]], [torch.zeros(8, dtype=torch.uint8)])
     with pytest.raises(IndexError):
         model_state.read_batch(model_state.open_source({"w": torch.zeros(1)}), [0, 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pinned_entries_describe_their_c_order_bytes_and_stay_alive(dtype):
+    import ctypes
+
+    source = (torch.randn(3, 5, dtype=torch.float64) * 100).to(dtype)
+    contiguous = source.clone()
+    state = model_state.open_source({"t": source.t(), "c": contiguous, "empty": torch.zeros(0, dtype=dtype)})
+    (addr_t, size_t), (addr_c, size_c), (addr_e, size_e) = model_state.pin_batch(state, [0, 1, 2])
+    assert addr_c == contiguous.data_ptr(), "a contiguous CPU tensor is pinned as it is (no copy)"
+    assert (size_t, size_c, size_e, addr_e) == (source.numel() * source.element_size(),) * 2 + (0, 0)
+    expected = source.t().contiguous().view(torch.uint8).reshape(-1)
+    del source  # the pinned copy of the transposed view stays alive in the state
+    assert bytes(ctypes.string_at(addr_t, size_t)) == bytes(expected.tolist())
+    model_state.pin_batch(state, [1])
+    assert len(state.pinned) == 1, "the previous batch is released"
+
+
+def test_conjugate_views_travel_as_their_values_on_both_routes():
+    z = torch.complex(torch.arange(4.0), torch.ones(4))
+    state = model_state.open_source({"z": z.conj()})
+    blob, = model_state.read_batch(state, [0])
+    assert torch.equal(blob.view(torch.complex64), z.conj().resolve_conj())
+    (address, size), = model_state.pin_batch(state, [0])
+    assert state.pinned[0].data_ptr() == address and torch.equal(state.pinned[0], z.conj()) and not state.pinned[0].is_conj()
+
+
+def test_pin_batch_refuses_indices_out_of_range():
+    state = model_state.open_source({"w": torch.zeros(1)})
+    for bad in ([1], [-1], [True]):
+        with pytest.raises(IndexError):
+            model_state.pin_batch(state, bad)

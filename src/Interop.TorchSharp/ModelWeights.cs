@@ -6,13 +6,20 @@
 // - All checks (PyTorch's load_state_dict rules: missing / unexpected keys, shape and dtype mismatches) run on the
 //   descriptions before any byte moves, so a refused load changes nothing.
 // - Memory: one batch at a time (ModelWeightsOptions.BatchBytes, or the largest tensor if larger). Python -> TorchSharp
-//   in an isolated session: the worker copies the batch once into a pooled shared region; here the bytes are wrapped
-//   in place (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors, then the region goes back
-//   to the pool. In-process: the NumPy buffer over the Python tensor is wrapped (no copy) and copied once.
+//   module in an isolated session (LoadWeightsFrom, LoadCheckpoint): ONE copy. The worker pins each batch (pin_batch: the
+//   tensors' own C-order memory, a copy only for a non-contiguous or non-CPU entry) and tells addresses and sizes; this
+//   process checks them against what it computed from shapes and dtypes and reads the bytes straight into the module's
+//   tensors (WorkerMemory.TryRead, process_vm_readv), holding the worker meanwhile (WorkerProcess.Hold) so that no other
+//   caller's code runs there. Where the kernel refuses direct reads (EPERM / ENOSYS), the same load takes the
+//   shared-region route: the worker copies the batch into a pooled shared region, the bytes are wrapped in place here
+//   (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors (two copies in all). ReadStateDict keeps
+//   the region route (its tensors lie over the region: one copy, made by the worker). In-process: the NumPy buffer over
+//   the Python tensor is wrapped (no copy) and copied once.
 //   TorchSharp -> Python: each tensor's memory is the call argument (no copy here); the session copies it once
 //   (isolated: into its request region in /dev/shm) and Python copy_'s it into the module.
 using Interop.Buffers;
 using Interop.DTypes;
+using Interop.Errors;
 using Interop.Isolated;
 using Interop.Sessions;
 using TorchSharp;
@@ -159,7 +166,7 @@ public static class ModelWeights
             bytes += batch.Sum(e => e.Bytes);
             options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, pairs.Sum(p => p.Source.Bytes), batch[^1].Name));
         }
-        return new WeightLoadResult(missing, unexpected, done, bytes);
+        return new WeightLoadResult(missing, unexpected, done, bytes) { Route = session is IsolatedSession ? WeightRoute.SharedRegion : WeightRoute.InProcess };
     }
 
     // ---- the two directions' common parts -------------------------------------------------------
@@ -175,23 +182,120 @@ public static class ModelWeights
         using var helpers = session.Import(HelperModule);
         using var opened = Invoke(helpers, "open_source", [source], options);
         using var handle = opened.AsRef();
+        // Isolated: the source lives in one worker; hold it for the whole transfer, so no other caller's code runs there
+        // while its memory is read (direct route) or between batches (either route): the load sees one state of the weights.
+        var worker = (handle as IsolatedRef)?.Target.Worker;
+        using var hold = worker?.Hold();
         var entries = Describe(helpers, handle, options);
         var (pairs, missing, unexpected) = Match(entries, destination, options);
-        var done = 0;
-        long bytes = 0;
-        var total = pairs.Sum(p => p.Source.Bytes);
-        foreach (var batch in Plan(session, pairs.Select(p => p.Source).ToList(), options))
+        var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
+        var sources = pairs.Select(p => p.Source).ToList();
+        if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, targets, options, progress))
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectRead };
+        foreach (var batch in Plan(session, sources, options))
         {
             ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
             {
                 CopyInto(targets[entry.Name], view, entry);
                 view.Dispose();
             });
-            done += batch.Count;
-            bytes += batch.Sum(e => e.Bytes);
-            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, total, batch[^1].Name));
+            progress.Add(batch);
         }
-        return new WeightLoadResult(missing, unexpected, done, bytes);
+        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes)
+        {
+            Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion,
+        };
+    }
+
+    /// <summary>
+    /// The one-copy route of isolated sessions: the worker pins each batch's tensors (C-order CPU memory, kept alive until
+    /// the next batch) and tells their addresses; this process reads them with process_vm_readv straight into the
+    /// destination tensors (or, for a destination that is not a contiguous CPU tensor of the source's dtype, into one
+    /// temporary tensor, then copy_). False, with nothing copied, when the kernel refuses direct reads of the worker
+    /// (ptrace_scope 2/3, seccomp, not Linux): the caller takes the shared-region route. The caller holds the worker.
+    /// </summary>
+    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
+                                      Dictionary<string, torch.Tensor> targets, ModelWeightsOptions options, ProgressCounter progress)
+    {
+        if (entries.Count == 0)
+            return true;
+        using var pin = helpers.GetAttr("pin_batch");
+        var first = true;
+        foreach (var batch in Batches(entries, options.BatchBytes))
+        {
+            using var described = pin.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
+            var items = described.Items;
+            if (items.Count != batch.Count)
+                throw new WorkerProtocolException($"pin_batch described {items.Count} entries for {batch.Count}");
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var entry = batch[i];
+                var item = items[i].Items;
+                if (item.Count != 2)
+                    throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' must be [address, nbytes]");
+                var address = item[0].AsInt64();
+                var length = item[1].AsInt64();
+                // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
+                if (length != entry.Bytes)
+                    throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
+                if (entry.Bytes == 0)
+                    continue;
+                BeforeDirectRead?.Invoke(worker.ProcessId, entry.Name);
+                if (!ReadDirect(worker, address, entry, targets[entry.Name]))
+                {
+                    if (!first)
+                        throw new WorkerMemoryException(entry.Name, worker.ProcessId, address, entry.Bytes, 0, 1, "direct reads were refused in the middle of a transfer (EPERM)");
+                    return false;
+                }
+                first = false;
+            }
+            if (!worker.IsAlive)
+                throw worker.DiedDuringRead(); // the reads ended while the process went away: their data cannot be trusted
+            progress.Add(batch);
+        }
+        return true;
+    }
+
+    /// <summary>Reads one entry into its destination; false: direct reads are refused (nothing copied).</summary>
+    private static bool ReadDirect(WorkerProcess worker, long address, StateEntry entry, torch.Tensor destination)
+    {
+        if (SimulateDirectRefusal)
+            return false;
+        var scalar = TorchSharpTensors.ScalarTypeOf(entry.DType);
+        if (destination.device_type == DeviceType.CPU && destination.dtype == scalar && destination.is_contiguous())
+        {
+            if (checked(destination.numel() * destination.ElementSize) != entry.Bytes)
+                throw new InvalidOperationException($"'{entry.Name}': the destination holds {destination.numel() * destination.ElementSize} bytes, the entry {entry.Bytes}.");
+            return WorkerMemory.TryRead(worker, address, entry.Bytes, destination.DataAddress(), $"'{entry.Name}'");
+        }
+        // Another dtype (ConvertDTypes), device or layout: one temporary of the source's dtype and shape, then copy_.
+        using var staging = torch.empty(entry.Shape, scalar);
+        if (!WorkerMemory.TryRead(worker, address, entry.Bytes, staging.DataAddress(), $"'{entry.Name}'"))
+            return false;
+        using (torch.no_grad())
+            destination.copy_(staging);
+        return true;
+    }
+
+    /// <summary>For tests: called before each direct read with the worker's process id and the entry's name.</summary>
+    internal static Action<int, string>? BeforeDirectRead { get; set; }
+
+    /// <summary>For tests and the benchmark: behave as if the kernel refused direct reads, so loads take the shared-region route.</summary>
+    internal static bool SimulateDirectRefusal { get; set; }
+
+    /// <summary>Counts what a transfer moved and reports it after each batch.</summary>
+    private sealed class ProgressCounter(int count, long total, IProgress<WeightTransferProgress>? progress)
+    {
+        public int Done { get; private set; }
+
+        public long Bytes { get; private set; }
+
+        public void Add(List<StateEntry> batch)
+        {
+            Done += batch.Count;
+            Bytes += batch.Sum(e => e.Bytes);
+            progress?.Report(new WeightTransferProgress(Done, count, Bytes, total, batch[^1].Name));
+        }
     }
 
     private static Dictionary<string, torch.Tensor> ReadCore(PythonSession session, object source, ModelWeightsOptions? options)
@@ -316,7 +420,23 @@ public static class ModelWeights
             var dtype = DType.FromName(row[1].AsString())
                         ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].AsString()}' is not in the dtype table.");
             var shape = row[2].Items.Select(d => d.AsInt64()).ToArray();
-            entries.Add(new StateEntry(name, dtype, shape, row[3].AsInt64(), entries.Count));
+            // The byte count is computed here from the shape and the dtype table, never taken from the worker's word.
+            long bytes = -1;
+            try
+            {
+                if (shape.All(d => d >= 0))
+                    bytes = checked(Layout.ElementCount(shape) * dtype.ItemSize);
+            }
+            catch (OverflowException)
+            {
+            }
+            if (bytes < 0)
+            {
+                throw new WorkerProtocolException($"describe: entry '{name}' has an impossible shape [{string.Join(", ", shape)}]");
+            }
+            if (row[3].AsInt64() != bytes)
+                throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {row[3].AsInt64():N0}");
+            entries.Add(new StateEntry(name, dtype, shape, bytes, entries.Count));
         }
         return entries;
     }
@@ -367,6 +487,12 @@ public static class ModelWeights
                 budget = Math.Min(budget, Math.Max(needed, available / 2));
             }
         }
+        return Batches(entries, budget);
+    }
+
+    /// <summary>Splits the entries into batches of at most <paramref name="budget"/> bytes (a larger tensor alone).</summary>
+    private static List<List<StateEntry>> Batches(List<StateEntry> entries, long budget)
+    {
         var batches = new List<List<StateEntry>>();
         List<StateEntry>? current = null;
         long size = 0;

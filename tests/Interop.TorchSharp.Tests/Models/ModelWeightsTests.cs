@@ -178,12 +178,13 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(dtypes, Is.EqualTo(new Dictionary<string, ScalarType>
         {
             ["f32"] = ScalarType.Float32, ["bf16"] = ScalarType.BFloat16, ["f64"] = ScalarType.Float64, ["f16"] = ScalarType.Float16,
-            ["i64"] = ScalarType.Int64, ["flags"] = ScalarType.Bool, ["c64"] = ScalarType.ComplexFloat32, ["scalar"] = ScalarType.Int64,
+            ["i64"] = ScalarType.Int64, ["flags"] = ScalarType.Bool, ["c64"] = ScalarType.ComplexFloat32, ["c128"] = ScalarType.ComplexFloat64,
+            ["scalar"] = ScalarType.Int64,
         }));
         using (var bits = Py("bf16_bits", pyModel))
         using (var ownBits = ModelSupport.Reinterpret(state["bf16"], Interop.DTypes.DType.Int16))
             Assert.That(ownBits.data<short>().ToArray(), Is.EqualTo(bits.ToArray<short>()), "bfloat16 bits, NaN payloads and subnormals included");
-        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "scalar" })
+        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "c128", "scalar" })
         {
             using var value = Py("entry", pyModel, name);
             using var expected = value.ToTorchSharp(TorchSharpMemory.Copy);
@@ -205,7 +206,7 @@ public class ModelWeightsTests : TorchSharpFixture
         using (var bits = Py("bf16_bits", target))
         using (var ownBits = ModelSupport.Reinterpret(state["bf16"], Interop.DTypes.DType.Int16))
             Assert.That(bits.ToArray<short>(), Is.EqualTo(ownBits.data<short>().ToArray()));
-        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "scalar" })
+        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "c128", "scalar" })
         {
             using var value = Py("entry", target, name);
             using var actual = value.ToTorchSharp(TorchSharpMemory.Copy);

@@ -89,6 +89,7 @@ class Mixed(nn.Module):
         self.register_buffer("i64", (base * 1e6).long())
         self.register_buffer("flags", base > 0)
         self.register_buffer("c64", torch.complex(base.float(), -base.float()))
+        self.register_buffer("c128", torch.complex(base, base * 1e-9))
         self.register_buffer("scalar", torch.tensor(7, dtype=torch.int64))
 
 
@@ -127,3 +128,61 @@ def big_state(count, mib):
     """A synthetic state dict of count float32 tensors of mib MiB each, held in the worker (Holder.state)."""
     n = mib * (1 << 20) // 4
     return Holder({f"w{i}": torch.full((n,), float(i), dtype=torch.float32) for i in range(count)})
+
+
+def transposed_state(rows, cols):
+    """Holder of {'w': a transposed (non-contiguous) view of arange(rows * cols) as float32 [rows, cols]}."""
+    return Holder({"w": torch.arange(rows * cols, dtype=torch.float32).reshape(rows, cols).t()})
+
+
+# ---- a hostile worker: pin_batch describing memory the worker does not have ----------------------------------
+
+_hostile = {}
+
+
+def hostile_pins(mode):
+    """Replaces interop_helpers.model_state.pin_batch in this worker with one that lies; restore_pins() undoes it.
+
+    mode: 'unmapped' (an address in the never-mapped first pages), 'negative' (an impossible address), 'size' (4 bytes
+    more than the entry holds), 'short' (a mapping whose second half was unmapped: the read stops in the middle).
+    """
+    import ctypes
+    import mmap
+
+    from interop_helpers import model_state
+
+    honest = _hostile.setdefault("honest", model_state.pin_batch)
+
+    def lying(state, indices):
+        rows = honest(state, indices)
+        address, size = rows[0]
+        if mode == "unmapped":
+            rows[0] = [4096, size]
+        elif mode == "negative":
+            rows[0] = [-8, size]
+        elif mode == "size":
+            rows[0] = [address, size + 4]
+        elif mode == "short":
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            length = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+            half = length // 2 // mmap.PAGESIZE * mmap.PAGESIZE
+            base = libc.mmap(None, length, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+            libc.munmap(base + half, length - half)
+            _hostile["mapping"] = (libc, base, half)
+            rows[0] = [base, size]
+        return rows
+
+    model_state.pin_batch = lying
+
+
+def restore_pins():
+    from interop_helpers import model_state
+
+    if "honest" in _hostile:
+        model_state.pin_batch = _hostile.pop("honest")
+    if "mapping" in _hostile:
+        libc, base, half = _hostile.pop("mapping")
+        libc.munmap(base, half)
