@@ -6,11 +6,13 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
   running statistics and ``num_batches_tracked`` included), a mapping of names to tensors, or a checkpoint path that
   ``torch.load`` reads (``weights_only=True``; memory-mapped where this PyTorch can, so a multi-GB file is not read
   into memory at once). It returns a ``StateSource`` that stays in this process (an object handle for .NET).
-- ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name).
+- ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name);
+  ``describe_json(state)`` is the same as one JSON text (what .NET asks for: one value to carry, not four per entry);
+  ``open_described(obj)`` is ``[open_source(obj), describe_json(...)]`` in one call.
 - ``read_batch(state, indices)`` returns the entries at ``indices`` as **raw bytes**: 1-d uint8
   tensors over each tensor's C-order memory (no copy when it is already contiguous). Every dtype travels the same way,
   so bfloat16, which NumPy lacks, is carried bit for bit with its dtype tag from ``describe`` and never upcast.
-- ``pin_batch(state, indices)`` is the one-copy route of an isolated session: it returns ``[address, nbytes]`` of each
+- ``pin_batch(state, indices)`` is the one-copy route of an isolated session: it returns ``[address, nbytes]`` (JSON text) of each
   entry's C-order CPU memory (the tensor itself when it is already a contiguous CPU tensor, else a contiguous copy) and
   keeps those tensors alive in ``state`` until the next ``pin_batch`` or until ``state`` is released; the host reads the
   bytes straight into its own tensors (``process_vm_readv``) while it holds this worker, and checks every address and
@@ -23,13 +25,15 @@ Checks of names, shapes and dtypes (PyTorch's ``load_state_dict`` rules) are mad
 ``describe``; ``write_batch`` checks again before copying so that a mismatch can never write out of bounds.
 """
 
+import json
 import os
 
 import torch
 
 from . import dtypes as _dtypes
 
-__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "pin_batch", "write_batch"]
+__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "pin_batch", "write_batch",
+           "describe_json", "open_described"]
 
 _NAME_BY_TORCH = {}
 for _name, _kind, _size, _numpy, _torch_name, _code in _dtypes.rows():
@@ -65,7 +69,7 @@ def _entries(mapping, what):
         if value.is_meta:
             raise TypeError(f"{what}: entry '{name}' is on the 'meta' device and has no data. Fix: materialise the model first.")
         _dtype_name(name, value)
-        entries.append((name, value.detach()))
+        entries.append((name, value.detach() if value.requires_grad else value))
     return entries
 
 
@@ -123,6 +127,12 @@ def open_source(obj):
     return StateSource(_entries(_mapping_of(obj, what), what), keep)
 
 
+def open_described(obj):
+    """``[state, describe_json(state)]`` for ``state = open_source(obj)``: one call instead of two."""
+    state = open_source(obj)
+    return [state, describe_json(state)]
+
+
 def open_target(obj):
     """A ``StateTarget`` over the tensors of an nn.Module's state dict (sharing their storage) or a mapping of tensors."""
     if isinstance(obj, torch.nn.Module):
@@ -138,6 +148,11 @@ def open_target(obj):
 def describe(state):
     """``[[name, dtype name, shape, nbytes], ...]`` for every entry, in order."""
     return [[name, _dtype_name(name, t), list(t.shape), t.numel() * t.element_size()] for name, t in state.entries]
+
+
+def describe_json(state):
+    """``describe(state)`` as one JSON text."""
+    return json.dumps(describe(state), separators=(",", ":"))
 
 
 def _plain(tensor):
@@ -166,14 +181,14 @@ def read_batch(state, indices):
 
 
 def pin_batch(state, indices):
-    """``[[address, nbytes], ...]`` of the entries at ``indices``: C-order CPU memory that stays valid (the tensors are kept
+    """``[[address, nbytes], ...]`` (as JSON text) of the entries at ``indices``: C-order CPU memory that stays valid (the tensors are kept
     in ``state``) until the next ``pin_batch`` on ``state`` or until ``state`` is released. The previous batch is released
     first, so at most one batch of copies (of non-contiguous or non-CPU entries) is alive."""
     _check_indices(state, indices)
     state.pinned = None
     pinned = [_plain(state.entries[i][1]) for i in indices]
     state.pinned = pinned
-    return [[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] for t in pinned]
+    return json.dumps([[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] for t in pinned], separators=(",", ":"))
 
 
 def write_batch(target, names, dtypes, shapes, blobs, convert=False):

@@ -1,5 +1,7 @@
 """The Python side of model-weight transfer (interop_helpers.model_state): sources, raw bytes, write-back."""
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -23,6 +25,7 @@ def test_a_module_lists_parameters_and_buffers_in_pytorch_order():
     assert "1.num_batches_tracked" in [r[0] for r in rows]
     row = dict((r[0], r) for r in rows)["1.num_batches_tracked"]
     assert row[1:] == ["int64", [], 8]
+    assert json.loads(model_state.describe_json(state)) == rows
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -84,7 +87,7 @@ def test_pinned_entries_describe_their_c_order_bytes_and_stay_alive(dtype):
     source = (torch.randn(3, 5, dtype=torch.float64) * 100).to(dtype)
     contiguous = source.clone()
     state = model_state.open_source({"t": source.t(), "c": contiguous, "empty": torch.zeros(0, dtype=dtype)})
-    (addr_t, size_t), (addr_c, size_c), (addr_e, size_e) = model_state.pin_batch(state, [0, 1, 2])
+    (addr_t, size_t), (addr_c, size_c), (addr_e, size_e) = json.loads(model_state.pin_batch(state, [0, 1, 2]))
     assert addr_c == contiguous.data_ptr(), "a contiguous CPU tensor is pinned as it is (no copy)"
     assert (size_t, size_c, size_e, addr_e) == (source.numel() * source.element_size(),) * 2 + (0, 0)
     expected = source.t().contiguous().view(torch.uint8).reshape(-1)
@@ -99,7 +102,7 @@ def test_conjugate_views_travel_as_their_values_on_both_routes():
     state = model_state.open_source({"z": z.conj()})
     blob, = model_state.read_batch(state, [0])
     assert torch.equal(blob.view(torch.complex64), z.conj().resolve_conj())
-    (address, size), = model_state.pin_batch(state, [0])
+    (address, size), = json.loads(model_state.pin_batch(state, [0]))
     assert state.pinned[0].data_ptr() == address and torch.equal(state.pinned[0], z.conj()) and not state.pinned[0].is_conj()
 
 

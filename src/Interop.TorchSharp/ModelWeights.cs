@@ -21,6 +21,7 @@ using Interop.Buffers;
 using Interop.DTypes;
 using Interop.Errors;
 using Interop.Isolated;
+using System.Text.Json;
 using Interop.Sessions;
 using TorchSharp;
 
@@ -119,7 +120,7 @@ public static class ModelWeights
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
         var session = target.Session;
-        using var helpers = session.Import(HelperModule);
+        using var helpers = Helpers(session);
         using var opened = Invoke(helpers, "open_target", [target], options);
         using var handle = opened.AsRef();
         var destination = Describe(helpers, handle, options).ToDictionary(e => e.Name, StringComparer.Ordinal);
@@ -127,7 +128,7 @@ public static class ModelWeights
                                                         checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
         var (pairs, missing, unexpected) = Match(incoming, destination, options);
         var batches = Plan(session, pairs.Select(p => p.Source).ToList(), options);
-        using var write = helpers.GetAttr("write_batch");
+        using var write = Function(helpers, "write_batch");
         var done = 0;
         long bytes = 0;
         foreach (var batch in batches)
@@ -176,17 +177,36 @@ public static class ModelWeights
         ArgumentNullException.ThrowIfNull(module);
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
-        var targets = module.state_dict();
-        var destination = targets.ToDictionary(kv => kv.Key,
-            kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
-        using var helpers = session.Import(HelperModule);
-        using var opened = Invoke(helpers, "open_source", [source], options);
-        using var handle = opened.AsRef();
-        // Isolated: the source lives in one worker; hold it for the whole transfer, so no other caller's code runs there
-        // while its memory is read (direct route) or between batches (either route): the load sees one state of the weights.
+        // This side's description runs on another thread while Python opens and describes the source (one call).
+        var local = Task.Run(() =>
+        {
+            var targets = module.state_dict();
+            var destination = targets.ToDictionary(kv => kv.Key,
+                kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
+            return (targets, destination);
+        });
+        Dictionary<string, torch.Tensor> targets;
+        Dictionary<string, StateEntry> destination;
+        PythonValue opened;
+        try
+        {
+            using var helpersForOpen = Helpers(session);
+            opened = Invoke(helpersForOpen, "open_described", [source], options);
+        }
+        finally
+        {
+            (targets, destination) = local.GetAwaiter().GetResult();
+        }
+        using var _ = opened;
+        using var helpers = Helpers(session);
+        if (opened.Items.Count != 2)
+            throw new WorkerProtocolException("open_described must return [state, description]");
+        using var handle = opened.Items[0].AsRef();
+        var entries = ParseDescription(opened.Items[1]);
+        // Isolated: the source lives in one worker; hold it for the rest of the transfer, so no other caller's code runs
+        // there while its memory is read (direct route) or between batches (either route).
         var worker = (handle as IsolatedRef)?.Target.Worker;
         using var hold = worker?.Hold();
-        var entries = Describe(helpers, handle, options);
         var (pairs, missing, unexpected) = Match(entries, destination, options);
         var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
         var sources = pairs.Select(p => p.Source).ToList();
@@ -219,62 +239,75 @@ public static class ModelWeights
     {
         if (entries.Count == 0)
             return true;
-        using var pin = helpers.GetAttr("pin_batch");
+        using var pin = Function(helpers, "pin_batch");
         var first = true;
         foreach (var batch in Batches(entries, options.BatchBytes))
         {
-            using var described = pin.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
-            var items = described.Items;
-            if (items.Count != batch.Count)
-                throw new WorkerProtocolException($"pin_batch described {items.Count} entries for {batch.Count}");
-            for (var i = 0; i < batch.Count; i++)
+            using var text = pin.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
+            using var described = Rows(text, "pin_batch");
+            var items = described.RootElement;
+            if (items.GetArrayLength() != batch.Count)
+                throw new WorkerProtocolException($"pin_batch described {items.GetArrayLength()} entries for {batch.Count}");
+            var segments = new List<WorkerMemory.Segment>(batch.Count);
+            var staged = new List<(torch.Tensor Staging, torch.Tensor Destination)>();
+            try
             {
-                var entry = batch[i];
-                var item = items[i].Items;
-                if (item.Count != 2)
-                    throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' must be [address, nbytes]");
-                var address = item[0].AsInt64();
-                var length = item[1].AsInt64();
-                // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
-                if (length != entry.Bytes)
-                    throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
-                if (entry.Bytes == 0)
-                    continue;
-                BeforeDirectRead?.Invoke(worker.ProcessId, entry.Name);
-                if (!ReadDirect(worker, address, entry, targets[entry.Name]))
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var entry = batch[i];
+                    var item = items[i];
+                    if (item.ValueKind != JsonValueKind.Array || item.GetArrayLength() != 2 || !item[0].TryGetInt64(out var address) || !item[1].TryGetInt64(out var length))
+                        throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' must be [address, nbytes] (64-bit integers)");
+                    // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
+                    if (length != entry.Bytes)
+                        throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
+                    if (entry.Bytes == 0)
+                        continue;
+                    BeforeDirectRead?.Invoke(worker.ProcessId, entry.Name);
+                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, DestinationOf(entry, targets[entry.Name], staged), $"'{entry.Name}'"));
+                }
+                if (SimulateDirectRefusal || !WorkerMemory.TryRead(worker, segments))
                 {
                     if (!first)
-                        throw new WorkerMemoryException(entry.Name, worker.ProcessId, address, entry.Bytes, 0, 1, "direct reads were refused in the middle of a transfer (EPERM)");
+                        throw new WorkerMemoryException(batch[0].Name, worker.ProcessId, 0, batch.Sum(e => e.Bytes), 0, 1, "direct reads were refused in the middle of a transfer (EPERM)");
                     return false;
                 }
                 first = false;
+                if (!worker.IsAlive)
+                    throw worker.DiedDuringRead(); // the reads ended while the process went away: their data cannot be trusted
+                using (torch.no_grad())
+                {
+                    foreach (var (staging, destination) in staged)
+                        destination.copy_(staging);
+                }
             }
-            if (!worker.IsAlive)
-                throw worker.DiedDuringRead(); // the reads ended while the process went away: their data cannot be trusted
+            finally
+            {
+                foreach (var (staging, _) in staged)
+                    staging.Dispose();
+            }
             progress.Add(batch);
         }
         return true;
     }
 
-    /// <summary>Reads one entry into its destination; false: direct reads are refused (nothing copied).</summary>
-    private static bool ReadDirect(WorkerProcess worker, long address, StateEntry entry, torch.Tensor destination)
+    /// <summary>
+    /// Where an entry's bytes go: the destination tensor's own memory when it is a contiguous CPU tensor of the entry's
+    /// dtype; else a temporary of the entry's dtype and shape (added to <paramref name="staged"/>, copy_'d after the read:
+    /// another dtype with ConvertDTypes, another device or layout).
+    /// </summary>
+    private static nint DestinationOf(StateEntry entry, torch.Tensor destination, List<(torch.Tensor, torch.Tensor)> staged)
     {
-        if (SimulateDirectRefusal)
-            return false;
         var scalar = TorchSharpTensors.ScalarTypeOf(entry.DType);
         if (destination.device_type == DeviceType.CPU && destination.dtype == scalar && destination.is_contiguous())
         {
             if (checked(destination.numel() * destination.ElementSize) != entry.Bytes)
                 throw new InvalidOperationException($"'{entry.Name}': the destination holds {destination.numel() * destination.ElementSize} bytes, the entry {entry.Bytes}.");
-            return WorkerMemory.TryRead(worker, address, entry.Bytes, destination.DataAddress(), $"'{entry.Name}'");
+            return destination.DataAddress();
         }
-        // Another dtype (ConvertDTypes), device or layout: one temporary of the source's dtype and shape, then copy_.
-        using var staging = torch.empty(entry.Shape, scalar);
-        if (!WorkerMemory.TryRead(worker, address, entry.Bytes, staging.DataAddress(), $"'{entry.Name}'"))
-            return false;
-        using (torch.no_grad())
-            destination.copy_(staging);
-        return true;
+        var staging = torch.empty(entry.Shape, scalar);
+        staged.Add((staging, destination));
+        return staging.DataAddress();
     }
 
     /// <summary>For tests: called before each direct read with the worker's process id and the entry's name.</summary>
@@ -302,7 +335,7 @@ public static class ModelWeights
     {
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
-        using var helpers = session.Import(HelperModule);
+        using var helpers = Helpers(session);
         using var opened = Invoke(helpers, "open_source", [source], options);
         using var handle = opened.AsRef();
         var entries = Describe(helpers, handle, options);
@@ -337,7 +370,7 @@ public static class ModelWeights
     private static void ReadBatch(PythonRef helpers, PythonRef handle, IReadOnlyList<StateEntry> batch, ModelWeightsOptions options, bool keep,
                                   Action<StateEntry, torch.Tensor> use)
     {
-        using var read = helpers.GetAttr("read_batch");
+        using var read = Function(helpers, "read_batch");
         using var value = read.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
         var items = value.Items;
         if (items.Count != batch.Count)
@@ -406,20 +439,44 @@ public static class ModelWeights
 
     private static PythonValue Invoke(PythonRef helpers, string function, object?[] args, ModelWeightsOptions options)
     {
-        using var fn = helpers.GetAttr(function);
+        using var fn = Function(helpers, function);
         return fn.Call(args, Call(options));
     }
 
+    /// <summary>
+    /// The helper module. Isolated: a path reference built here, without the resolve round trip of Import (the worker
+    /// imports the module at the first call; a failure there is that call's PythonErrorException).
+    /// </summary>
+    private static PythonRef Helpers(PythonSession session) =>
+        session is IsolatedSession isolated ? new IsolatedRef(isolated, new IsolatedSession.Target("module", HelperModule, 0, [], null), "module")
+                                            : session.Import(HelperModule);
+
+    /// <summary>A function of the helper module (isolated: a path reference, no round trip; see <see cref="Helpers"/>).</summary>
+    private static PythonRef Function(PythonRef helpers, string name) =>
+        helpers is IsolatedRef module ? new IsolatedRef((IsolatedSession)module.Session, module.Target with { Attrs = [name] }, "function")
+                                      : helpers.GetAttr(name);
+
     private static List<StateEntry> Describe(PythonRef helpers, PythonRef handle, ModelWeightsOptions options)
     {
-        using var rows = Invoke(helpers, "describe", [handle], options);
-        var entries = new List<StateEntry>(rows.Items.Count);
-        foreach (var row in rows.Items)
+        using var text = Invoke(helpers, "describe_json", [handle], options);
+        return ParseDescription(text);
+    }
+
+    /// <summary>describe_json's text: the entries, each with a byte count computed here from its shape and dtype.</summary>
+    private static List<StateEntry> ParseDescription(PythonValue text)
+    {
+        using var rows = Rows(text, "describe_json");
+        var entries = new List<StateEntry>();
+        foreach (var row in rows.RootElement.EnumerateArray())
         {
-            var name = row[0].AsString();
-            var dtype = DType.FromName(row[1].AsString())
-                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].AsString()}' is not in the dtype table.");
-            var shape = row[2].Items.Select(d => d.AsInt64()).ToArray();
+            if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != 4 || row[0].ValueKind != JsonValueKind.String || row[1].ValueKind != JsonValueKind.String ||
+                row[2].ValueKind != JsonValueKind.Array || row[2].EnumerateArray().Any(d => d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out _)) ||
+                !row[3].TryGetInt64(out var described))
+                throw new WorkerProtocolException($"describe_json: entry {entries.Count} must be [name, dtype, shape, nbytes]");
+            var name = row[0].GetString()!;
+            var dtype = DType.FromName(row[1].GetString()!)
+                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].GetString()}' is not in the dtype table.");
+            var shape = row[2].EnumerateArray().Select(d => d.GetInt64()).ToArray();
             // The byte count is computed here from the shape and the dtype table, never taken from the worker's word.
             long bytes = -1;
             try
@@ -434,11 +491,34 @@ public static class ModelWeights
             {
                 throw new WorkerProtocolException($"describe: entry '{name}' has an impossible shape [{string.Join(", ", shape)}]");
             }
-            if (row[3].AsInt64() != bytes)
-                throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {row[3].AsInt64():N0}");
+            if (described != bytes)
+                throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {described:N0}");
             entries.Add(new StateEntry(name, dtype, shape, bytes, entries.Count));
         }
         return entries;
+    }
+
+    /// <summary>
+    /// A helper's compact reply: one JSON text instead of a list of lists (one value to carry across the worker protocol
+    /// instead of several per entry); an array at the root.
+    /// </summary>
+    private static JsonDocument Rows(PythonValue text, string function)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(text.AsString());
+        }
+        catch (Exception e) when (e is JsonException or InvalidCastException or InvalidOperationException)
+        {
+            throw new WorkerProtocolException($"{function} must return a JSON array as text ({e.Message})");
+        }
+        if (document.RootElement.ValueKind != JsonValueKind.Array)
+        {
+            document.Dispose();
+            throw new WorkerProtocolException($"{function} must return a JSON array as text");
+        }
+        return document;
     }
 
     /// <summary>PyTorch's load_state_dict rules over the two descriptions; throws before anything moves.</summary>

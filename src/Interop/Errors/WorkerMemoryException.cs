@@ -9,8 +9,8 @@ namespace Interop.Errors;
 public sealed class WorkerMemoryException : WorkerException
 {
     /// <summary>Creates the exception for the range [<paramref name="address"/>, +<paramref name="length"/>) of worker <paramref name="processId"/>.</summary>
-    public WorkerMemoryException(string what, int processId, long address, long length, long bytesRead, int errorNumber, string reason)
-        : base($"Reading {what} ({length:N0} bytes at 0x{address:x} in worker pid {processId}) directly failed after {bytesRead:N0} bytes: {reason}. " +
+    public WorkerMemoryException(string what, int processId, long address, long length, long failedAt, int errorNumber, string reason)
+        : base($"Reading {what} ({length:N0} bytes at 0x{address:x} in worker pid {processId}) directly failed at byte {failedAt:N0}: {reason}. " +
                "The worker described memory it does not have (a bug or hostile code in the worker's Python, e.g. a replaced interop_helpers " +
                "function); nothing outside the destination was written. Fix: restart the session and load again; if it persists, report it " +
                "with the worker's Python and PyTorch versions.")
@@ -18,7 +18,7 @@ public sealed class WorkerMemoryException : WorkerException
         ProcessId = processId;
         Address = address;
         Length = length;
-        BytesRead = bytesRead;
+        FailedAt = failedAt;
         ErrorNumber = errorNumber;
     }
 
@@ -31,8 +31,8 @@ public sealed class WorkerMemoryException : WorkerException
     /// <summary>The length of the range in bytes.</summary>
     public long Length { get; }
 
-    /// <summary>Bytes read before the failure.</summary>
-    public long BytesRead { get; }
+    /// <summary>The offset in the range where the read failed (the range is read in pieces, possibly in parallel).</summary>
+    public long FailedAt { get; }
 
     /// <summary>The C error number (EFAULT: the range starts outside the worker's memory), or 0 for a read that stopped short.</summary>
     public int ErrorNumber { get; }

@@ -170,7 +170,7 @@ public class DirectReadTests : TorchSharpFixture
         if (e is WorkerMemoryException memory)
         {
             Assert.That(memory.Length, Is.EqualTo(1L << 20));
-            Assert.That(memory.BytesRead, Is.EqualTo(lie == "short" ? 1L << 19 : 0));
+            Assert.That(memory.FailedAt, Is.EqualTo(lie == "short" ? 1L << 19 : 0));
         }
         // The worker lives on and the gate was released: an honest load goes through.
         using (Py(_fixture, "restore_pins")) { }

@@ -154,7 +154,9 @@ def hostile_pins(mode):
     honest = _hostile.setdefault("honest", model_state.pin_batch)
 
     def lying(state, indices):
-        rows = honest(state, indices)
+        import json
+
+        rows = json.loads(honest(state, indices))
         address, size = rows[0]
         if mode == "unmapped":
             rows[0] = [4096, size]
@@ -173,7 +175,7 @@ def hostile_pins(mode):
             libc.munmap(base + half, length - half)
             _hostile["mapping"] = (libc, base, half)
             rows[0] = [base, size]
-        return rows
+        return json.dumps(rows)
 
     model_state.pin_batch = lying
 
