@@ -19,7 +19,11 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
   size it is told against the shapes and dtypes it already knows.
 - ``open_target(obj)`` / ``write_batch(target, names, dtypes, shapes, blobs)`` do the other direction: each blob
   (uint8 bytes from .NET) is viewed as its dtype and shape and copied into the module's parameter or buffer under
-  ``torch.no_grad()``.
+  ``torch.no_grad()``. The one-copy route of an isolated session: ``pin_targets(target, names, dtypes, shapes)`` checks
+  the entries as ``write_batch`` does and returns ``[address, nbytes]`` (JSON text) of each destination's memory (the
+  tensor itself when it is a contiguous CPU tensor of that dtype, else a staging tensor); the host writes the bytes there
+  (``process_vm_writev``) while it holds this worker, then ``commit_batch(target)`` copies the staged entries in and
+  bumps the version counter of the ones written in place (as ``copy_`` would).
 
 Checks of names, shapes and dtypes (PyTorch's ``load_state_dict`` rules) are made on the .NET side from
 ``describe``; ``write_batch`` checks again before copying so that a mismatch can never write out of bounds.
@@ -33,7 +37,7 @@ import torch
 from . import dtypes as _dtypes
 
 __all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "pin_batch", "write_batch",
-           "describe_json", "open_described"]
+           "describe_json", "open_described", "pin_targets", "commit_batch"]
 
 _NAME_BY_TORCH = {}
 for _name, _kind, _size, _numpy, _torch_name, _code in _dtypes.rows():
@@ -191,6 +195,53 @@ def pin_batch(state, indices):
     return json.dumps([[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] for t in pinned], separators=(",", ":"))
 
 
+def _checked_destination(by_name, name, dtype_name, shape, convert):
+    dest = by_name.get(name)
+    if dest is None:
+        raise KeyError(f"the target has no entry '{name}'")
+    dtype = _TORCH_BY_NAME.get(dtype_name)
+    if dtype is None:
+        raise ValueError(f"unknown dtype '{dtype_name}'")
+    if list(dest.shape) != list(shape) or (dest.dtype != dtype and not convert):
+        raise ValueError(f"entry '{name}': the target is {dest.dtype} {list(dest.shape)}, the data {dtype} {list(shape)}")
+    return dest, dtype
+
+
+def pin_targets(target, names, dtypes, shapes, convert=False):
+    """``[[address, nbytes], ...]`` (JSON text) where the host writes each entry's C-order bytes: the destination tensor's
+    own memory when it is a contiguous CPU tensor of that dtype (no conjugate or negative view), else a staging tensor
+    that ``commit_batch`` copies in. Entries are checked as in ``write_batch`` first (nothing is pinned on a mismatch).
+    The previous batch's staging is dropped."""
+    if not (len(names) == len(dtypes) == len(shapes)):
+        raise ValueError("pin_targets needs as many names, dtypes and shapes")
+    target.pinned = None
+    by_name = dict(target.entries)
+    checked = [_checked_destination(by_name, n, d, s, convert) for n, d, s in zip(names, dtypes, shapes)]
+    pinned, rows = [], []
+    for (dest, dtype), shape in zip(checked, shapes):
+        direct = (dest.device.type == "cpu" and dest.dtype == dtype and dest.is_contiguous()
+                  and not dest.is_conj() and not dest.is_neg())
+        memory = dest if direct else torch.empty(list(shape), dtype=dtype)
+        pinned.append((dest, None if direct else memory))
+        rows.append([memory.data_ptr() if memory.numel() else 0, memory.numel() * memory.element_size()])
+    target.pinned = pinned
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def commit_batch(target):
+    """After the host wrote a ``pin_targets`` batch: staged entries are copied into their destinations (``copy_`` under
+    ``torch.no_grad()``, converting if asked), and the version counter of entries written in place is bumped, so autograd
+    sees them as modified in place, as after ``copy_``."""
+    pinned, target.pinned = target.pinned or [], None
+    bump = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)  # PyTorch 2.1+
+    with torch.no_grad():
+        for dest, staging in pinned:
+            if staging is not None:
+                dest.copy_(staging)
+            elif bump is not None:
+                bump(dest)
+
+
 def write_batch(target, names, dtypes, shapes, blobs, convert=False):
     """Copies each blob (uint8 bytes of dtype ``dtypes[i]`` and shape ``shapes[i]``) into the target's entry ``names[i]``.
 
@@ -202,14 +253,7 @@ def write_batch(target, names, dtypes, shapes, blobs, convert=False):
     by_name = dict(target.entries)
     with torch.no_grad():
         for name, dtype_name, shape, blob in zip(names, dtypes, shapes, blobs):
-            dest = by_name.get(name)
-            if dest is None:
-                raise KeyError(f"the target has no entry '{name}'")
-            dtype = _TORCH_BY_NAME.get(dtype_name)
-            if dtype is None:
-                raise ValueError(f"unknown dtype '{dtype_name}'")
-            if list(dest.shape) != list(shape) or (dest.dtype != dtype and not convert):
-                raise ValueError(f"entry '{name}': the target is {dest.dtype} {list(dest.shape)}, the data {dtype} {list(shape)}")
+            dest, dtype = _checked_destination(by_name, name, dtype_name, shape, convert)
             if not isinstance(blob, torch.Tensor):
                 blob = torch.from_numpy(blob)
             expected = dest.numel() * torch.empty((), dtype=dtype).element_size()

@@ -111,3 +111,39 @@ def test_pin_batch_refuses_indices_out_of_range():
     for bad in ([1], [-1], [True]):
         with pytest.raises(IndexError):
             model_state.pin_batch(state, bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pinned_targets_take_bytes_in_place_or_through_staging(dtype):
+    import ctypes
+
+    values = (torch.randn(3, 5, dtype=torch.float64) * 100).to(dtype)
+    contiguous = torch.zeros(3, 5, dtype=dtype)
+    transposed = torch.zeros(5, 3, dtype=dtype).t()  # non-contiguous: staged
+    target = model_state.open_target({"c": contiguous, "t": transposed})
+    name = model_state.describe(target)[0][1]
+    rows = json.loads(model_state.pin_targets(target, ["c", "t"], [name, name], [[3, 5], [3, 5]]))
+    assert rows[0] == [contiguous.data_ptr(), values.numel() * values.element_size()], "written in place"
+    assert rows[1][0] != transposed.data_ptr()
+    raw = values.contiguous().view(torch.uint8).reshape(-1)
+    for address, size in rows:  # what process_vm_writev does from the host
+        ctypes.memmove(address, raw.data_ptr(), size)
+    version = contiguous._version
+    model_state.commit_batch(target)
+    assert torch.equal(contiguous.view(torch.uint8), values.view(torch.uint8))
+    assert torch.equal(transposed.contiguous().view(torch.uint8), values.view(torch.uint8))
+    if hasattr(torch.autograd, "graph") and hasattr(torch.autograd.graph, "increment_version"):
+        assert contiguous._version > version, "written in place: the version counter moves, as after copy_"
+    assert target.pinned is None
+
+
+def test_pinned_targets_are_checked_like_write_batch():
+    target = model_state.open_target({"w": torch.zeros(2)})
+    with pytest.raises(ValueError, match="entry 'w'"):
+        model_state.pin_targets(target, ["w"], ["float32"], [[3]])
+    with pytest.raises(ValueError, match="entry 'w'"):
+        model_state.pin_targets(target, ["w"], ["float64"], [[2]])
+    with pytest.raises(KeyError, match="'v'"):
+        model_state.pin_targets(target, ["v"], ["float32"], [[2]])
+    rows = json.loads(model_state.pin_targets(target, ["w"], ["float64"], [[2]], True))
+    assert rows[0][1] == 16, "converting: staged in the data's dtype"

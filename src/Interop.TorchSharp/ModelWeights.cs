@@ -105,7 +105,7 @@ public static class ModelWeights
     /// </summary>
     /// <exception cref="StateDictMismatchException">Missing or unexpected keys (strict), or shape or dtype mismatches; nothing was copied.</exception>
     /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
-    /// <exception cref="NotSupportedException">A tensor of 2 GiB or more (a call argument is at most 2 GiB).</exception>
+    /// <exception cref="NotSupportedException">A tensor of 2 GiB or more on the shared-region route (a call argument is at most 2 GiB; the direct route has no such limit).</exception>
     public static WeightLoadResult CopyWeightsTo(this torch.nn.Module module, PythonRef target, ModelWeightsOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(module);
@@ -127,11 +127,15 @@ public static class ModelWeights
         var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
                                                         checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
         var (pairs, missing, unexpected) = Match(incoming, destination, options);
-        var batches = Plan(session, pairs.Select(p => p.Source).ToList(), options);
+        var sources = pairs.Select(p => p.Source).ToList();
+        var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
+        // Isolated: hold the target's worker for the rest of the transfer (see LoadCore).
+        var worker = (handle as IsolatedRef)?.Target.Worker;
+        using var hold = worker?.Hold();
+        if (worker is not null && TryWriteDirect(helpers, handle, worker, sources, state, options, progress))
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
         using var write = Function(helpers, "write_batch");
-        var done = 0;
-        long bytes = 0;
-        foreach (var batch in batches)
+        foreach (var batch in Plan(session, sources, options))
         {
             var prepared = new List<torch.Tensor>(batch.Count);
             try
@@ -140,7 +144,7 @@ public static class ModelWeights
                 foreach (var entry in batch)
                 {
                     if (entry.Bytes > int.MaxValue)
-                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; a tensor travels to Python as one call argument, at most 2 GiB. " +
+                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
                                                         "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
                     var tensor = state[entry.Name].detach().cpu().contiguous();
                     prepared.Add(tensor);
@@ -163,11 +167,91 @@ public static class ModelWeights
                 foreach (var t in prepared)
                     t.Dispose();
             }
-            done += batch.Count;
-            bytes += batch.Sum(e => e.Bytes);
-            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, pairs.Sum(p => p.Source.Bytes), batch[^1].Name));
+            progress.Add(batch);
         }
-        return new WeightLoadResult(missing, unexpected, done, bytes) { Route = session is IsolatedSession ? WeightRoute.SharedRegion : WeightRoute.InProcess };
+        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
+    }
+
+    /// <summary>
+    /// The one-copy route TorchSharp -> Python of isolated sessions: per batch the worker checks the entries and tells where
+    /// each one's bytes go (pin_targets: the Python tensor's own memory, or a staging tensor for another dtype, device or
+    /// layout); this process writes them there with process_vm_writev from its own C-order CPU tensors, and the worker
+    /// finishes the batch (commit_batch: copy_ of the staged entries, version counters of the others). False, with
+    /// nothing written, when the kernel refuses direct writes: the caller takes the shared-region route. The caller holds
+    /// the worker.
+    /// </summary>
+    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
+                                       IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
+    {
+        if (entries.Count == 0)
+            return true;
+        using var pin = Function(helpers, "pin_targets");
+        using var commit = Function(helpers, "commit_batch");
+        var first = true;
+        foreach (var batch in Batches(entries, options.BatchBytes))
+        {
+            var prepared = new List<torch.Tensor>(batch.Count);
+            try
+            {
+                object?[] args =
+                [
+                    handle,
+                    batch.Select(e => (object?)e.Name).ToList(),
+                    batch.Select(e => (object?)e.DType.Name).ToList(),
+                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                    options.ConvertDTypes,
+                ];
+                using var text = pin.Call(args, Call(options));
+                using var described = Rows(text, "pin_targets");
+                var items = described.RootElement;
+                if (items.GetArrayLength() != batch.Count)
+                    throw new WorkerProtocolException($"pin_targets described {items.GetArrayLength()} entries for {batch.Count}");
+                var segments = new List<WorkerMemory.Segment>(batch.Count);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var entry = batch[i];
+                    var (address, length) = AddressAndLength(items[i], entry, "pin_targets");
+                    if (entry.Bytes == 0)
+                        continue;
+                    BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
+                    var tensor = state[entry.Name].detach().cpu().contiguous();
+                    prepared.Add(tensor);
+                    if (checked(tensor.numel() * tensor.ElementSize) != entry.Bytes)
+                        throw new InvalidOperationException($"'{entry.Name}' changed size during the transfer.");
+                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
+                }
+                if (SimulateDirectRefusal || !WorkerMemory.TryWrite(worker, segments))
+                {
+                    if (!first)
+                        throw new WorkerMemoryException(batch[0].Name, worker.ProcessId, 0, batch.Sum(e => e.Bytes), 0, 1, "direct writes were refused in the middle of a transfer (EPERM)");
+                    return false;
+                }
+                first = false;
+                if (!worker.IsAlive)
+                    throw worker.DiedDuringDirectCopy();
+                using var _ = commit.Call([handle], Call(options));
+            }
+            finally
+            {
+                foreach (var t in prepared)
+                    t.Dispose();
+            }
+            progress.Add(batch);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// One [address, nbytes] row of pin_batch or pin_targets, checked: nbytes must be what this process computed for the
+    /// entry (shape x dtype), never the other way round.
+    /// </summary>
+    private static (long Address, long Length) AddressAndLength(JsonElement item, StateEntry entry, string function)
+    {
+        if (item.ValueKind != JsonValueKind.Array || item.GetArrayLength() != 2 || !item[0].TryGetInt64(out var address) || !item[1].TryGetInt64(out var length))
+            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' must be [address, nbytes] (64-bit integers)");
+        if (length != entry.Bytes)
+            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
+        return (address, length);
     }
 
     // ---- the two directions' common parts -------------------------------------------------------
@@ -211,7 +295,7 @@ public static class ModelWeights
         var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
         var sources = pairs.Select(p => p.Source).ToList();
         if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, targets, options, progress))
-            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectRead };
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
         foreach (var batch in Plan(session, sources, options))
         {
             ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
@@ -255,15 +339,11 @@ public static class ModelWeights
                 for (var i = 0; i < batch.Count; i++)
                 {
                     var entry = batch[i];
-                    var item = items[i];
-                    if (item.ValueKind != JsonValueKind.Array || item.GetArrayLength() != 2 || !item[0].TryGetInt64(out var address) || !item[1].TryGetInt64(out var length))
-                        throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' must be [address, nbytes] (64-bit integers)");
                     // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
-                    if (length != entry.Bytes)
-                        throw new WorkerProtocolException($"pin_batch: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
+                    var (address, _) = AddressAndLength(items[i], entry, "pin_batch");
                     if (entry.Bytes == 0)
                         continue;
-                    BeforeDirectRead?.Invoke(worker.ProcessId, entry.Name);
+                    BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
                     segments.Add(new WorkerMemory.Segment(address, entry.Bytes, DestinationOf(entry, targets[entry.Name], staged), $"'{entry.Name}'"));
                 }
                 if (SimulateDirectRefusal || !WorkerMemory.TryRead(worker, segments))
@@ -274,7 +354,7 @@ public static class ModelWeights
                 }
                 first = false;
                 if (!worker.IsAlive)
-                    throw worker.DiedDuringRead(); // the reads ended while the process went away: their data cannot be trusted
+                    throw worker.DiedDuringDirectCopy(); // the reads ended while the process went away: their data cannot be trusted
                 using (torch.no_grad())
                 {
                     foreach (var (staging, destination) in staged)
@@ -310,10 +390,10 @@ public static class ModelWeights
         return staging.DataAddress();
     }
 
-    /// <summary>For tests: called before each direct read with the worker's process id and the entry's name.</summary>
-    internal static Action<int, string>? BeforeDirectRead { get; set; }
+    /// <summary>For tests: called before each entry's direct copy (either direction) with the worker's process id and the entry's name.</summary>
+    internal static Action<int, string>? BeforeDirectCopy { get; set; }
 
-    /// <summary>For tests and the benchmark: behave as if the kernel refused direct reads, so loads take the shared-region route.</summary>
+    /// <summary>For tests and the benchmark: behave as if the kernel refused direct copies, so transfers take the shared-region route.</summary>
     internal static bool SimulateDirectRefusal { get; set; }
 
     /// <summary>Counts what a transfer moved and reports it after each batch.</summary>

@@ -75,14 +75,14 @@ public enum WeightRoute
     InProcess,
 
     /// <summary>
-    /// Isolated session, one copy: this process read the worker's tensors straight into the destination
-    /// (<c>process_vm_readv(2)</c>, Linux, allowed by Yama's ptrace_scope 0 or 1 for a child process).
+    /// Isolated session, one copy: this process copied straight between its tensors and the worker's
+    /// (<c>process_vm_readv(2)</c> / <c>process_vm_writev(2)</c>, Linux, allowed by Yama's ptrace_scope 0 or 1 for a child process).
     /// </summary>
-    DirectRead,
+    DirectCopy,
 
     /// <summary>
     /// Isolated session, two copies: through a shared-memory region (the worker copies into it, this process out of it, or
-    /// the reverse). Python → TorchSharp falls back to it where direct reads are refused (ptrace_scope 2 or 3, seccomp).
+    /// the reverse): where direct copies are refused (ptrace_scope 2 or 3, seccomp, not Linux).
     /// </summary>
     SharedRegion,
 }

@@ -46,7 +46,7 @@ internal sealed partial class WorkerProcess
     /// The worker vanished under a direct memory read (the kernel found no such process): marks it dead and returns the
     /// crash report (exit status and stderr tail) that its callers get.
     /// </summary>
-    public Errors.WorkerCrashedException DiedDuringRead()
+    public Errors.WorkerCrashedException DiedDuringDirectCopy()
     {
         _dead = true;
         if (TryEnter())

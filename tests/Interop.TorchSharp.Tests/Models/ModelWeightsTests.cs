@@ -36,7 +36,11 @@ public class ModelWeightsTests : TorchSharpFixture
     }
 
     [TearDown]
-    public void ResetProbe() => ModelWeights.SharedMemoryProbe = null;
+    public void ResetProbe()
+    {
+        ModelWeights.SharedMemoryProbe = null;
+        ModelWeights.SimulateDirectRefusal = false;
+    }
 
     private PythonValue Py(string function, params object?[] args)
     {
@@ -322,7 +326,12 @@ public class ModelWeightsTests : TorchSharpFixture
         var module = new RecurrentNet();
         using var python2 = Py("recurrent", 1);
         using var target = python2.AsRef();
+        // The direct route (process_vm_readv/writev) needs no shared memory; the shared-region route, its fallback, does.
+        Assert.That(module.CopyWeightsTo(target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+        Assert.That(module.LoadWeightsFrom(target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+        ModelWeights.SimulateDirectRefusal = true;
         Assert.Throws<SharedMemoryTooSmallException>(() => module.CopyWeightsTo(target));
+        Assert.Throws<SharedMemoryTooSmallException>(() => module.LoadWeightsFrom(target));
     }
 
     [Test]

@@ -130,6 +130,11 @@ def big_state(count, mib):
     return Holder({f"w{i}": torch.full((n,), float(i), dtype=torch.float32) for i in range(count)})
 
 
+def value_of(mapping, name):
+    """A copy of one entry of a plain mapping (a Holder's state)."""
+    return mapping[name].clone()
+
+
 def transposed_state(rows, cols):
     """Holder of {'w': a transposed (non-contiguous) view of arange(rows * cols) as float32 [rows, cols]}."""
     return Holder({"w": torch.arange(rows * cols, dtype=torch.float32).reshape(rows, cols).t()})
@@ -140,23 +145,26 @@ def transposed_state(rows, cols):
 _hostile = {}
 
 
-def hostile_pins(mode):
-    """Replaces interop_helpers.model_state.pin_batch in this worker with one that lies; restore_pins() undoes it.
+def hostile_pins(mode, function="pin_batch"):
+    """Replaces interop_helpers.model_state.<function> (pin_batch or pin_targets) in this worker with one that lies;
+    restore_pins() undoes it.
 
     mode: 'unmapped' (an address in the never-mapped first pages), 'negative' (an impossible address), 'size' (4 bytes
-    more than the entry holds), 'short' (a mapping whose second half was unmapped: the read stops in the middle).
+    more than the entry holds), 'short' (a mapping whose second half was unmapped: the copy stops in the middle),
+    'readonly' (a read-only mapping: a write fails).
     """
     import ctypes
     import mmap
 
     from interop_helpers import model_state
 
-    honest = _hostile.setdefault("honest", model_state.pin_batch)
+    honest = getattr(model_state, function)
+    _hostile["honest"] = (function, honest)
 
-    def lying(state, indices):
+    def lying(*args, **kwargs):
         import json
 
-        rows = json.loads(honest(state, indices))
+        rows = json.loads(honest(*args, **kwargs))
         address, size = rows[0]
         if mode == "unmapped":
             rows[0] = [4096, size]
@@ -164,27 +172,32 @@ def hostile_pins(mode):
             rows[0] = [-8, size]
         elif mode == "size":
             rows[0] = [address, size + 4]
-        elif mode == "short":
+        elif mode in ("short", "readonly"):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.mmap.restype = ctypes.c_void_p
             libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
             libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
             length = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
             half = length // 2 // mmap.PAGESIZE * mmap.PAGESIZE
-            base = libc.mmap(None, length, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
-            libc.munmap(base + half, length - half)
-            _hostile["mapping"] = (libc, base, half)
+            if mode == "short":
+                base = libc.mmap(None, length, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+                libc.munmap(base + half, length - half)
+                _hostile["mapping"] = (libc, base, half)
+            else:
+                base = libc.mmap(None, length, 1, 0x22, -1, 0)  # PROT_READ only
+                _hostile["mapping"] = (libc, base, length)
             rows[0] = [base, size]
         return json.dumps(rows)
 
-    model_state.pin_batch = lying
+    setattr(model_state, function, lying)
 
 
 def restore_pins():
     from interop_helpers import model_state
 
     if "honest" in _hostile:
-        model_state.pin_batch = _hostile.pop("honest")
+        function, honest = _hostile.pop("honest")
+        setattr(model_state, function, honest)
     if "mapping" in _hostile:
         libc, base, half = _hostile.pop("mapping")
         libc.munmap(base, half)
