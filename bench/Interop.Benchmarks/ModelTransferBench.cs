@@ -49,6 +49,15 @@ public static class ModelTransferBench
         var region = Median(runs, () => model.LoadWeightsFrom(pyModel));
         var regionMin = s_lastMin;
         ModelWeights.SimulateDirectRefusal = false;
+        // The other direction: TorchSharp -> the Python module (CopyWeightsTo), both routes.
+        var backRoute = model.CopyWeightsTo(pyModel).Route;
+        var back = Median(runs, () => model.CopyWeightsTo(pyModel));
+        var backMin = s_lastMin;
+        ModelWeights.SimulateDirectRefusal = true;
+        model.CopyWeightsTo(pyModel);
+        var backRegion = Median(runs, () => model.CopyWeightsTo(pyModel));
+        var backRegionMin = s_lastMin;
+        ModelWeights.SimulateDirectRefusal = false;
         var path = Path.Combine(Path.GetTempPath(), $"interop-bench-{Environment.ProcessId}.pt");
         var save = new List<double>();
         var file = Median(runs, () =>
@@ -76,6 +85,11 @@ public static class ModelTransferBench
         Console.WriteLine($"| memcpy of the same bytes (existing destination) | {Ms(memcpy)} | {Ms(memcpyMin)} | {memcpy / ours:F3} |");
         Console.WriteLine();
         Console.WriteLine($"LoadWeightsFrom / memcpy (medians): {ours / memcpy:F2}x (fallback route: {region / memcpy:F2}x).");
+        Console.WriteLine();
+        Console.WriteLine("| TorchSharp module -> Python module | median | fastest | median / memcpy |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine($"| CopyWeightsTo (route {backRoute}) | {Ms(back)} | {Ms(backMin)} | {back / memcpy:F2} |");
+        Console.WriteLine($"| CopyWeightsTo, fallback route (shared region) | {Ms(backRegion)} | {Ms(backRegionMin)} | {backRegion / memcpy:F2} |");
         Console.WriteLine();
     }
 

@@ -8,7 +8,8 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
   into memory at once). It returns a ``StateSource`` that stays in this process (an object handle for .NET).
 - ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name);
   ``describe_json(state)`` is the same as one JSON text (what .NET asks for: one value to carry, not four per entry);
-  ``open_described(obj)`` is ``[open_source(obj), describe_json(...)]`` in one call.
+  ``open_described(obj)`` is ``[open_source(obj), describe_json(...), places]`` in one call, ``places`` giving the
+  address of every entry that is already a contiguous CPU tensor (for the one-copy route, see ``pin_batch``).
 - ``read_batch(state, indices)`` returns the entries at ``indices`` as **raw bytes**: 1-d uint8
   tensors over each tensor's C-order memory (no copy when it is already contiguous). Every dtype travels the same way,
   so bfloat16, which NumPy lacks, is carried bit for bit with its dtype tag from ``describe`` and never upcast.
@@ -131,10 +132,21 @@ def open_source(obj):
     return StateSource(_entries(_mapping_of(obj, what), what), keep)
 
 
+def _is_plain(tensor):
+    return (tensor.device.type == "cpu" and tensor.is_contiguous() and not tensor.is_conj() and not tensor.is_neg())
+
+
 def open_described(obj):
-    """``[state, describe_json(state)]`` for ``state = open_source(obj)``: one call instead of two."""
+    """``[state, describe_json(state), places]`` for ``state = open_source(obj)``: one call instead of two or more.
+
+    ``places`` (JSON text) has one item per entry: ``[address, nbytes]`` of its memory when the tensor already is a
+    contiguous CPU tensor (valid while ``state`` lives: the state holds the tensor), else ``null`` (``pin_batch`` makes
+    a C-order copy when the host asks). For a host that reads this process's memory directly.
+    """
     state = open_source(obj)
-    return [state, describe_json(state)]
+    places = [[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] if _is_plain(t) else None
+              for _, t in state.entries]
+    return [state, describe_json(state), json.dumps(places, separators=(",", ":"))]
 
 
 def open_target(obj):
@@ -162,6 +174,8 @@ def describe_json(state):
 def _plain(tensor):
     """The tensor's values in C-order CPU memory: itself when it already is, else a copy (conjugate and negative views
     resolved, so the bytes are the values)."""
+    if _is_plain(tensor):
+        return tensor
     if tensor.device.type != "cpu":
         tensor = tensor.cpu()
     return tensor.resolve_conj().resolve_neg().contiguous()
@@ -219,8 +233,7 @@ def pin_targets(target, names, dtypes, shapes, convert=False):
     checked = [_checked_destination(by_name, n, d, s, convert) for n, d, s in zip(names, dtypes, shapes)]
     pinned, rows = [], []
     for (dest, dtype), shape in zip(checked, shapes):
-        direct = (dest.device.type == "cpu" and dest.dtype == dtype and dest.is_contiguous()
-                  and not dest.is_conj() and not dest.is_neg())
+        direct = dest.dtype == dtype and _is_plain(dest)
         memory = dest if direct else torch.empty(list(shape), dtype=dtype)
         pinned.append((dest, None if direct else memory))
         rows.append([memory.data_ptr() if memory.numel() else 0, memory.numel() * memory.element_size()])

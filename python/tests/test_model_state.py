@@ -147,3 +147,10 @@ def test_pinned_targets_are_checked_like_write_batch():
         model_state.pin_targets(target, ["v"], ["float32"], [[2]])
     rows = json.loads(model_state.pin_targets(target, ["w"], ["float64"], [[2]], True))
     assert rows[0][1] == 16, "converting: staged in the data's dtype"
+
+
+def test_open_described_places_the_entries_that_need_no_pinning():
+    plain = torch.arange(6, dtype=torch.float32)
+    state, description, places = model_state.open_described({"p": plain, "t": plain.reshape(2, 3).t(), "e": torch.zeros(0)})
+    assert json.loads(description) == model_state.describe(state)
+    assert json.loads(places) == [[plain.data_ptr(), 24], None, [0, 0]]

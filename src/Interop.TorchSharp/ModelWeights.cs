@@ -269,56 +269,81 @@ public static class ModelWeights
                 kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
             return (targets, destination);
         });
-        Dictionary<string, torch.Tensor> targets;
-        Dictionary<string, StateEntry> destination;
-        PythonValue opened;
+        // Isolated: the source lives in one worker; hold it for the transfer (from the open on when the source is a handle,
+        // else from the first reply on), so no other caller's code runs there while its memory is read (direct route) or
+        // between batches (either route).
+        var worker = (source as IsolatedRef)?.Target.Worker;
+        var hold = worker?.Hold();
         try
         {
-            using var helpersForOpen = Helpers(session);
-            opened = Invoke(helpersForOpen, "open_described", [source], options);
+            Dictionary<string, torch.Tensor> targets;
+            Dictionary<string, StateEntry> destination;
+            PythonValue opened;
+            try
+            {
+                using var helpersForOpen = Helpers(session);
+                opened = Invoke(helpersForOpen, "open_described", [source], options);
+            }
+            finally
+            {
+                (targets, destination) = local.GetAwaiter().GetResult();
+            }
+            using var _ = opened;
+            using var helpers = Helpers(session);
+            if (opened.Items.Count != 3)
+                throw new WorkerProtocolException("open_described must return [state, description, places]");
+            using var handle = opened.Items[0].AsRef();
+            var entries = ParseDescription(opened.Items[1]);
+            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
+            if (!ReferenceEquals(handleWorker, worker))
+            {
+                hold?.Dispose();
+                worker = handleWorker;
+                hold = worker?.Hold();
+            }
+            var (pairs, missing, unexpected) = Match(entries, destination, options);
+            var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
+            var sources = pairs.Select(p => p.Source).ToList();
+            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, ParsePlaces(opened.Items[2], entries.Count), targets, options, progress))
+                return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
+            foreach (var batch in Plan(session, sources, options))
+            {
+                ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
+                {
+                    CopyInto(targets[entry.Name], view, entry);
+                    view.Dispose();
+                });
+                progress.Add(batch);
+            }
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes)
+            {
+                Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion,
+            };
         }
         finally
         {
-            (targets, destination) = local.GetAwaiter().GetResult();
+            hold?.Dispose();
         }
-        using var _ = opened;
-        using var helpers = Helpers(session);
-        if (opened.Items.Count != 2)
-            throw new WorkerProtocolException("open_described must return [state, description]");
-        using var handle = opened.Items[0].AsRef();
-        var entries = ParseDescription(opened.Items[1]);
-        // Isolated: the source lives in one worker; hold it for the rest of the transfer, so no other caller's code runs
-        // there while its memory is read (direct route) or between batches (either route).
-        var worker = (handle as IsolatedRef)?.Target.Worker;
-        using var hold = worker?.Hold();
-        var (pairs, missing, unexpected) = Match(entries, destination, options);
-        var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
-        var sources = pairs.Select(p => p.Source).ToList();
-        if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, targets, options, progress))
-            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
-        foreach (var batch in Plan(session, sources, options))
-        {
-            ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
-            {
-                CopyInto(targets[entry.Name], view, entry);
-                view.Dispose();
-            });
-            progress.Add(batch);
-        }
-        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes)
-        {
-            Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion,
-        };
+    }
+
+    /// <summary>open_described's places: per entry, the [address, nbytes] of a tensor that needs no pinning, or null.</summary>
+    private static JsonElement?[] ParsePlaces(PythonValue text, int count)
+    {
+        using var rows = Rows(text, "open_described");
+        if (rows.RootElement.GetArrayLength() != count)
+            throw new WorkerProtocolException($"open_described: {rows.RootElement.GetArrayLength()} places for {count} entries");
+        return rows.RootElement.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Null ? (JsonElement?)null : e.Clone()).ToArray();
     }
 
     /// <summary>
-    /// The one-copy route of isolated sessions: the worker pins each batch's tensors (C-order CPU memory, kept alive until
-    /// the next batch) and tells their addresses; this process reads them with process_vm_readv straight into the
-    /// destination tensors (or, for a destination that is not a contiguous CPU tensor of the source's dtype, into one
-    /// temporary tensor, then copy_). False, with nothing copied, when the kernel refuses direct reads of the worker
-    /// (ptrace_scope 2/3, seccomp, not Linux): the caller takes the shared-region route. The caller holds the worker.
+    /// The one-copy route of isolated sessions: the worker told the address of each entry that already lies in C-order
+    /// CPU memory (open_described) and pins the others per batch (pin_batch: a contiguous copy, kept alive until the next
+    /// batch); this process reads them with process_vm_readv straight into the destination tensors (or, for a destination
+    /// that is not a contiguous CPU tensor of the source's dtype, into a temporary tensor, then copy_). False, with nothing
+    /// copied, when the kernel refuses direct reads of the worker (ptrace_scope 2/3, seccomp, not Linux): the caller takes
+    /// the shared-region route. The caller holds the worker.
     /// </summary>
-    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
+    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries, JsonElement?[] places,
                                       Dictionary<string, torch.Tensor> targets, ModelWeightsOptions options, ProgressCounter progress)
     {
         if (entries.Count == 0)
@@ -327,11 +352,17 @@ public static class ModelWeights
         var first = true;
         foreach (var batch in Batches(entries, options.BatchBytes))
         {
-            using var text = pin.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
-            using var described = Rows(text, "pin_batch");
-            var items = described.RootElement;
-            if (items.GetArrayLength() != batch.Count)
-                throw new WorkerProtocolException($"pin_batch described {items.GetArrayLength()} entries for {batch.Count}");
+            // Entries without a place (not yet contiguous CPU memory) are pinned now, in one call for the batch.
+            var unpinned = batch.Where(e => e.Bytes > 0 && places[e.Index] is null).ToList();
+            if (unpinned.Count > 0)
+            {
+                using var text = pin.Call([handle, unpinned.Select(e => (object?)e.Index).ToList()], Call(options));
+                using var pinned = Rows(text, "pin_batch");
+                if (pinned.RootElement.GetArrayLength() != unpinned.Count)
+                    throw new WorkerProtocolException($"pin_batch described {pinned.RootElement.GetArrayLength()} entries for {unpinned.Count}");
+                for (var i = 0; i < unpinned.Count; i++)
+                    places[unpinned[i].Index] = pinned.RootElement[i].Clone();
+            }
             var segments = new List<WorkerMemory.Segment>(batch.Count);
             var staged = new List<(torch.Tensor Staging, torch.Tensor Destination)>();
             try
@@ -339,10 +370,10 @@ public static class ModelWeights
                 for (var i = 0; i < batch.Count; i++)
                 {
                     var entry = batch[i];
-                    // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
-                    var (address, _) = AddressAndLength(items[i], entry, "pin_batch");
                     if (entry.Bytes == 0)
                         continue;
+                    // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
+                    var (address, _) = AddressAndLength(places[entry.Index]!.Value, entry, "pin_batch");
                     BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
                     segments.Add(new WorkerMemory.Segment(address, entry.Bytes, DestinationOf(entry, targets[entry.Name], staged), $"'{entry.Name}'"));
                 }

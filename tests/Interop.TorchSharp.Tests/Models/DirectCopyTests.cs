@@ -164,6 +164,20 @@ public class DirectCopyTests : TorchSharpFixture
         yield return new TestCaseData("readonly", typeof(WorkerMemoryException), true).SetName("Read_only_memory_is_a_WorkerMemoryException_to_Python");
     }
 
+    [Test]
+    public void A_lying_pin_batch_for_a_non_contiguous_source_is_a_WorkerMemoryException()
+    {
+        using var t = Py(_fixture, "transposed_state", 5, 7);
+        using var holder = t.AsRef();
+        using var source = holder.GetAttr("state"); // not contiguous: pinned by pin_batch, not placed by open_described
+        var module = new TransposedNet();
+        using (Py(_fixture, "hostile_pins", "unmapped", "pin_batch")) { }
+        var e = Assert.Throws<WorkerMemoryException>(() => module.LoadWeightsFrom(source))!;
+        Assert.That(e.Message, Does.Contain("'w'"));
+        using (Py(_fixture, "restore_pins")) { }
+        Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.DirectCopy));
+    }
+
     [TestCaseSource(nameof(Lies))]
     public void A_worker_that_lies_about_its_memory_gets_a_typed_exception(string lie, Type expected, bool toPython)
     {
@@ -174,7 +188,7 @@ public class DirectCopyTests : TorchSharpFixture
         var module = new BigNet(2, 1);
         using (no_grad())
             module.state_dict()["w1"].fill_(5f);
-        using (Py(_fixture, "hostile_pins", lie, toPython ? "pin_targets" : "pin_batch")) { }
+        using (Py(_fixture, "hostile_pins", lie, toPython ? "pin_targets" : "open_described")) { }
         var e = Assert.Catch(() => _ = toPython ? module.CopyWeightsTo(state) : module.LoadWeightsFrom(state))!;
         Assert.That(e, Is.TypeOf(expected), e.ToString());
         Assert.That(e.Message, Does.Contain("w0"));

@@ -146,8 +146,8 @@ _hostile = {}
 
 
 def hostile_pins(mode, function="pin_batch"):
-    """Replaces interop_helpers.model_state.<function> (pin_batch or pin_targets) in this worker with one that lies;
-    restore_pins() undoes it.
+    """Replaces interop_helpers.model_state.<function> (open_described, pin_batch or pin_targets) in this worker with
+    one that lies about the first entry's memory; restore_pins() undoes it.
 
     mode: 'unmapped' (an address in the never-mapped first pages), 'negative' (an impossible address), 'size' (4 bytes
     more than the entry holds), 'short' (a mapping whose second half was unmapped: the copy stops in the middle),
@@ -164,7 +164,8 @@ def hostile_pins(mode, function="pin_batch"):
     def lying(*args, **kwargs):
         import json
 
-        rows = json.loads(honest(*args, **kwargs))
+        result = honest(*args, **kwargs)
+        rows = json.loads(result[2] if function == "open_described" else result)
         address, size = rows[0]
         if mode == "unmapped":
             rows[0] = [4096, size]
@@ -187,6 +188,8 @@ def hostile_pins(mode, function="pin_batch"):
                 base = libc.mmap(None, length, 1, 0x22, -1, 0)  # PROT_READ only
                 _hostile["mapping"] = (libc, base, length)
             rows[0] = [base, size]
+        if function == "open_described":
+            return [result[0], result[1], json.dumps(rows)]
         return json.dumps(rows)
 
     setattr(model_state, function, lying)
