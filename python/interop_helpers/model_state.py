@@ -6,25 +6,39 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
   running statistics and ``num_batches_tracked`` included), a mapping of names to tensors, or a checkpoint path that
   ``torch.load`` reads (``weights_only=True``; memory-mapped where this PyTorch can, so a multi-GB file is not read
   into memory at once). It returns a ``StateSource`` that stays in this process (an object handle for .NET).
-- ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name).
+- ``describe(state)`` lists ``[name, dtype, shape, nbytes]`` for every entry (dtype: the dtype table's name);
+  ``describe_json(state)`` is the same as one JSON text (what .NET asks for: one value to carry, not four per entry);
+  ``open_described(obj)`` is ``[open_source(obj), describe_json(...), places]`` in one call, ``places`` giving the
+  address of every entry that is already a contiguous CPU tensor (for the one-copy route, see ``pin_batch``).
 - ``read_batch(state, indices)`` returns the entries at ``indices`` as **raw bytes**: 1-d uint8
   tensors over each tensor's C-order memory (no copy when it is already contiguous). Every dtype travels the same way,
   so bfloat16, which NumPy lacks, is carried bit for bit with its dtype tag from ``describe`` and never upcast.
+- ``pin_batch(state, indices)`` is the one-copy route of an isolated session: it returns ``[address, nbytes]`` (JSON text) of each
+  entry's C-order CPU memory (the tensor itself when it is already a contiguous CPU tensor, else a contiguous copy) and
+  keeps those tensors alive in ``state`` until the next ``pin_batch`` or until ``state`` is released; the host reads the
+  bytes straight into its own tensors (``process_vm_readv``) while it holds this worker, and checks every address and
+  size it is told against the shapes and dtypes it already knows.
 - ``open_target(obj)`` / ``write_batch(target, names, dtypes, shapes, blobs)`` do the other direction: each blob
   (uint8 bytes from .NET) is viewed as its dtype and shape and copied into the module's parameter or buffer under
-  ``torch.no_grad()``.
+  ``torch.no_grad()``. The one-copy route of an isolated session: ``pin_targets(target, names, dtypes, shapes)`` checks
+  the entries as ``write_batch`` does and returns ``[address, nbytes]`` (JSON text) of each destination's memory (the
+  tensor itself when it is a contiguous CPU tensor of that dtype, else a staging tensor); the host writes the bytes there
+  (``process_vm_writev``) while it holds this worker, then ``commit_batch(target)`` copies the staged entries in and
+  bumps the version counter of the ones written in place (as ``copy_`` would).
 
 Checks of names, shapes and dtypes (PyTorch's ``load_state_dict`` rules) are made on the .NET side from
 ``describe``; ``write_batch`` checks again before copying so that a mismatch can never write out of bounds.
 """
 
+import json
 import os
 
 import torch
 
 from . import dtypes as _dtypes
 
-__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "write_batch"]
+__all__ = ["StateSource", "StateTarget", "open_source", "open_target", "describe", "read_batch", "pin_batch", "write_batch",
+           "describe_json", "open_described", "pin_targets", "commit_batch"]
 
 _NAME_BY_TORCH = {}
 for _name, _kind, _size, _numpy, _torch_name, _code in _dtypes.rows():
@@ -60,7 +74,7 @@ def _entries(mapping, what):
         if value.is_meta:
             raise TypeError(f"{what}: entry '{name}' is on the 'meta' device and has no data. Fix: materialise the model first.")
         _dtype_name(name, value)
-        entries.append((name, value.detach()))
+        entries.append((name, value.detach() if value.requires_grad else value))
     return entries
 
 
@@ -69,6 +83,7 @@ class StateSource:
 
     def __init__(self, entries, keep=None):
         self.entries = entries
+        self.pinned = None  # pin_batch's tensors, alive while the host reads them
         self._keep = keep  # what the tensors came from (an mmap'd checkpoint stays open while this lives)
 
     def __len__(self):
@@ -117,6 +132,23 @@ def open_source(obj):
     return StateSource(_entries(_mapping_of(obj, what), what), keep)
 
 
+def _is_plain(tensor):
+    return (tensor.device.type == "cpu" and tensor.is_contiguous() and not tensor.is_conj() and not tensor.is_neg())
+
+
+def open_described(obj):
+    """``[state, describe_json(state), places]`` for ``state = open_source(obj)``: one call instead of two or more.
+
+    ``places`` (JSON text) has one item per entry: ``[address, nbytes]`` of its memory when the tensor already is a
+    contiguous CPU tensor (valid while ``state`` lives: the state holds the tensor), else ``null`` (``pin_batch`` makes
+    a C-order copy when the host asks). For a host that reads this process's memory directly.
+    """
+    state = open_source(obj)
+    places = [[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] if _is_plain(t) else None
+              for _, t in state.entries]
+    return [state, describe_json(state), json.dumps(places, separators=(",", ":"))]
+
+
 def open_target(obj):
     """A ``StateTarget`` over the tensors of an nn.Module's state dict (sharing their storage) or a mapping of tensors."""
     if isinstance(obj, torch.nn.Module):
@@ -134,18 +166,93 @@ def describe(state):
     return [[name, _dtype_name(name, t), list(t.shape), t.numel() * t.element_size()] for name, t in state.entries]
 
 
+def describe_json(state):
+    """``describe(state)`` as one JSON text."""
+    return json.dumps(describe(state), separators=(",", ":"))
+
+
+def _plain(tensor):
+    """The tensor's values in C-order CPU memory: itself when it already is, else a copy (conjugate and negative views
+    resolved, so the bytes are the values)."""
+    if _is_plain(tensor):
+        return tensor
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    return tensor.resolve_conj().resolve_neg().contiguous()
+
+
 def _raw_bytes(tensor):
-    flat = tensor.contiguous().reshape(-1)
-    return flat.view(torch.uint8)
+    return _plain(tensor).reshape(-1).view(torch.uint8)
+
+
+def _check_indices(state, indices):
+    count = len(state.entries)
+    for i in indices:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
+            raise IndexError(f"entry {i!r} asked for, the state has {count} entries")
 
 
 def read_batch(state, indices):
     """The raw bytes (1-d uint8 tensors, C order) of the entries at ``indices`` (positions in ``describe``'s list)."""
-    count = len(state.entries)
-    for i in indices:
-        if not isinstance(i, int) or not 0 <= i < count:
-            raise IndexError(f"entry {i!r} asked for, the state has {count} entries")
+    _check_indices(state, indices)
     return [_raw_bytes(state.entries[i][1]) for i in indices]
+
+
+def pin_batch(state, indices):
+    """``[[address, nbytes], ...]`` (as JSON text) of the entries at ``indices``: C-order CPU memory that stays valid (the tensors are kept
+    in ``state``) until the next ``pin_batch`` on ``state`` or until ``state`` is released. The previous batch is released
+    first, so at most one batch of copies (of non-contiguous or non-CPU entries) is alive."""
+    _check_indices(state, indices)
+    state.pinned = None
+    pinned = [_plain(state.entries[i][1]) for i in indices]
+    state.pinned = pinned
+    return json.dumps([[t.data_ptr() if t.numel() else 0, t.numel() * t.element_size()] for t in pinned], separators=(",", ":"))
+
+
+def _checked_destination(by_name, name, dtype_name, shape, convert):
+    dest = by_name.get(name)
+    if dest is None:
+        raise KeyError(f"the target has no entry '{name}'")
+    dtype = _TORCH_BY_NAME.get(dtype_name)
+    if dtype is None:
+        raise ValueError(f"unknown dtype '{dtype_name}'")
+    if list(dest.shape) != list(shape) or (dest.dtype != dtype and not convert):
+        raise ValueError(f"entry '{name}': the target is {dest.dtype} {list(dest.shape)}, the data {dtype} {list(shape)}")
+    return dest, dtype
+
+
+def pin_targets(target, names, dtypes, shapes, convert=False):
+    """``[[address, nbytes], ...]`` (JSON text) where the host writes each entry's C-order bytes: the destination tensor's
+    own memory when it is a contiguous CPU tensor of that dtype (no conjugate or negative view), else a staging tensor
+    that ``commit_batch`` copies in. Entries are checked as in ``write_batch`` first (nothing is pinned on a mismatch).
+    The previous batch's staging is dropped."""
+    if not (len(names) == len(dtypes) == len(shapes)):
+        raise ValueError("pin_targets needs as many names, dtypes and shapes")
+    target.pinned = None
+    by_name = dict(target.entries)
+    checked = [_checked_destination(by_name, n, d, s, convert) for n, d, s in zip(names, dtypes, shapes)]
+    pinned, rows = [], []
+    for (dest, dtype), shape in zip(checked, shapes):
+        direct = dest.dtype == dtype and _is_plain(dest)
+        memory = dest if direct else torch.empty(list(shape), dtype=dtype)
+        pinned.append((dest, None if direct else memory))
+        rows.append([memory.data_ptr() if memory.numel() else 0, memory.numel() * memory.element_size()])
+    target.pinned = pinned
+    return json.dumps(rows, separators=(",", ":"))
+
+
+def commit_batch(target):
+    """After the host wrote a ``pin_targets`` batch: staged entries are copied into their destinations (``copy_`` under
+    ``torch.no_grad()``, converting if asked), and the version counter of entries written in place is bumped, so autograd
+    sees them as modified in place, as after ``copy_``."""
+    pinned, target.pinned = target.pinned or [], None
+    bump = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)  # PyTorch 2.1+
+    with torch.no_grad():
+        for dest, staging in pinned:
+            if staging is not None:
+                dest.copy_(staging)
+            elif bump is not None:
+                bump(dest)
 
 
 def write_batch(target, names, dtypes, shapes, blobs, convert=False):
@@ -159,14 +266,7 @@ def write_batch(target, names, dtypes, shapes, blobs, convert=False):
     by_name = dict(target.entries)
     with torch.no_grad():
         for name, dtype_name, shape, blob in zip(names, dtypes, shapes, blobs):
-            dest = by_name.get(name)
-            if dest is None:
-                raise KeyError(f"the target has no entry '{name}'")
-            dtype = _TORCH_BY_NAME.get(dtype_name)
-            if dtype is None:
-                raise ValueError(f"unknown dtype '{dtype_name}'")
-            if list(dest.shape) != list(shape) or (dest.dtype != dtype and not convert):
-                raise ValueError(f"entry '{name}': the target is {dest.dtype} {list(dest.shape)}, the data {dtype} {list(shape)}")
+            dest, dtype = _checked_destination(by_name, name, dtype_name, shape, convert)
             if not isinstance(blob, torch.Tensor):
                 blob = torch.from_numpy(blob)
             expected = dest.numel() * torch.empty((), dtype=dtype).element_size()

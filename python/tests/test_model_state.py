@@ -1,5 +1,7 @@
 """The Python side of model-weight transfer (interop_helpers.model_state): sources, raw bytes, write-back."""
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -23,6 +25,7 @@ def test_a_module_lists_parameters_and_buffers_in_pytorch_order():
     assert "1.num_batches_tracked" in [r[0] for r in rows]
     row = dict((r[0], r) for r in rows)["1.num_batches_tracked"]
     assert row[1:] == ["int64", [], 8]
+    assert json.loads(model_state.describe_json(state)) == rows
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -75,3 +78,79 @@ def test_refusals_name_the_problem():
         model_state.write_batch(target, ["v"], ["float32"], [[2]], [torch.zeros(8, dtype=torch.uint8)])
     with pytest.raises(IndexError):
         model_state.read_batch(model_state.open_source({"w": torch.zeros(1)}), [0, 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pinned_entries_describe_their_c_order_bytes_and_stay_alive(dtype):
+    import ctypes
+
+    source = (torch.randn(3, 5, dtype=torch.float64) * 100).to(dtype)
+    contiguous = source.clone()
+    state = model_state.open_source({"t": source.t(), "c": contiguous, "empty": torch.zeros(0, dtype=dtype)})
+    (addr_t, size_t), (addr_c, size_c), (addr_e, size_e) = json.loads(model_state.pin_batch(state, [0, 1, 2]))
+    assert addr_c == contiguous.data_ptr(), "a contiguous CPU tensor is pinned as it is (no copy)"
+    assert (size_t, size_c, size_e, addr_e) == (source.numel() * source.element_size(),) * 2 + (0, 0)
+    expected = source.t().contiguous().view(torch.uint8).reshape(-1)
+    del source  # the pinned copy of the transposed view stays alive in the state
+    assert bytes(ctypes.string_at(addr_t, size_t)) == bytes(expected.tolist())
+    model_state.pin_batch(state, [1])
+    assert len(state.pinned) == 1, "the previous batch is released"
+
+
+def test_conjugate_views_travel_as_their_values_on_both_routes():
+    z = torch.complex(torch.arange(4.0), torch.ones(4))
+    state = model_state.open_source({"z": z.conj()})
+    blob, = model_state.read_batch(state, [0])
+    assert torch.equal(blob.view(torch.complex64), z.conj().resolve_conj())
+    (address, size), = json.loads(model_state.pin_batch(state, [0]))
+    assert state.pinned[0].data_ptr() == address and torch.equal(state.pinned[0], z.conj()) and not state.pinned[0].is_conj()
+
+
+def test_pin_batch_refuses_indices_out_of_range():
+    state = model_state.open_source({"w": torch.zeros(1)})
+    for bad in ([1], [-1], [True]):
+        with pytest.raises(IndexError):
+            model_state.pin_batch(state, bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pinned_targets_take_bytes_in_place_or_through_staging(dtype):
+    import ctypes
+
+    values = (torch.randn(3, 5, dtype=torch.float64) * 100).to(dtype)
+    contiguous = torch.zeros(3, 5, dtype=dtype)
+    transposed = torch.zeros(5, 3, dtype=dtype).t()  # non-contiguous: staged
+    target = model_state.open_target({"c": contiguous, "t": transposed})
+    name = model_state.describe(target)[0][1]
+    rows = json.loads(model_state.pin_targets(target, ["c", "t"], [name, name], [[3, 5], [3, 5]]))
+    assert rows[0] == [contiguous.data_ptr(), values.numel() * values.element_size()], "written in place"
+    assert rows[1][0] != transposed.data_ptr()
+    raw = values.contiguous().view(torch.uint8).reshape(-1)
+    for address, size in rows:  # what process_vm_writev does from the host
+        ctypes.memmove(address, raw.data_ptr(), size)
+    version = contiguous._version
+    model_state.commit_batch(target)
+    assert torch.equal(contiguous.view(torch.uint8), values.view(torch.uint8))
+    assert torch.equal(transposed.contiguous().view(torch.uint8), values.view(torch.uint8))
+    if hasattr(torch.autograd, "graph") and hasattr(torch.autograd.graph, "increment_version"):
+        assert contiguous._version > version, "written in place: the version counter moves, as after copy_"
+    assert target.pinned is None
+
+
+def test_pinned_targets_are_checked_like_write_batch():
+    target = model_state.open_target({"w": torch.zeros(2)})
+    with pytest.raises(ValueError, match="entry 'w'"):
+        model_state.pin_targets(target, ["w"], ["float32"], [[3]])
+    with pytest.raises(ValueError, match="entry 'w'"):
+        model_state.pin_targets(target, ["w"], ["float64"], [[2]])
+    with pytest.raises(KeyError, match="'v'"):
+        model_state.pin_targets(target, ["v"], ["float32"], [[2]])
+    rows = json.loads(model_state.pin_targets(target, ["w"], ["float64"], [[2]], True))
+    assert rows[0][1] == 16, "converting: staged in the data's dtype"
+
+
+def test_open_described_places_the_entries_that_need_no_pinning():
+    plain = torch.arange(6, dtype=torch.float32)
+    state, description, places = model_state.open_described({"p": plain, "t": plain.reshape(2, 3).t(), "e": torch.zeros(0)})
+    assert json.loads(description) == model_state.describe(state)
+    assert json.loads(places) == [[plain.data_ptr(), 24], None, [0, 0]]

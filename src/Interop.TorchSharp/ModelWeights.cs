@@ -6,14 +6,22 @@
 // - All checks (PyTorch's load_state_dict rules: missing / unexpected keys, shape and dtype mismatches) run on the
 //   descriptions before any byte moves, so a refused load changes nothing.
 // - Memory: one batch at a time (ModelWeightsOptions.BatchBytes, or the largest tensor if larger). Python -> TorchSharp
-//   in an isolated session: the worker copies the batch once into a pooled shared region; here the bytes are wrapped
-//   in place (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors, then the region goes back
-//   to the pool. In-process: the NumPy buffer over the Python tensor is wrapped (no copy) and copied once.
+//   module in an isolated session (LoadWeightsFrom, LoadCheckpoint): ONE copy. The worker pins each batch (pin_batch: the
+//   tensors' own C-order memory, a copy only for a non-contiguous or non-CPU entry) and tells addresses and sizes; this
+//   process checks them against what it computed from shapes and dtypes and reads the bytes straight into the module's
+//   tensors (WorkerMemory.TryRead, process_vm_readv), holding the worker meanwhile (WorkerProcess.Hold) so that no other
+//   caller's code runs there. Where the kernel refuses direct reads (EPERM / ENOSYS), the same load takes the
+//   shared-region route: the worker copies the batch into a pooled shared region, the bytes are wrapped in place here
+//   (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors (two copies in all). ReadStateDict keeps
+//   the region route (its tensors lie over the region: one copy, made by the worker). In-process: the NumPy buffer over
+//   the Python tensor is wrapped (no copy) and copied once.
 //   TorchSharp -> Python: each tensor's memory is the call argument (no copy here); the session copies it once
 //   (isolated: into its request region in /dev/shm) and Python copy_'s it into the module.
 using Interop.Buffers;
 using Interop.DTypes;
+using Interop.Errors;
 using Interop.Isolated;
+using System.Text.Json;
 using Interop.Sessions;
 using TorchSharp;
 
@@ -97,7 +105,7 @@ public static class ModelWeights
     /// </summary>
     /// <exception cref="StateDictMismatchException">Missing or unexpected keys (strict), or shape or dtype mismatches; nothing was copied.</exception>
     /// <exception cref="SharedMemoryTooSmallException">An isolated session's /dev/shm cannot hold the largest tensor.</exception>
-    /// <exception cref="NotSupportedException">A tensor of 2 GiB or more (a call argument is at most 2 GiB).</exception>
+    /// <exception cref="NotSupportedException">A tensor of 2 GiB or more on the shared-region route (a call argument is at most 2 GiB; the direct route has no such limit).</exception>
     public static WeightLoadResult CopyWeightsTo(this torch.nn.Module module, PythonRef target, ModelWeightsOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(module);
@@ -112,18 +120,22 @@ public static class ModelWeights
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
         var session = target.Session;
-        using var helpers = session.Import(HelperModule);
+        using var helpers = Helpers(session);
         using var opened = Invoke(helpers, "open_target", [target], options);
         using var handle = opened.AsRef();
         var destination = Describe(helpers, handle, options).ToDictionary(e => e.Name, StringComparer.Ordinal);
         var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
                                                         checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
         var (pairs, missing, unexpected) = Match(incoming, destination, options);
-        var batches = Plan(session, pairs.Select(p => p.Source).ToList(), options);
-        using var write = helpers.GetAttr("write_batch");
-        var done = 0;
-        long bytes = 0;
-        foreach (var batch in batches)
+        var sources = pairs.Select(p => p.Source).ToList();
+        var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
+        // Isolated: hold the target's worker for the rest of the transfer (see LoadCore).
+        var worker = (handle as IsolatedRef)?.Target.Worker;
+        using var hold = worker?.Hold();
+        if (worker is not null && TryWriteDirect(helpers, handle, worker, sources, state, options, progress))
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
+        using var write = Function(helpers, "write_batch");
+        foreach (var batch in Plan(session, sources, options))
         {
             var prepared = new List<torch.Tensor>(batch.Count);
             try
@@ -132,7 +144,7 @@ public static class ModelWeights
                 foreach (var entry in batch)
                 {
                     if (entry.Bytes > int.MaxValue)
-                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; a tensor travels to Python as one call argument, at most 2 GiB. " +
+                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
                                                         "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
                     var tensor = state[entry.Name].detach().cpu().contiguous();
                     prepared.Add(tensor);
@@ -155,11 +167,91 @@ public static class ModelWeights
                 foreach (var t in prepared)
                     t.Dispose();
             }
-            done += batch.Count;
-            bytes += batch.Sum(e => e.Bytes);
-            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, pairs.Sum(p => p.Source.Bytes), batch[^1].Name));
+            progress.Add(batch);
         }
-        return new WeightLoadResult(missing, unexpected, done, bytes);
+        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
+    }
+
+    /// <summary>
+    /// The one-copy route TorchSharp -> Python of isolated sessions: per batch the worker checks the entries and tells where
+    /// each one's bytes go (pin_targets: the Python tensor's own memory, or a staging tensor for another dtype, device or
+    /// layout); this process writes them there with process_vm_writev from its own C-order CPU tensors, and the worker
+    /// finishes the batch (commit_batch: copy_ of the staged entries, version counters of the others). False, with
+    /// nothing written, when the kernel refuses direct writes: the caller takes the shared-region route. The caller holds
+    /// the worker.
+    /// </summary>
+    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
+                                       IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
+    {
+        if (entries.Count == 0)
+            return true;
+        using var pin = Function(helpers, "pin_targets");
+        using var commit = Function(helpers, "commit_batch");
+        var first = true;
+        foreach (var batch in Batches(entries, options.BatchBytes))
+        {
+            var prepared = new List<torch.Tensor>(batch.Count);
+            try
+            {
+                object?[] args =
+                [
+                    handle,
+                    batch.Select(e => (object?)e.Name).ToList(),
+                    batch.Select(e => (object?)e.DType.Name).ToList(),
+                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                    options.ConvertDTypes,
+                ];
+                using var text = pin.Call(args, Call(options));
+                using var described = Rows(text, "pin_targets");
+                var items = described.RootElement;
+                if (items.GetArrayLength() != batch.Count)
+                    throw new WorkerProtocolException($"pin_targets described {items.GetArrayLength()} entries for {batch.Count}");
+                var segments = new List<WorkerMemory.Segment>(batch.Count);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var entry = batch[i];
+                    var (address, length) = AddressAndLength(items[i], entry, "pin_targets");
+                    if (entry.Bytes == 0)
+                        continue;
+                    BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
+                    var tensor = state[entry.Name].detach().cpu().contiguous();
+                    prepared.Add(tensor);
+                    if (checked(tensor.numel() * tensor.ElementSize) != entry.Bytes)
+                        throw new InvalidOperationException($"'{entry.Name}' changed size during the transfer.");
+                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
+                }
+                if (SimulateDirectRefusal || !WorkerMemory.TryWrite(worker, segments))
+                {
+                    if (!first)
+                        throw new WorkerMemoryException(batch[0].Name, worker.ProcessId, 0, batch.Sum(e => e.Bytes), 0, 1, "direct writes were refused in the middle of a transfer (EPERM)");
+                    return false;
+                }
+                first = false;
+                if (!worker.IsAlive)
+                    throw worker.DiedDuringDirectCopy();
+                using var _ = commit.Call([handle], Call(options));
+            }
+            finally
+            {
+                foreach (var t in prepared)
+                    t.Dispose();
+            }
+            progress.Add(batch);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// One [address, nbytes] row of pin_batch or pin_targets, checked: nbytes must be what this process computed for the
+    /// entry (shape x dtype), never the other way round.
+    /// </summary>
+    private static (long Address, long Length) AddressAndLength(JsonElement item, StateEntry entry, string function)
+    {
+        if (item.ValueKind != JsonValueKind.Array || item.GetArrayLength() != 2 || !item[0].TryGetInt64(out var address) || !item[1].TryGetInt64(out var length))
+            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' must be [address, nbytes] (64-bit integers)");
+        if (length != entry.Bytes)
+            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
+        return (address, length);
     }
 
     // ---- the two directions' common parts -------------------------------------------------------
@@ -169,36 +261,192 @@ public static class ModelWeights
         ArgumentNullException.ThrowIfNull(module);
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
-        var targets = module.state_dict();
-        var destination = targets.ToDictionary(kv => kv.Key,
-            kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
-        using var helpers = session.Import(HelperModule);
-        using var opened = Invoke(helpers, "open_source", [source], options);
-        using var handle = opened.AsRef();
-        var entries = Describe(helpers, handle, options);
-        var (pairs, missing, unexpected) = Match(entries, destination, options);
-        var done = 0;
-        long bytes = 0;
-        var total = pairs.Sum(p => p.Source.Bytes);
-        foreach (var batch in Plan(session, pairs.Select(p => p.Source).ToList(), options))
+        // This side's description runs on another thread while Python opens and describes the source (one call).
+        var local = Task.Run(() =>
         {
-            ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
+            var targets = module.state_dict();
+            var destination = targets.ToDictionary(kv => kv.Key,
+                kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
+            return (targets, destination);
+        });
+        // Isolated: the source lives in one worker; hold it for the transfer (from the open on when the source is a handle,
+        // else from the first reply on), so no other caller's code runs there while its memory is read (direct route) or
+        // between batches (either route).
+        var worker = (source as IsolatedRef)?.Target.Worker;
+        var hold = worker?.Hold();
+        try
+        {
+            Dictionary<string, torch.Tensor> targets;
+            Dictionary<string, StateEntry> destination;
+            PythonValue opened;
+            try
             {
-                CopyInto(targets[entry.Name], view, entry);
-                view.Dispose();
-            });
-            done += batch.Count;
-            bytes += batch.Sum(e => e.Bytes);
-            options.Progress?.Report(new WeightTransferProgress(done, pairs.Count, bytes, total, batch[^1].Name));
+                using var helpersForOpen = Helpers(session);
+                opened = Invoke(helpersForOpen, "open_described", [source], options);
+            }
+            finally
+            {
+                (targets, destination) = local.GetAwaiter().GetResult();
+            }
+            using var _ = opened;
+            using var helpers = Helpers(session);
+            if (opened.Items.Count != 3)
+                throw new WorkerProtocolException("open_described must return [state, description, places]");
+            using var handle = opened.Items[0].AsRef();
+            var entries = ParseDescription(opened.Items[1]);
+            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
+            if (!ReferenceEquals(handleWorker, worker))
+            {
+                hold?.Dispose();
+                worker = handleWorker;
+                hold = worker?.Hold();
+            }
+            var (pairs, missing, unexpected) = Match(entries, destination, options);
+            var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
+            var sources = pairs.Select(p => p.Source).ToList();
+            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, ParsePlaces(opened.Items[2], entries.Count), targets, options, progress))
+                return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
+            foreach (var batch in Plan(session, sources, options))
+            {
+                ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
+                {
+                    CopyInto(targets[entry.Name], view, entry);
+                    view.Dispose();
+                });
+                progress.Add(batch);
+            }
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes)
+            {
+                Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion,
+            };
         }
-        return new WeightLoadResult(missing, unexpected, done, bytes);
+        finally
+        {
+            hold?.Dispose();
+        }
+    }
+
+    /// <summary>open_described's places: per entry, the [address, nbytes] of a tensor that needs no pinning, or null.</summary>
+    private static JsonElement?[] ParsePlaces(PythonValue text, int count)
+    {
+        using var rows = Rows(text, "open_described");
+        if (rows.RootElement.GetArrayLength() != count)
+            throw new WorkerProtocolException($"open_described: {rows.RootElement.GetArrayLength()} places for {count} entries");
+        return rows.RootElement.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Null ? (JsonElement?)null : e.Clone()).ToArray();
+    }
+
+    /// <summary>
+    /// The one-copy route of isolated sessions: the worker told the address of each entry that already lies in C-order
+    /// CPU memory (open_described) and pins the others per batch (pin_batch: a contiguous copy, kept alive until the next
+    /// batch); this process reads them with process_vm_readv straight into the destination tensors (or, for a destination
+    /// that is not a contiguous CPU tensor of the source's dtype, into a temporary tensor, then copy_). False, with nothing
+    /// copied, when the kernel refuses direct reads of the worker (ptrace_scope 2/3, seccomp, not Linux): the caller takes
+    /// the shared-region route. The caller holds the worker.
+    /// </summary>
+    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries, JsonElement?[] places,
+                                      Dictionary<string, torch.Tensor> targets, ModelWeightsOptions options, ProgressCounter progress)
+    {
+        if (entries.Count == 0)
+            return true;
+        using var pin = Function(helpers, "pin_batch");
+        var first = true;
+        foreach (var batch in Batches(entries, options.BatchBytes))
+        {
+            // Entries without a place (not yet contiguous CPU memory) are pinned now, in one call for the batch.
+            var unpinned = batch.Where(e => e.Bytes > 0 && places[e.Index] is null).ToList();
+            if (unpinned.Count > 0)
+            {
+                using var text = pin.Call([handle, unpinned.Select(e => (object?)e.Index).ToList()], Call(options));
+                using var pinned = Rows(text, "pin_batch");
+                if (pinned.RootElement.GetArrayLength() != unpinned.Count)
+                    throw new WorkerProtocolException($"pin_batch described {pinned.RootElement.GetArrayLength()} entries for {unpinned.Count}");
+                for (var i = 0; i < unpinned.Count; i++)
+                    places[unpinned[i].Index] = pinned.RootElement[i].Clone();
+            }
+            var segments = new List<WorkerMemory.Segment>(batch.Count);
+            var staged = new List<(torch.Tensor Staging, torch.Tensor Destination)>();
+            try
+            {
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var entry = batch[i];
+                    if (entry.Bytes == 0)
+                        continue;
+                    // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
+                    var (address, _) = AddressAndLength(places[entry.Index]!.Value, entry, "pin_batch");
+                    BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
+                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, DestinationOf(entry, targets[entry.Name], staged), $"'{entry.Name}'"));
+                }
+                if (SimulateDirectRefusal || !WorkerMemory.TryRead(worker, segments))
+                {
+                    if (!first)
+                        throw new WorkerMemoryException(batch[0].Name, worker.ProcessId, 0, batch.Sum(e => e.Bytes), 0, 1, "direct reads were refused in the middle of a transfer (EPERM)");
+                    return false;
+                }
+                first = false;
+                if (!worker.IsAlive)
+                    throw worker.DiedDuringDirectCopy(); // the reads ended while the process went away: their data cannot be trusted
+                using (torch.no_grad())
+                {
+                    foreach (var (staging, destination) in staged)
+                        destination.copy_(staging);
+                }
+            }
+            finally
+            {
+                foreach (var (staging, _) in staged)
+                    staging.Dispose();
+            }
+            progress.Add(batch);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Where an entry's bytes go: the destination tensor's own memory when it is a contiguous CPU tensor of the entry's
+    /// dtype; else a temporary of the entry's dtype and shape (added to <paramref name="staged"/>, copy_'d after the read:
+    /// another dtype with ConvertDTypes, another device or layout).
+    /// </summary>
+    private static nint DestinationOf(StateEntry entry, torch.Tensor destination, List<(torch.Tensor, torch.Tensor)> staged)
+    {
+        var scalar = TorchSharpTensors.ScalarTypeOf(entry.DType);
+        if (destination.device_type == DeviceType.CPU && destination.dtype == scalar && destination.is_contiguous())
+        {
+            if (checked(destination.numel() * destination.ElementSize) != entry.Bytes)
+                throw new InvalidOperationException($"'{entry.Name}': the destination holds {destination.numel() * destination.ElementSize} bytes, the entry {entry.Bytes}.");
+            return destination.DataAddress();
+        }
+        var staging = torch.empty(entry.Shape, scalar);
+        staged.Add((staging, destination));
+        return staging.DataAddress();
+    }
+
+    /// <summary>For tests: called before each entry's direct copy (either direction) with the worker's process id and the entry's name.</summary>
+    internal static Action<int, string>? BeforeDirectCopy { get; set; }
+
+    /// <summary>For tests and the benchmark: behave as if the kernel refused direct copies, so transfers take the shared-region route.</summary>
+    internal static bool SimulateDirectRefusal { get; set; }
+
+    /// <summary>Counts what a transfer moved and reports it after each batch.</summary>
+    private sealed class ProgressCounter(int count, long total, IProgress<WeightTransferProgress>? progress)
+    {
+        public int Done { get; private set; }
+
+        public long Bytes { get; private set; }
+
+        public void Add(List<StateEntry> batch)
+        {
+            Done += batch.Count;
+            Bytes += batch.Sum(e => e.Bytes);
+            progress?.Report(new WeightTransferProgress(Done, count, Bytes, total, batch[^1].Name));
+        }
     }
 
     private static Dictionary<string, torch.Tensor> ReadCore(PythonSession session, object source, ModelWeightsOptions? options)
     {
         options = Check(options);
         TorchSharpSupport.EnsureLoadable();
-        using var helpers = session.Import(HelperModule);
+        using var helpers = Helpers(session);
         using var opened = Invoke(helpers, "open_source", [source], options);
         using var handle = opened.AsRef();
         var entries = Describe(helpers, handle, options);
@@ -233,7 +481,7 @@ public static class ModelWeights
     private static void ReadBatch(PythonRef helpers, PythonRef handle, IReadOnlyList<StateEntry> batch, ModelWeightsOptions options, bool keep,
                                   Action<StateEntry, torch.Tensor> use)
     {
-        using var read = helpers.GetAttr("read_batch");
+        using var read = Function(helpers, "read_batch");
         using var value = read.Call([handle, batch.Select(e => (object?)e.Index).ToList()], Call(options));
         var items = value.Items;
         if (items.Count != batch.Count)
@@ -302,23 +550,86 @@ public static class ModelWeights
 
     private static PythonValue Invoke(PythonRef helpers, string function, object?[] args, ModelWeightsOptions options)
     {
-        using var fn = helpers.GetAttr(function);
+        using var fn = Function(helpers, function);
         return fn.Call(args, Call(options));
     }
 
+    /// <summary>
+    /// The helper module. Isolated: a path reference built here, without the resolve round trip of Import (the worker
+    /// imports the module at the first call; a failure there is that call's PythonErrorException).
+    /// </summary>
+    private static PythonRef Helpers(PythonSession session) =>
+        session is IsolatedSession isolated ? new IsolatedRef(isolated, new IsolatedSession.Target("module", HelperModule, 0, [], null), "module")
+                                            : session.Import(HelperModule);
+
+    /// <summary>A function of the helper module (isolated: a path reference, no round trip; see <see cref="Helpers"/>).</summary>
+    private static PythonRef Function(PythonRef helpers, string name) =>
+        helpers is IsolatedRef module ? new IsolatedRef((IsolatedSession)module.Session, module.Target with { Attrs = [name] }, "function")
+                                      : helpers.GetAttr(name);
+
     private static List<StateEntry> Describe(PythonRef helpers, PythonRef handle, ModelWeightsOptions options)
     {
-        using var rows = Invoke(helpers, "describe", [handle], options);
-        var entries = new List<StateEntry>(rows.Items.Count);
-        foreach (var row in rows.Items)
+        using var text = Invoke(helpers, "describe_json", [handle], options);
+        return ParseDescription(text);
+    }
+
+    /// <summary>describe_json's text: the entries, each with a byte count computed here from its shape and dtype.</summary>
+    private static List<StateEntry> ParseDescription(PythonValue text)
+    {
+        using var rows = Rows(text, "describe_json");
+        var entries = new List<StateEntry>();
+        foreach (var row in rows.RootElement.EnumerateArray())
         {
-            var name = row[0].AsString();
-            var dtype = DType.FromName(row[1].AsString())
-                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].AsString()}' is not in the dtype table.");
-            var shape = row[2].Items.Select(d => d.AsInt64()).ToArray();
-            entries.Add(new StateEntry(name, dtype, shape, row[3].AsInt64(), entries.Count));
+            if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != 4 || row[0].ValueKind != JsonValueKind.String || row[1].ValueKind != JsonValueKind.String ||
+                row[2].ValueKind != JsonValueKind.Array || row[2].EnumerateArray().Any(d => d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out _)) ||
+                !row[3].TryGetInt64(out var described))
+                throw new WorkerProtocolException($"describe_json: entry {entries.Count} must be [name, dtype, shape, nbytes]");
+            var name = row[0].GetString()!;
+            var dtype = DType.FromName(row[1].GetString()!)
+                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].GetString()}' is not in the dtype table.");
+            var shape = row[2].EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            // The byte count is computed here from the shape and the dtype table, never taken from the worker's word.
+            long bytes = -1;
+            try
+            {
+                if (shape.All(d => d >= 0))
+                    bytes = checked(Layout.ElementCount(shape) * dtype.ItemSize);
+            }
+            catch (OverflowException)
+            {
+            }
+            if (bytes < 0)
+            {
+                throw new WorkerProtocolException($"describe: entry '{name}' has an impossible shape [{string.Join(", ", shape)}]");
+            }
+            if (described != bytes)
+                throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {described:N0}");
+            entries.Add(new StateEntry(name, dtype, shape, bytes, entries.Count));
         }
         return entries;
+    }
+
+    /// <summary>
+    /// A helper's compact reply: one JSON text instead of a list of lists (one value to carry across the worker protocol
+    /// instead of several per entry); an array at the root.
+    /// </summary>
+    private static JsonDocument Rows(PythonValue text, string function)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(text.AsString());
+        }
+        catch (Exception e) when (e is JsonException or InvalidCastException or InvalidOperationException)
+        {
+            throw new WorkerProtocolException($"{function} must return a JSON array as text ({e.Message})");
+        }
+        if (document.RootElement.ValueKind != JsonValueKind.Array)
+        {
+            document.Dispose();
+            throw new WorkerProtocolException($"{function} must return a JSON array as text");
+        }
+        return document;
     }
 
     /// <summary>PyTorch's load_state_dict rules over the two descriptions; throws before anything moves.</summary>
@@ -367,6 +678,12 @@ public static class ModelWeights
                 budget = Math.Min(budget, Math.Max(needed, available / 2));
             }
         }
+        return Batches(entries, budget);
+    }
+
+    /// <summary>Splits the entries into batches of at most <paramref name="budget"/> bytes (a larger tensor alone).</summary>
+    private static List<List<StateEntry>> Batches(List<StateEntry> entries, long budget)
+    {
         var batches = new List<List<StateEntry>>();
         List<StateEntry>? current = null;
         long size = 0;

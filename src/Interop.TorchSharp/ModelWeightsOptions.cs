@@ -63,6 +63,28 @@ public sealed class WeightLoadResult
 
     /// <summary>Bytes copied (of the source's dtypes).</summary>
     public long Bytes { get; }
+
+    /// <summary>How the bytes travelled (see docs/models.md).</summary>
+    public WeightRoute Route { get; internal init; }
+}
+
+/// <summary>How a weight transfer moved the bytes between the processes (see docs/models.md).</summary>
+public enum WeightRoute
+{
+    /// <summary>An in-process session: the Python tensor's memory was wrapped and copied once.</summary>
+    InProcess,
+
+    /// <summary>
+    /// Isolated session, one copy: this process copied straight between its tensors and the worker's
+    /// (<c>process_vm_readv(2)</c> / <c>process_vm_writev(2)</c>, Linux, allowed by Yama's ptrace_scope 0 or 1 for a child process).
+    /// </summary>
+    DirectCopy,
+
+    /// <summary>
+    /// Isolated session, two copies: through a shared-memory region (the worker copies into it, this process out of it, or
+    /// the reverse): where direct copies are refused (ptrace_scope 2 or 3, seccomp, not Linux).
+    /// </summary>
+    SharedRegion,
 }
 
 /// <summary>One entry whose shape or dtype differs between the source and the destination.</summary>

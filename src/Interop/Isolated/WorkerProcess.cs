@@ -24,7 +24,7 @@ using Interop.Errors;
 namespace Interop.Isolated;
 
 /// <summary>A running worker process (plain CPython running <c>interop_helpers.worker</c>).</summary>
-internal sealed class WorkerProcess : IDisposable
+internal sealed partial class WorkerProcess : IDisposable
 {
     private const int StderrLines = 40;
     private readonly Process _process;
@@ -210,10 +210,12 @@ internal sealed class WorkerProcess : IDisposable
             Interlocked.Decrement(ref _load);
             throw new WorkerGoneException(CrashInfo());
         }
+        var held = HeldByThisThread; // inside Hold() (WorkerProcess.Hold.cs): the gate is already ours
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            _gate.Wait(cancellationToken);
+            if (!held)
+                _gate.Wait(cancellationToken);
         }
         catch
         {
@@ -283,7 +285,8 @@ internal sealed class WorkerProcess : IDisposable
         }
         finally
         {
-            _gate.Release();
+            if (!held)
+                _gate.Release();
             Interlocked.Decrement(ref _load);
             Leave();
         }

@@ -1,7 +1,11 @@
 // Design notes: the few C library calls the isolated mode needs that .NET does not expose (Linux only).
 // Entry points are resolved once from the process's own symbol table (the .NET host links the C library),
 // not from a library name, so no "libc" name probing is involved. Unmanaged function pointers: no marshalling.
-// Sources: posix_fallocate(3) (returns an error number instead of setting errno), strerror(3).
+// Sources: posix_fallocate(3) (returns an error number instead of setting errno), strerror(3),
+// process_vm_readv(2) / process_vm_writev(2) (struct iovec from <sys/uio.h>: void* iov_base; size_t iov_len).
+// errno after a call through a function pointer: cleared before, read right after (Marshal.Get/SetLastSystemError), the
+// pattern the runtime's own LibraryImport(SetLastError = true) stubs generate; the runtime preserves errno across the
+// GC transition back to managed code.
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -11,6 +15,15 @@ internal static unsafe class LibC
 {
     private static readonly delegate* unmanaged<int, long, long, int> s_posixFallocate =
         (delegate* unmanaged<int, long, long, int>)Resolve("posix_fallocate");
+
+    private static readonly delegate* unmanaged<int, Iovec*, nuint, Iovec*, nuint, nuint, nint> s_processVmReadv =
+        (delegate* unmanaged<int, Iovec*, nuint, Iovec*, nuint, nuint, nint>)Resolve("process_vm_readv");
+
+    private static readonly delegate* unmanaged<int, Iovec*, nuint, Iovec*, nuint, nuint, nint> s_processVmWritev =
+        (delegate* unmanaged<int, Iovec*, nuint, Iovec*, nuint, nuint, nint>)Resolve("process_vm_writev");
+
+    /// <summary>The ENOSYS error number (Linux, every architecture): returned when the C library lacks the function.</summary>
+    public const int ENOSYS = 38;
 
     private static nint Resolve(string name) =>
         NativeLibrary.TryGetExport(NativeLibrary.GetMainProgramHandle(), name, out var address) ? address : 0;
@@ -38,6 +51,45 @@ internal static unsafe class LibC
             if (added)
                 file.DangerousRelease();
         }
+    }
+
+    /// <summary>
+    /// process_vm_readv(2) (<paramref name="write"/> false) or process_vm_writev(2) (true) with one local and one remote
+    /// range: copies up to <paramref name="length"/> bytes between <paramref name="remoteAddress"/> in process
+    /// <paramref name="pid"/> and <paramref name="local"/> in this process (reading: remote to local; writing: local to
+    /// remote). Returns the bytes copied (fewer than asked at the first remote page that is not mapped, or not writable), or
+    /// -1 with the error number in <paramref name="error"/> (EPERM: not allowed to access that process; ESRCH: no such
+    /// process; EFAULT: the remote range starts outside its memory; ENOSYS: no such call, e.g. not Linux or filtered by
+    /// seccomp). The caller guarantees that [<paramref name="local"/>, +<paramref name="length"/>) is memory of this
+    /// process that it may read (and, reading, write) and that nothing else writes meanwhile; the remote side is checked by
+    /// the kernel, never dereferenced here.
+    /// </summary>
+    public static long TransferProcessMemory(int pid, nint local, long remoteAddress, long length, bool write, out int error)
+    {
+        error = 0;
+        var call = write ? s_processVmWritev : s_processVmReadv;
+        if (call == null)
+        {
+            error = ENOSYS;
+            return -1;
+        }
+        // Safety: both iovecs live on this stack frame for the duration of the call; the kernel touches only
+        // [local, local + length) here, which the caller vouches for.
+        var localRange = new Iovec { Base = local, Length = (nuint)length };
+        var remote = new Iovec { Base = (nint)remoteAddress, Length = (nuint)length };
+        Marshal.SetLastSystemError(0);
+        var result = call(pid, &localRange, 1, &remote, 1, 0);
+        if (result < 0)
+            error = Marshal.GetLastSystemError();
+        return result;
+    }
+
+    /// <summary>struct iovec (&lt;sys/uio.h&gt;).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Iovec
+    {
+        public nint Base;    // void* iov_base
+        public nuint Length; // size_t iov_len
     }
 
     /// <summary>A readable name for a C error number (e.g. ENOSPC: "No space left on device").</summary>

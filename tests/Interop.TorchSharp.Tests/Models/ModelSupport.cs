@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Interop.TorchSharp.Tests.Models;
 
-/// <summary>Shared pieces of the model tests: the Python fixture, arguments, the output comparison, TorchSharp twins of the Python models.</summary>
+/// <summary>Shared pieces of the model tests: the Python fixture, arguments, TorchSharp twins of the Python models.</summary>
 internal static class ModelSupport
 {
     public static string FixturePath
@@ -27,24 +27,6 @@ internal static class ModelSupport
     {
         using var flat = x.contiguous().reshape(-1);
         return TensorArgument.Create<float>(flat.data<float>().ToArray(), x.shape);
-    }
-
-    /// <summary>
-    /// torch.testing.assert_close's float32 defaults (rtol 1.3e-6, atol 1e-5): |actual - expected| &lt;= atol + rtol * |expected|
-    /// everywhere, same shape and dtype. (To be replaced by the parity assertion, Interop.Testing, once merged.)
-    /// </summary>
-    public static void AssertClose(Tensor actual, Tensor expected, double rtol = 1.3e-6, double atol = 1e-5)
-    {
-        Assert.That(actual.shape, Is.EqualTo(expected.shape), "shape");
-        Assert.That(actual.dtype, Is.EqualTo(expected.dtype), "dtype");
-        using var a = actual.detach().to(float64);
-        using var e = expected.detach().to(float64);
-        using var diff = (a - e).abs();
-        using var allowed = e.abs() * rtol + atol;
-        using var bad = diff.gt(allowed);
-        var mismatched = bad.sum().item<long>();
-        Assert.That(mismatched, Is.Zero,
-            $"{mismatched} of {a.numel()} elements differ beyond rtol {rtol}, atol {atol}; max abs diff {diff.max().item<double>():G6}");
     }
 
     /// <summary>Same dtype, shape and bytes.</summary>

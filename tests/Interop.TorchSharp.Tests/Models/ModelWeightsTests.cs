@@ -1,6 +1,7 @@
 using Interop.Embedding;
 using Interop.Isolated;
 using Interop.Sessions;
+using Interop.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -35,7 +36,11 @@ public class ModelWeightsTests : TorchSharpFixture
     }
 
     [TearDown]
-    public void ResetProbe() => ModelWeights.SharedMemoryProbe = null;
+    public void ResetProbe()
+    {
+        ModelWeights.SharedMemoryProbe = null;
+        ModelWeights.SimulateDirectRefusal = false;
+    }
 
     private PythonValue Py(string function, params object?[] args)
     {
@@ -86,7 +91,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Tensor actual;
         using (no_grad())
             actual = model.call(x);
-        ModelSupport.AssertClose(actual, expected);
+        TensorAssert.Close(actual, expected);
     }
 
     [Test]
@@ -102,7 +107,7 @@ public class ModelWeightsTests : TorchSharpFixture
         var x = randn(7, 2, 32); // sequence, batch, features
         using var expected = RunPython(pyModel, x);
         using (no_grad())
-            ModelSupport.AssertClose(model.call(x), expected);
+            TensorAssert.Close(model.call(x), expected);
     }
 
     [Test]
@@ -118,7 +123,7 @@ public class ModelWeightsTests : TorchSharpFixture
         var x = randn(5, 3, 10);
         using (var expected = RunPython(pyModel, x))
         using (no_grad())
-            ModelSupport.AssertClose(model.call(x), expected);
+            TensorAssert.Close(model.call(x), expected);
 
         // TorchSharp -> Python: a TorchSharp model with its own initialisation into a fresh Python model
         manual_seed(99);
@@ -129,7 +134,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(result.TensorCount, Is.EqualTo(native.state_dict().Count));
         using (var expected = RunPython(target, x))
         using (no_grad())
-            ModelSupport.AssertClose(native.call(x), expected);
+            TensorAssert.Close(native.call(x), expected);
     }
 
     [Test]
@@ -160,7 +165,7 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(after.AsDouble(), Is.Not.EqualTo(before.AsDouble()), "the Python model changed");
         using var expected = RunPython(pyModel, inputs);
         using (no_grad())
-            ModelSupport.AssertClose(model.call(inputs), expected);
+            TensorAssert.Close(model.call(inputs), expected);
         var tracked = model.state_dict().First(kv => kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal));
         using var pyTracked = Py("entry", pyModel, tracked.Key);
         Assert.That(pyTracked.ToArray<long>(), Is.EqualTo(new[] { tracked.Value.item<long>() }), "training's BatchNorm counters went back too");
@@ -177,12 +182,13 @@ public class ModelWeightsTests : TorchSharpFixture
         Assert.That(dtypes, Is.EqualTo(new Dictionary<string, ScalarType>
         {
             ["f32"] = ScalarType.Float32, ["bf16"] = ScalarType.BFloat16, ["f64"] = ScalarType.Float64, ["f16"] = ScalarType.Float16,
-            ["i64"] = ScalarType.Int64, ["flags"] = ScalarType.Bool, ["c64"] = ScalarType.ComplexFloat32, ["scalar"] = ScalarType.Int64,
+            ["i64"] = ScalarType.Int64, ["flags"] = ScalarType.Bool, ["c64"] = ScalarType.ComplexFloat32, ["c128"] = ScalarType.ComplexFloat64,
+            ["scalar"] = ScalarType.Int64,
         }));
         using (var bits = Py("bf16_bits", pyModel))
         using (var ownBits = ModelSupport.Reinterpret(state["bf16"], Interop.DTypes.DType.Int16))
             Assert.That(ownBits.data<short>().ToArray(), Is.EqualTo(bits.ToArray<short>()), "bfloat16 bits, NaN payloads and subnormals included");
-        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "scalar" })
+        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "c128", "scalar" })
         {
             using var value = Py("entry", pyModel, name);
             using var expected = value.ToTorchSharp(TorchSharpMemory.Copy);
@@ -204,7 +210,7 @@ public class ModelWeightsTests : TorchSharpFixture
         using (var bits = Py("bf16_bits", target))
         using (var ownBits = ModelSupport.Reinterpret(state["bf16"], Interop.DTypes.DType.Int16))
             Assert.That(bits.ToArray<short>(), Is.EqualTo(ownBits.data<short>().ToArray()));
-        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "scalar" })
+        foreach (var name in new[] { "f32", "f64", "f16", "i64", "flags", "c64", "c128", "scalar" })
         {
             using var value = Py("entry", target, name);
             using var actual = value.ToTorchSharp(TorchSharpMemory.Copy);
@@ -320,7 +326,12 @@ public class ModelWeightsTests : TorchSharpFixture
         var module = new RecurrentNet();
         using var python2 = Py("recurrent", 1);
         using var target = python2.AsRef();
+        // The direct route (process_vm_readv/writev) needs no shared memory; the shared-region route, its fallback, does.
+        Assert.That(module.CopyWeightsTo(target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+        Assert.That(module.LoadWeightsFrom(target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+        ModelWeights.SimulateDirectRefusal = true;
         Assert.Throws<SharedMemoryTooSmallException>(() => module.CopyWeightsTo(target));
+        Assert.Throws<SharedMemoryTooSmallException>(() => module.LoadWeightsFrom(target));
     }
 
     [Test]
@@ -341,7 +352,7 @@ public class ModelWeightsTests : TorchSharpFixture
             var x = randn(4, 2, 10);
             using var expected = RunPython(pyModel, x);
             using (no_grad())
-                ModelSupport.AssertClose(model.call(x), expected);
+                TensorAssert.Close(model.call(x), expected);
         }
         finally
         {

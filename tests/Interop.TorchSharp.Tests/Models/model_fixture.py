@@ -89,6 +89,7 @@ class Mixed(nn.Module):
         self.register_buffer("i64", (base * 1e6).long())
         self.register_buffer("flags", base > 0)
         self.register_buffer("c64", torch.complex(base.float(), -base.float()))
+        self.register_buffer("c128", torch.complex(base, base * 1e-9))
         self.register_buffer("scalar", torch.tensor(7, dtype=torch.int64))
 
 
@@ -127,3 +128,79 @@ def big_state(count, mib):
     """A synthetic state dict of count float32 tensors of mib MiB each, held in the worker (Holder.state)."""
     n = mib * (1 << 20) // 4
     return Holder({f"w{i}": torch.full((n,), float(i), dtype=torch.float32) for i in range(count)})
+
+
+def value_of(mapping, name):
+    """A copy of one entry of a plain mapping (a Holder's state)."""
+    return mapping[name].clone()
+
+
+def transposed_state(rows, cols):
+    """Holder of {'w': a transposed (non-contiguous) view of arange(rows * cols) as float32 [rows, cols]}."""
+    return Holder({"w": torch.arange(rows * cols, dtype=torch.float32).reshape(rows, cols).t()})
+
+
+# ---- a hostile worker: pin_batch describing memory the worker does not have ----------------------------------
+
+_hostile = {}
+
+
+def hostile_pins(mode, function="pin_batch"):
+    """Replaces interop_helpers.model_state.<function> (open_described, pin_batch or pin_targets) in this worker with
+    one that lies about the first entry's memory; restore_pins() undoes it.
+
+    mode: 'unmapped' (an address in the never-mapped first pages), 'negative' (an impossible address), 'size' (4 bytes
+    more than the entry holds), 'short' (a mapping whose second half was unmapped: the copy stops in the middle),
+    'readonly' (a read-only mapping: a write fails).
+    """
+    import ctypes
+    import mmap
+
+    from interop_helpers import model_state
+
+    honest = getattr(model_state, function)
+    _hostile["honest"] = (function, honest)
+
+    def lying(*args, **kwargs):
+        import json
+
+        result = honest(*args, **kwargs)
+        rows = json.loads(result[2] if function == "open_described" else result)
+        address, size = rows[0]
+        if mode == "unmapped":
+            rows[0] = [4096, size]
+        elif mode == "negative":
+            rows[0] = [-8, size]
+        elif mode == "size":
+            rows[0] = [address, size + 4]
+        elif mode in ("short", "readonly"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            length = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+            half = length // 2 // mmap.PAGESIZE * mmap.PAGESIZE
+            if mode == "short":
+                base = libc.mmap(None, length, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+                libc.munmap(base + half, length - half)
+                _hostile["mapping"] = (libc, base, half)
+            else:
+                base = libc.mmap(None, length, 1, 0x22, -1, 0)  # PROT_READ only
+                _hostile["mapping"] = (libc, base, length)
+            rows[0] = [base, size]
+        if function == "open_described":
+            return [result[0], result[1], json.dumps(rows)]
+        return json.dumps(rows)
+
+    setattr(model_state, function, lying)
+
+
+def restore_pins():
+    from interop_helpers import model_state
+
+    if "honest" in _hostile:
+        function, honest = _hostile.pop("honest")
+        setattr(model_state, function, honest)
+    if "mapping" in _hostile:
+        libc, base, half = _hostile.pop("mapping")
+        libc.munmap(base, half)
