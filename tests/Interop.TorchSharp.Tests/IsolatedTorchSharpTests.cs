@@ -97,6 +97,10 @@ public class IsolatedTorchSharpTests : TorchSharpFixture
     {
         using var session = PythonSession.Isolated(Options);
         using var fixture = session.LoadFile(Fixture);
+        // Tensors of earlier tests may still be waiting for their finalizers: settle them, and compare with <= below,
+        // since one of them may still be collected while this test runs (the counter is process-wide).
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         var wrappedBefore = TorchSharpTensors.LiveWrappedMemory;
         torch.Tensor shared;
         using (var value = fixture.GetAttr("scale").Call(new float[] { 1, 2, 3 }))
@@ -110,7 +114,7 @@ public class IsolatedTorchSharpTests : TorchSharpFixture
             Assert.That(owned.item<float>(), Is.EqualTo(10f));
         }
         shared.Dispose();
-        Assert.That(Eventually(() => TorchSharpTensors.LiveWrappedMemory == wrappedBefore), Is.True, "the region hold is released with the tensor");
+        Assert.That(Eventually(() => TorchSharpTensors.LiveWrappedMemory <= wrappedBefore), Is.True, "the region hold is released with the tensor");
     }
 
     [Test]
