@@ -72,10 +72,16 @@ internal sealed unsafe class PythonBuffer : IDisposable
     /// <exception cref="ReadOnlyBufferException"><paramref name="writable"/> was asked of a read-only exporter.</exception>
     /// <exception cref="UnsupportedDTypeException">The element format is not in the dtype table.</exception>
     /// <exception cref="IndirectBufferException">The exporter uses suboffsets.</exception>
-    public static PythonBuffer Acquire(PyObject obj, bool writable)
+    public static PythonBuffer Acquire(PyObject obj, bool writable) =>
+        Acquire(CPython.Address(obj), writable); // Address throws for a disposed object, before anything is allocated
+
+    /// <summary>Acquires the buffer of the object at <paramref name="exporter"/> (borrowed: alive for the call). Requires the GIL.</summary>
+    /// <exception cref="ReadOnlyBufferException"><paramref name="writable"/> was asked of a read-only exporter.</exception>
+    /// <exception cref="UnsupportedDTypeException">The element format is not in the dtype table.</exception>
+    /// <exception cref="IndirectBufferException">The exporter uses suboffsets.</exception>
+    public static PythonBuffer Acquire(nint exporter, bool writable)
     {
         Gil.AssertHeld();
-        var exporter = CPython.Address(obj); // throws for a disposed object, before anything is allocated
         var view = (PyBuffer*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(PyBuffer));
         var flags = writable ? PyBufferFlags.Full : PyBufferFlags.FullReadOnly;
         // Safety: obj is alive (pythonnet holds a reference) and the GIL is held; view is a zeroed Py_buffer.
@@ -83,6 +89,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
         {
             System.Runtime.InteropServices.NativeMemory.Free(view);
             var error = PythonErrors.FetchPending("PyObject_GetBuffer");
+            using var obj = CPython.Borrow(exporter);
             throw TranslateGetBufferError(obj, error, writable);
         }
         LiveObjects.BufferAcquired();

@@ -11,6 +11,7 @@ using System.Runtime.CompilerServices;
 using Interop.Buffers;
 using Interop.Embedding;
 using Interop.Errors;
+using Interop.Native;
 using Interop.NumPy;
 using Interop.Torch;
 using Python.Runtime;
@@ -50,11 +51,12 @@ internal static class InProcessConversions
         return (PyTuple)temporaries.Own(new PyTuple(items));
     }
 
-    public static PyDict ToDict(InProcessSession session, IReadOnlyDictionary<string, object?>? kwargs, Temporaries temporaries)
+    /// <summary>The keyword arguments as a dict, or None when there are none (calls.call accepts both).</summary>
+    public static PyObject ToDict(InProcessSession session, IReadOnlyDictionary<string, object?>? kwargs, Temporaries temporaries)
     {
+        if (kwargs is null || kwargs.Count == 0)
+            return PyObject.None;
         var dict = (PyDict)temporaries.Own(new PyDict());
-        if (kwargs is null)
-            return dict;
         var open = new List<object>();
         foreach (var (key, value) in kwargs)
         {
@@ -161,16 +163,55 @@ internal static class InProcessConversions
         if (temporaries.Arrays == ArrayConversion.Torch && !session.HasTorch)
             throw new PythonPackageMissingException("torch", PythonRuntime.Installation.Executable);
         var array = NDArray.CopyFrom(argument.Bytes, argument.DType, [.. argument.Shape]);
-        if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
-            return temporaries.Own(array.PyObject);
         try
         {
-            return temporaries.Own(TorchTensor.FromNumpyFunction.Invoke(array.PyObject));
+            if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
+                return temporaries.Own(CPython.Borrow(array.ObjectAddress));
+            return temporaries.Own(CPython.Own(DirectCall.CallRaw(CPython.Address(TorchTensor.FromNumpyFunction), array.ObjectAddress, "torch.from_numpy")));
         }
         finally
         {
-            array.Dispose();
+            array.Dispose(); // the tensor (or the argument's own reference) keeps the array alive for the call
         }
+    }
+
+    // None, True, False and the exact types int and float: static, immortal objects, looked up once with the GIL.
+    private static nint s_none, s_true, s_false, s_intType, s_floatType;
+
+    /// <summary>
+    /// Converts a (policy-exported) result, taking over the new reference <paramref name="obj"/>: None, bools and plain
+    /// ints and floats without a pythonnet object (the common results of small calls), everything else as below.
+    /// </summary>
+    public static PythonValue ToValue(InProcessSession session, nint obj)
+    {
+        Gil.AssertHeld();
+        if (s_floatType == 0)
+        {
+            using var zero = new PyInt(0);
+            using var half = new PyFloat(0.5);
+            s_none = CPython.Address(PyObject.None);
+            s_true = CPython.Address(PythonBools.Get(true));
+            s_false = CPython.Address(PythonBools.Get(false));
+            s_intType = DirectCall.TypeOf(zero);
+            s_floatType = DirectCall.TypeOf(half);
+        }
+        PythonValue? plain = null;
+        if (obj == s_none)
+            plain = PythonValue.FromNone();
+        else if (obj == s_true || obj == s_false)
+            plain = PythonValue.FromBool(obj == s_true);
+        else
+        {
+            var type = DirectCall.TypeOf(obj);
+            if (type == s_floatType)
+                plain = PythonValue.FromDouble(DirectCall.AsDouble(obj, "float(result)"), "float");
+            else if (type == s_intType && DirectCall.TryAsInt64(obj, out var integer))
+                plain = PythonValue.FromInt64(integer, "int");
+        }
+        if (plain is null)
+            return ToValue(session, CPython.Own(obj));
+        OwnedReference.DecRef(obj);
+        return plain;
     }
 
     /// <summary>Converts a (policy-exported) result, taking ownership of <paramref name="obj"/>.</summary>
@@ -186,20 +227,12 @@ internal static class InProcessConversions
                 return PythonValue.FromBool(obj.IsTrue());
             if (PyInt.IsIntType(obj))
             {
-                try
-                {
-                    return PythonValue.FromInt64(obj.As<long>(), TypeName(obj));
-                }
-                catch (PythonException)
-                {
-                    // beyond 64 bits: stays a Python object
-                }
-                catch (InvalidCastException)
-                {
-                }
+                if (DirectCall.TryAsInt64(obj, out var integer))
+                    return PythonValue.FromInt64(integer, TypeName(obj));
+                // beyond 64 bits: stays a Python object
             }
             else if (PyFloat.IsFloatType(obj))
-                return PythonValue.FromDouble(obj.As<double>(), TypeName(obj));
+                return PythonValue.FromDouble(DirectCall.AsDouble(obj, "float(result)"), TypeName(obj));
             else if (PyString.IsStringType(obj))
                 return PythonValue.FromString(obj.As<string>());
             else if (TypeName(obj) == "bytes")
@@ -277,12 +310,29 @@ internal static class InProcessConversions
 
     private static bool IsNumPyArray(PyObject obj) => TypeName(obj) == NumPyArrayType;
 
-    /// <summary><c>type(obj)</c>'s qualified name (<c>builtins.</c> left out).</summary>
+    /// <summary><c>type(obj)</c>'s qualified name (<c>builtins.</c> left out). Requires the GIL.</summary>
+    /// <remarks>
+    /// Names of immutable types (built-in and extension types such as <c>numpy.ndarray</c>: their names cannot change) are
+    /// cached by the type's address; the cache keeps a reference to each such type, so an address is never reused while
+    /// cached. Other classes are asked each time (a class's <c>__qualname__</c> may be reassigned).
+    /// </remarks>
     public static string TypeName(PyObject obj)
     {
+        Gil.AssertHeld();
+        var address = DirectCall.TypeOf(obj);
+        if (s_typeNames.TryGetValue(address, out var cached))
+            return cached;
         using var type = obj.GetPythonType();
-        return PythonErrors.QualifiedName(type);
+        var name = PythonErrors.QualifiedName(type);
+        // The dictionary is only touched with the GIL held and between Python calls, so GIL holders never overlap on it.
+        if (DirectCall.IsImmutableType(address) && s_typeNames.Count < MaxCachedTypeNames && s_typeNames.TryAdd(address, name))
+            s_cachedTypes.Add(Native.CPython.Borrow(address));
+        return name;
     }
+
+    private const int MaxCachedTypeNames = 512;
+    private static readonly Dictionary<nint, string> s_typeNames = [];
+    private static readonly List<PyObject> s_cachedTypes = []; // references that keep the cached types' addresses theirs
 }
 
 /// <summary>Tensor data over the Python buffer of an exported NumPy array: zero-copy (the tensor's own storage when it was on the CPU).</summary>
@@ -292,7 +342,7 @@ internal sealed class BufferTensorData : TensorData
     private PyObject? _array;
 
     private BufferTensorData(PythonBuffer buffer, PyObject array)
-        : base(buffer.DType, [.. buffer.Shape.Select(d => (long)d)], [.. buffer.Strides.Select(s => (long)s)])
+        : base(buffer.DType, Widen(buffer.Shape), Widen(buffer.Strides))
     {
         _buffer = buffer;
         _array = array;
@@ -316,6 +366,14 @@ internal sealed class BufferTensorData : TensorData
             return null;
         }
         return new BufferTensorData(buffer, array);
+    }
+
+    private static long[] Widen(nint[] values)
+    {
+        var result = new long[values.Length];
+        for (var i = 0; i < values.Length; i++)
+            result[i] = values[i];
+        return result;
     }
 
     protected override nint GetAddress() => _buffer.Pointer;
