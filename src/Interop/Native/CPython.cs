@@ -45,6 +45,8 @@ internal static unsafe class CPython
     public static delegate* unmanaged<nint, nint, nint, int> PyTuple_SetItem;
     public static delegate* unmanaged<void> PyErr_Clear;
     public static delegate* unmanaged<nint, ulong> PyType_GetFlags; // unsigned long PyType_GetFlags(PyTypeObject*)
+    public static delegate* unmanaged<nint, nint, int> PySet_Contains; // int PySet_Contains(PyObject *anyset, PyObject *key)
+    public static delegate* unmanaged<nint, int> PyErr_ExceptionMatches; // int PyErr_ExceptionMatches(PyObject *exc)
 
     public static bool IsLoaded => s_library != 0;
 
@@ -81,6 +83,8 @@ internal static unsafe class CPython
         PyTuple_SetItem = (delegate* unmanaged<nint, nint, nint, int>)Resolve(lib, "PyTuple_SetItem");
         PyErr_Clear = (delegate* unmanaged<void>)Resolve(lib, "PyErr_Clear");
         PyType_GetFlags = (delegate* unmanaged<nint, ulong>)Resolve(lib, "PyType_GetFlags");
+        PySet_Contains = (delegate* unmanaged<nint, nint, int>)Resolve(lib, "PySet_Contains");
+        PyErr_ExceptionMatches = (delegate* unmanaged<nint, int>)Resolve(lib, "PyErr_ExceptionMatches");
         s_library = lib;
     }
 

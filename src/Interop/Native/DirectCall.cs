@@ -133,6 +133,36 @@ internal static unsafe class DirectCall
         return false;
     }
 
+    /// <summary>
+    /// <c>callable(arg)</c> when it succeeds; 0 when it raised an exception of <paramref name="expected"/> (a class or a tuple of
+    /// classes; the error is cleared); any other exception is thrown as <see cref="Errors.PythonErrorException"/>.
+    /// </summary>
+    public static nint TryCallRaw(nint callable, nint arg, nint expected, string what)
+    {
+        Gil.AssertHeld();
+        var args = stackalloc nint[1];
+        args[0] = arg;
+        var result = CPython.PyObject_Vectorcall(callable, args, 1, 0);
+        if (result != 0)
+            return result;
+        if (CPython.PyErr_ExceptionMatches(expected) == 0)
+            throw PythonErrors.FetchPending(what);
+        CPython.PyErr_Clear();
+        return 0;
+    }
+
+    /// <summary><c>getattr(obj, name) in collection</c> for a set or frozenset <paramref name="collection"/> (<paramref name="obj"/> borrowed).</summary>
+    public static bool AttributeIn(nint obj, PyObject name, PyObject collection, string what)
+    {
+        Gil.AssertHeld();
+        var value = CPython.PyObject_GetAttr(obj, CPython.Address(name));
+        if (value == 0)
+            throw PythonErrors.FetchPending(what);
+        var found = CPython.PySet_Contains(CPython.Address(collection), value);
+        CPython.Py_DecRef(value);
+        return found >= 0 ? found != 0 : throw PythonErrors.FetchPending(what);
+    }
+
     private static nint Check(nint result, string what) => result != 0 ? result : throw PythonErrors.FetchPending(what);
 
     private static PyObject Result(nint result, string what) => CPython.Own(Check(result, what));

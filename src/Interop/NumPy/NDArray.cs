@@ -248,22 +248,56 @@ public sealed class NDArray : IDisposable
         using var gil = PythonRuntime.AcquireGil();
         try
         {
-            // np.empty(shape, dtype) straight through CPython's vectorcall, with np.empty and the dtype looked up once.
-            var (empty, type) = EmptyFunction(typestr);
-            var pyShape = DirectCall.IntTupleRaw(shape, "np.empty");
-            try
-            {
-                ReadOnlySpan<nint> args = [pyShape, CPython.Address(type)];
-                return Own(OwnedReference.Take(DirectCall.CallRaw(CPython.Address(empty), args, 2, 0, "np.empty")));
-            }
-            finally
-            {
-                OwnedReference.DecRef(pyShape);
-            }
+            return Own(OwnedReference.Take(EmptyRaw(typestr, shape)));
         }
         catch (PythonException e)
         {
             throw PythonErrors.Translate(e);
+        }
+    }
+
+    // np.empty(shape, dtype) straight through CPython's vectorcall, with np.empty and the dtype looked up once; a new
+    // reference. Requires the GIL.
+    private static nint EmptyRaw(string typestr, ReadOnlySpan<long> shape)
+    {
+        var (empty, type) = EmptyFunction(typestr);
+        var pyShape = DirectCall.IntTupleRaw(shape, "np.empty");
+        try
+        {
+            ReadOnlySpan<nint> args = [pyShape, CPython.Address(type)];
+            return DirectCall.CallRaw(CPython.Address(empty), args, 2, 0, "np.empty");
+        }
+        finally
+        {
+            OwnedReference.DecRef(pyShape);
+        }
+    }
+
+    /// <summary>
+    /// A new C-order ndarray holding a copy of <paramref name="bytes"/> (C-order, native-order elements of
+    /// <paramref name="dtype"/>), as a new reference: for callers that hold the GIL and hand the array straight to Python
+    /// (the in-process session's arguments). Requires the GIL; copies with it held.
+    /// </summary>
+    internal static unsafe nint CopyToNewArray(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape)
+    {
+        Gil.AssertHeld();
+        var typestr = dtype.NumPyTypeString ?? throw new UnsupportedDTypeException(dtype.Name + " (NumPy has no such dtype)", null);
+        var count = bytes.Length / dtype.ItemSize;
+        Layout.CheckShape(shape, count);
+        var array = EmptyRaw(typestr, shape);
+        try
+        {
+            using var buffer = PythonBuffer.Acquire(array, writable: true);
+            fixed (byte* source = bytes)
+                Buffer.MemoryCopy(source, (void*)buffer.Pointer, buffer.ByteLength, bytes.Length);
+            if (dtype == DType.Bool)
+                StridedCopy.CanonicalizeBooleans((byte*)buffer.Pointer, count);
+            return array;
+        }
+        catch
+        {
+            OwnedReference.DecRef(array);
+            throw;
         }
     }
 

@@ -162,21 +162,25 @@ internal static class InProcessConversions
     {
         if (temporaries.Arrays == ArrayConversion.Torch && !session.HasTorch)
             throw new PythonPackageMissingException("torch", PythonRuntime.Installation.Executable);
-        var array = NDArray.CopyFrom(argument.Bytes, argument.DType, [.. argument.Shape]);
+        Span<long> shape = stackalloc long[argument.Shape.Count]; // at most ConversionLimits' rank
+        for (var i = 0; i < shape.Length; i++)
+            shape[i] = argument.Shape[i];
+        var array = NDArray.CopyToNewArray(argument.Bytes, argument.DType, shape);
+        if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
+            return temporaries.Own(CPython.Own(array));
         try
         {
-            if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
-                return temporaries.Own(CPython.Borrow(array.ObjectAddress));
-            return temporaries.Own(CPython.Own(DirectCall.CallRaw(CPython.Address(TorchTensor.FromNumpyFunction), array.ObjectAddress, "torch.from_numpy")));
+            return temporaries.Own(CPython.Own(DirectCall.CallRaw(CPython.Address(TorchTensor.FromNumpyFunction), array, "torch.from_numpy")));
         }
         finally
         {
-            array.Dispose(); // the tensor (or the argument's own reference) keeps the array alive for the call
+            OwnedReference.DecRef(array); // the tensor keeps the array alive for the call
         }
     }
 
-    // None, True, False and the exact types int and float: static, immortal objects, looked up once with the GIL.
-    private static nint s_none, s_true, s_false, s_intType, s_floatType;
+    // None, True, False and the exact types int and float: static, immortal objects, looked up once with the GIL;
+    // numpy.ndarray (a static type too) once the first array result has been converted below.
+    private static nint s_none, s_true, s_false, s_intType, s_floatType, s_ndarrayType;
 
     /// <summary>
     /// Converts a (policy-exported) result, taking over the new reference <paramref name="obj"/>: None, bools and plain
@@ -196,6 +200,22 @@ internal static class InProcessConversions
             s_floatType = DirectCall.TypeOf(half);
         }
         PythonValue? plain = null;
+        if (s_ndarrayType != 0 && DirectCall.TypeOf(obj) == s_ndarrayType)
+        {
+            BufferTensorData? array;
+            try
+            {
+                array = BufferTensorData.TryCreate(obj);
+            }
+            catch
+            {
+                OwnedReference.DecRef(obj);
+                throw;
+            }
+            if (array is not null)
+                return PythonValue.FromTensor(array, NumPyArrayType);
+            return ToValue(session, CPython.Own(obj)); // dtype outside the table or non-native order: an object, as below
+        }
         if (obj == s_none)
             plain = PythonValue.FromNone();
         else if (obj == s_true || obj == s_false)
@@ -237,7 +257,7 @@ internal static class InProcessConversions
                 return PythonValue.FromString(obj.As<string>());
             else if (TypeName(obj) == "bytes")
                 return PythonValue.FromBytes(BytesOf(obj));
-            else if (IsNumPyArray(obj) && BufferTensorData.TryCreate(obj) is { } data)
+            else if (IsNumPyArray(obj) && RememberArrayType(obj) && BufferTensorData.TryCreate(obj) is { } data)
             {
                 keep = true;
                 return PythonValue.FromTensor(data, NumPyArrayType);
@@ -310,6 +330,12 @@ internal static class InProcessConversions
 
     private static bool IsNumPyArray(PyObject obj) => TypeName(obj) == NumPyArrayType;
 
+    private static bool RememberArrayType(PyObject array)
+    {
+        s_ndarrayType = DirectCall.TypeOf(array); // immutable and never unloaded: the address stays numpy.ndarray's
+        return true;
+    }
+
     /// <summary><c>type(obj)</c>'s qualified name (<c>builtins.</c> left out). Requires the GIL.</summary>
     /// <remarks>
     /// Names of immutable types (built-in and extension types such as <c>numpy.ndarray</c>: their names cannot change) are
@@ -339,9 +365,9 @@ internal static class InProcessConversions
 internal sealed class BufferTensorData : TensorData
 {
     private readonly PythonBuffer _buffer;
-    private PyObject? _array;
+    private IDisposable? _array; // the array's reference: a pythonnet PyObject or a raw OwnedReference
 
-    private BufferTensorData(PythonBuffer buffer, PyObject array)
+    private BufferTensorData(PythonBuffer buffer, IDisposable array)
         : base(buffer.DType, Widen(buffer.Shape), Widen(buffer.Strides))
     {
         _buffer = buffer;
@@ -349,12 +375,18 @@ internal sealed class BufferTensorData : TensorData
     }
 
     /// <summary>Takes ownership of <paramref name="array"/> on success; null when its dtype is outside the table. Requires the GIL.</summary>
-    public static BufferTensorData? TryCreate(PyObject array)
+    public static BufferTensorData? TryCreate(PyObject array) => TryCreate(CPython.Address(array), array);
+
+    /// <summary>Takes over the raw reference <paramref name="array"/> on success (null: the caller keeps it). Requires the GIL.</summary>
+    public static BufferTensorData? TryCreate(nint array) => TryCreate(array, null);
+
+    // array: the reference to keep, or null to take over the raw reference at address (only on success).
+    private static BufferTensorData? TryCreate(nint address, IDisposable? array)
     {
         PythonBuffer buffer;
         try
         {
-            buffer = PythonBuffer.Acquire(array, writable: false);
+            buffer = PythonBuffer.Acquire(address, writable: false);
         }
         catch (UnsupportedDTypeException)
         {
@@ -365,7 +397,7 @@ internal sealed class BufferTensorData : TensorData
             buffer.Dispose();
             return null;
         }
-        return new BufferTensorData(buffer, array);
+        return new BufferTensorData(buffer, array ?? OwnedReference.Take(address));
     }
 
     private static long[] Widen(nint[] values)

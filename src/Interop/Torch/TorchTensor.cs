@@ -305,7 +305,11 @@ public sealed class TorchTensor : IDisposable
                 ReadOnlySpan<nint> args = [Address, CPython.Address(PythonBools.Get(o.Detach)), CPython.Address(PythonBools.Get(o.Upcast))];
                 var operation = function switch { "export" => "torch_export.export", "prepare" => "torch_export.prepare", _ => "torch_export." + function };
                 using (PythonWarnings.Capture(operation))
+                {
+                    if (function == "export" && ExportShortcut(Address) is var exported and not 0)
+                        return OwnedReference.Take(exported);
                     return OwnedReference.Take(DirectCall.CallRaw(CPython.Address(PolicyFunction(function)), args, 1, CPython.Address(s_policyKeywordNames), operation));
+                }
             }
             catch (PythonException e)
             {
@@ -316,6 +320,29 @@ public sealed class TorchTensor : IDisposable
         {
             throw TorchExport.Translate(e);
         }
+    }
+
+    // torch_export.export's own shortcut, taken here without a Python frame: a plain torch.Tensor (type(t) is
+    // torch_export._Tensor) of a dtype in torch_export._NUMPY_DTYPES goes straight to Tensor.numpy(), which refuses
+    // (torch_export._NUMPY_REFUSALS) whatever the policy would change or refuse; then 0, and the full policy runs. The
+    // objects are the module's own, so the rule has one definition (python/interop_helpers/torch_export.py).
+    private static PyObject? s_plainTensorType, s_numpyDTypes, s_numpyRefusals, s_numpyMethod, s_dtypeName;
+
+    private static nint ExportShortcut(nint tensor)
+    {
+        if (s_numpyMethod is null)
+        {
+            using var policy = ImportExportModule(); // guarded: imports torch only through Import()
+            s_plainTensorType = policy.GetAttr("_Tensor");
+            s_numpyDTypes = policy.GetAttr("_NUMPY_DTYPES");
+            s_numpyRefusals = policy.GetAttr("_NUMPY_REFUSALS");
+            s_dtypeName = new PyString("dtype");
+            s_numpyMethod = s_plainTensorType.GetAttr("numpy");
+        }
+        if (DirectCall.TypeOf(tensor) != CPython.Address(s_plainTensorType!) ||
+            !DirectCall.AttributeIn(tensor, s_dtypeName!, s_numpyDTypes!, "tensor.dtype"))
+            return 0;
+        return DirectCall.TryCallRaw(CPython.Address(s_numpyMethod), tensor, CPython.Address(s_numpyRefusals!), "Tensor.numpy");
     }
 
     // The object is read with the GIL held: Dispose releases it with the GIL, so a Dispose on another thread either

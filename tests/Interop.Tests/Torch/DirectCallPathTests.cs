@@ -71,6 +71,16 @@ public class DirectCallPathTests
 
         def rename(name):
             Renamed.__qualname__ = name
+
+        def describe(r):
+            return f"{r.dtype} {list(r.shape)} {r.tolist()}"
+
+        def policy_outcome(t, detach, upcast):
+            from interop_helpers import torch_export as te
+            try:
+                return describe(te.prepare(t, detach=detach, upcast=upcast).numpy())
+            except te.ExportError as e:
+                return "!" + type(e).__name__
         """;
 
     private PythonSession _session = null!;
@@ -205,6 +215,36 @@ public class DirectCallPathTests
         Assert.Throws<TensorRequiresGradException>(() => grad.Numpy(new ExportOptions { Detach = false }));
         using var prepared = grad.Prepare();
         Assert.That(prepared.RequiresGrad, Is.False);
+    }
+
+    private static readonly string[] s_exportFixtures =
+    [
+        "torch.arange(6, dtype=torch.float32).reshape(2, 3)", "torch.arange(12.0).reshape(3, 4).t()[::2]", "torch.tensor(3)",
+        "torch.zeros(0, 4)", "torch.ones(3, dtype=torch.bool)", "torch.ones(3, requires_grad=True)",
+        "torch.ones(3, requires_grad=True) * 2", "torch.tensor([1 + 2j, 3 - 1j]).conj()", "torch.tensor([1 + 2j]).conj().imag",
+        "torch.ones(2, dtype=torch.bfloat16)", "torch.eye(3).to_sparse()", "torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.quint8)",
+        "torch.empty(2, 3, device='meta')", "torch.nn.Parameter(torch.ones(2))",
+    ];
+
+    [Test]
+    public void Numpy_gives_what_the_python_policy_gives_for_every_kind_of_tensor([ValueSource(nameof(s_exportFixtures))] string expression,
+        [Values(true, false)] bool detach, [Values(false, true)] bool upcast)
+    {
+        // The oracle: prepare(t).numpy() in Python (the full policy, without export's shortcut): "dtype shape values" or the refusal's class.
+        using var tensor = TorchTensor.Evaluate(expression);
+        using var expected = Call("policy_outcome", tensor, detach, upcast);
+        string actual;
+        try
+        {
+            using var array = tensor.Numpy(new ExportOptions { Detach = detach, Upcast = upcast });
+            using var described = Call("describe", array);
+            actual = described.AsString();
+        }
+        catch (TensorExportException e)
+        {
+            actual = "!" + ((PythonErrorException)e.InnerException!).PythonType.Split('.')[^1];
+        }
+        Assert.That(actual, Is.EqualTo(expected.AsString()));
     }
 
     [Test]
