@@ -43,6 +43,9 @@ internal static unsafe class CPython
     public static delegate* unmanaged<nint, double> PyFloat_AsDouble;
     public static delegate* unmanaged<nint, nint> PyTuple_New;
     public static delegate* unmanaged<nint, nint, nint, int> PyTuple_SetItem;
+    public static delegate* unmanaged<nint, nint> PyList_New;
+    public static delegate* unmanaged<nint, nint, nint, int> PyList_SetItem;
+    public static delegate* unmanaged<double, nint> PyFloat_FromDouble;
     public static delegate* unmanaged<void> PyErr_Clear;
     public static delegate* unmanaged<nint, ulong> PyType_GetFlags; // unsigned long PyType_GetFlags(PyTypeObject*)
     public static delegate* unmanaged<nint, nint, int> PySet_Contains; // int PySet_Contains(PyObject *anyset, PyObject *key)
@@ -81,6 +84,9 @@ internal static unsafe class CPython
         PyFloat_AsDouble = (delegate* unmanaged<nint, double>)Resolve(lib, "PyFloat_AsDouble");
         PyTuple_New = (delegate* unmanaged<nint, nint>)Resolve(lib, "PyTuple_New");
         PyTuple_SetItem = (delegate* unmanaged<nint, nint, nint, int>)Resolve(lib, "PyTuple_SetItem");
+        PyList_New = (delegate* unmanaged<nint, nint>)Resolve(lib, "PyList_New");
+        PyList_SetItem = (delegate* unmanaged<nint, nint, nint, int>)Resolve(lib, "PyList_SetItem");
+        PyFloat_FromDouble = (delegate* unmanaged<double, nint>)Resolve(lib, "PyFloat_FromDouble");
         PyErr_Clear = (delegate* unmanaged<void>)Resolve(lib, "PyErr_Clear");
         PyType_GetFlags = (delegate* unmanaged<nint, ulong>)Resolve(lib, "PyType_GetFlags");
         PySet_Contains = (delegate* unmanaged<nint, nint, int>)Resolve(lib, "PySet_Contains");

@@ -108,6 +108,46 @@ internal static unsafe class DirectCall
         return tuple;
     }
 
+    /// <summary>A new Python int, as a new reference (never null).</summary>
+    public static nint Int64(long value, string what)
+    {
+        Gil.AssertHeld();
+        return Check(CPython.PyLong_FromLongLong(value), what);
+    }
+
+    /// <summary>A new Python float, as a new reference (never null).</summary>
+    public static nint Double(double value, string what)
+    {
+        Gil.AssertHeld();
+        return Check(CPython.PyFloat_FromDouble(value), what);
+    }
+
+    /// <summary>A new tuple of <paramref name="items"/> (borrowed; the tuple takes references of its own), as a new reference.</summary>
+    public static nint TupleRaw(ReadOnlySpan<nint> items, string what)
+    {
+        Gil.AssertHeld();
+        var tuple = Check(CPython.PyTuple_New(items.Length), what);
+        for (var i = 0; i < items.Length; i++)
+        {
+            CPython.Py_IncRef(items[i]);
+            _ = CPython.PyTuple_SetItem(tuple, i, items[i]); // steals the reference just taken; cannot fail on a fresh tuple of this size
+        }
+        return tuple;
+    }
+
+    /// <summary>A new list of <paramref name="items"/> (borrowed; the list takes references of its own), as a new reference.</summary>
+    public static nint ListRaw(ReadOnlySpan<nint> items, string what)
+    {
+        Gil.AssertHeld();
+        var list = Check(CPython.PyList_New(items.Length), what);
+        for (var i = 0; i < items.Length; i++)
+        {
+            CPython.Py_IncRef(items[i]);
+            _ = CPython.PyList_SetItem(list, i, items[i]); // steals the reference just taken; cannot fail on a fresh list of this size
+        }
+        return list;
+    }
+
     /// <summary><c>float(obj)</c> of a Python float (or int); throws on failure.</summary>
     public static double AsDouble(PyObject obj, string what) => AsDouble(CPython.Address(obj), what);
 

@@ -24,6 +24,7 @@ internal static class InProcessConversions
     internal sealed class Temporaries : IDisposable
     {
         private readonly List<PyObject> _objects = [];
+        private List<nint>? _raw; // new references made through Native/DirectCall
 
         /// <summary>What array arguments of this call become (<see cref="CallOptions.Arrays"/>).</summary>
         public ArrayConversion Arrays { get; init; }
@@ -34,22 +35,37 @@ internal static class InProcessConversions
             return obj;
         }
 
+        /// <summary>Takes over the new reference <paramref name="address"/> (not null) and returns it.</summary>
+        public nint OwnRaw(nint address)
+        {
+            (_raw ??= []).Add(address);
+            return address;
+        }
+
         public void Dispose()
         {
+            if (_raw is not null)
+            {
+                for (var i = _raw.Count - 1; i >= 0; i--)
+                    OwnedReference.DecRef(_raw[i]);
+                _raw.Clear();
+            }
             for (var i = _objects.Count - 1; i >= 0; i--)
                 _objects[i].Dispose();
             _objects.Clear();
         }
     }
 
-    public static PyTuple ToTuple(InProcessSession session, IReadOnlyList<object?> args, Temporaries temporaries)
+    /// <summary>The positional arguments as a tuple (owned by <paramref name="temporaries"/>; never released by the caller).</summary>
+    public static nint ToTuple(InProcessSession session, IReadOnlyList<object?> args, Temporaries temporaries)
     {
-        var items = new PyObject[args.Count];
-        var open = new List<object>();
+        Span<nint> items = args.Count <= 8 ? stackalloc nint[args.Count] : new nint[args.Count];
         for (var i = 0; i < items.Length; i++)
-            items[i] = ToPython(session, args[i], $"argument {i}", temporaries, 0, open);
-        return (PyTuple)temporaries.Own(new PyTuple(items));
+            items[i] = ToPython(session, args[i], i < s_argumentNames.Length ? s_argumentNames[i] : $"argument {i}", temporaries, 0, null);
+        return temporaries.OwnRaw(DirectCall.TupleRaw(items, "the arguments' tuple"));
     }
+
+    private static readonly string[] s_argumentNames = [.. Enumerable.Range(0, 8).Select(i => $"argument {i}")];
 
     /// <summary>The keyword arguments as a dict, or None when there are none (calls.call accepts both).</summary>
     public static PyObject ToDict(InProcessSession session, IReadOnlyDictionary<string, object?>? kwargs, Temporaries temporaries)
@@ -57,57 +73,57 @@ internal static class InProcessConversions
         if (kwargs is null || kwargs.Count == 0)
             return PyObject.None;
         var dict = (PyDict)temporaries.Own(new PyDict());
-        var open = new List<object>();
         foreach (var (key, value) in kwargs)
         {
             ConversionLimits.CheckText(key, $"keyword argument '{key}' (its name)");
-            dict[key] = ToPython(session, value, $"keyword argument '{key}'", temporaries, 0, open);
+            using var item = CPython.Borrow(ToPython(session, value, $"keyword argument '{key}'", temporaries, 0, null));
+            dict[key] = item;
         }
         return dict;
     }
 
     /// <summary>
     /// Converts one argument at nesting <paramref name="depth"/> (<paramref name="open"/>: the containers around it, for
-    /// the cycle check); the result is owned by <paramref name="temporaries"/> or borrowed (never dispose it).
+    /// the cycle check; null at the top); the result is the address of an object owned by <paramref name="temporaries"/>
+    /// or by the caller's value (borrowed: never release it).
     /// </summary>
-    private static PyObject ToPython(InProcessSession session, object? value, string where, Temporaries temporaries, int depth, List<object> open)
+    private static nint ToPython(InProcessSession session, object? value, string where, Temporaries temporaries, int depth, List<object>? open)
     {
         Gil.AssertHeld();
         ConversionLimits.CheckDepth(value, depth, where);
         switch (value)
         {
             case null:
-                return PyObject.None;
+                return CPython.Address(PyObject.None);
             case bool b:
-                return PythonBools.Get(b);
+                return CPython.Address(PythonBools.Get(b));
             case sbyte or byte or short or ushort or int or uint or long:
-                return temporaries.Own(new PyInt(System.Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)));
+                return temporaries.OwnRaw(DirectCall.Int64(System.Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture), where));
             case ulong u:
-                return temporaries.Own(new PyInt(u));
+                return CPython.Address(temporaries.Own(new PyInt(u)));
             case float or double:
-                return temporaries.Own(new PyFloat(System.Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)));
+                return temporaries.OwnRaw(DirectCall.Double(System.Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture), where));
             case Half h: // not IConvertible
-                return temporaries.Own(new PyFloat((double)h));
+                return temporaries.OwnRaw(DirectCall.Double((double)h, where));
             case string s:
                 ConversionLimits.CheckText(s, where);
-                return temporaries.Own(new PyString(s));
+                return CPython.Address(temporaries.Own(new PyString(s)));
             case PythonRef r:
                 if (r is not InProcessRef own || !ReferenceEquals(r.Session, session))
                     throw new UnsupportedArgumentException(value.GetType(), where, "a PythonRef of another session; objects cannot move between sessions");
-                return own.Object;
+                return CPython.Address(own.Object);
             case NDArray array:
-                return array.PyObject;
+                return array.ObjectAddress;
             case TorchTensor tensor:
-                return tensor.PyObject;
+                return tensor.ObjectAddress;
             case PyObject obj:
-                _ = Native.CPython.Address(obj); // a disposed PyObject (null handle) throws ObjectDisposedException here
-                return obj;
+                return CPython.Address(obj); // a disposed PyObject (null handle) throws ObjectDisposedException here
             case PythonValue result: // a result passed back: the same rule in every session kind (PythonValue.ToArgument)
                 return ToPython(session, result.ToArgument(where), where, temporaries, depth, open);
             case ReadOnlyMemory<byte> bytes:
-                return temporaries.Own(PyBytesOf(bytes.Span));
+                return CPython.Address(temporaries.Own(PyBytesOf(bytes.Span)));
             case Memory<byte> bytes:
-                return temporaries.Own(PyBytesOf(bytes.Span));
+                return CPython.Address(temporaries.Own(PyBytesOf(bytes.Span)));
         }
         if (TensorArgument.TryCreate(value, out var tensorArgument))
         {
@@ -118,6 +134,7 @@ internal static class InProcessConversions
             throw new UnsupportedArgumentException(value.GetType(), where, "a multi-dimensional array of an element type outside the dtype table");
         if (value is not (IDictionary or ITuple or IEnumerable))
             throw new UnsupportedArgumentException(value.GetType(), where);
+        open ??= [];
         ConversionLimits.CheckCycle(value, where, open);
         open.Add(value);
         try
@@ -131,19 +148,20 @@ internal static class InProcessConversions
                         if (entry.Key is not string key)
                             throw new UnsupportedArgumentException(entry.Key.GetType(), where + " (a dictionary key)", "dictionary keys must be strings");
                         ConversionLimits.CheckText(key, where + " (a dictionary key)");
-                        dict[key] = ToPython(session, entry.Value, $"{where}['{key}']", temporaries, depth + 1, open);
+                        using var item = CPython.Borrow(ToPython(session, entry.Value, $"{where}['{key}']", temporaries, depth + 1, open));
+                        dict[key] = item;
                     }
-                    return dict;
+                    return CPython.Address(dict);
                 case ITuple tuple:
-                    var tupleItems = new PyObject[tuple.Length];
+                    var tupleItems = new nint[tuple.Length];
                     for (var i = 0; i < tupleItems.Length; i++)
                         tupleItems[i] = ToPython(session, tuple[i], $"{where}[{i}]", temporaries, depth + 1, open);
-                    return temporaries.Own(new PyTuple(tupleItems));
+                    return temporaries.OwnRaw(DirectCall.TupleRaw(tupleItems, where));
                 default:
-                    var items = new List<PyObject>();
+                    var items = new List<nint>();
                     foreach (var item in (IEnumerable)value)
                         items.Add(ToPython(session, item, $"{where}[{items.Count}]", temporaries, depth + 1, open));
-                    return temporaries.Own(new PyList([.. items]));
+                    return temporaries.OwnRaw(DirectCall.ListRaw(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(items), where));
             }
         }
         finally
@@ -158,7 +176,7 @@ internal static class InProcessConversions
         return array.PyObject.InvokeMethod("tobytes");
     }
 
-    private static PyObject Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
+    private static nint Tensor(InProcessSession session, TensorArgument argument, Temporaries temporaries)
     {
         if (temporaries.Arrays == ArrayConversion.Torch && !session.HasTorch)
             throw new PythonPackageMissingException("torch", PythonRuntime.Installation.Executable);
@@ -167,10 +185,10 @@ internal static class InProcessConversions
             shape[i] = argument.Shape[i];
         var array = NDArray.CopyToNewArray(argument.Bytes, argument.DType, shape);
         if (!session.HasTorch || temporaries.Arrays == ArrayConversion.NumPy)
-            return temporaries.Own(CPython.Own(array));
+            return temporaries.OwnRaw(array);
         try
         {
-            return temporaries.Own(CPython.Own(DirectCall.CallRaw(CPython.Address(TorchTensor.FromNumpyFunction), array, "torch.from_numpy")));
+            return temporaries.OwnRaw(DirectCall.CallRaw(CPython.Address(TorchTensor.FromNumpyFunction), array, "torch.from_numpy"));
         }
         finally
         {

@@ -126,8 +126,8 @@ internal sealed class InProcessSession : PythonSession
                 // calls.call(callee, args, kwargs, grad_mode, detach, upcast) straight through CPython's vectorcall
                 // (Native/DirectCall): no argument tuple, no pythonnet invocation; errors come back as PythonErrorException.
                 ReadOnlySpan<nint> callArgs = sink is null
-                    ? [CPython.Address(callee.Object), CPython.Address(pyArgs), CPython.Address(pyKwargs), grad, detach, upcast]
-                    : [CPython.Address(sink), CPython.Address(callee.Object), CPython.Address(pyArgs), CPython.Address(pyKwargs), grad, detach, upcast];
+                    ? [CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast]
+                    : [CPython.Address(sink), CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast];
                 var function = CPython.Address(sink is null ? CallFunction : CallWithOutputFunction);
                 nint result;
                 interrupt?.Enter();

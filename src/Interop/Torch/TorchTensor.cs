@@ -29,6 +29,9 @@ public sealed class TorchTensor : IDisposable
     // The PyObject* (read with the GIL held; see Read).
     private nint Address => _reference.Address(typeof(TorchTensor));
 
+    /// <summary>The PyObject* (borrowed; read it with the GIL held, like <see cref="PyObject"/>).</summary>
+    internal nint ObjectAddress => Address;
+
     /// <summary>
     /// <c>torch.from_numpy(array)</c>: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to either are
     /// seen by the other; the array's memory stays alive while the tensor exists) and has the array's dtype. Read-only
