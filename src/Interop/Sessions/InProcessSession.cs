@@ -119,6 +119,9 @@ internal sealed class InProcessSession : PythonSession
                 var grad = GradMode(o.GradMode, temporaries);
                 // The callee is read with the GIL held, right before the call borrows it: a Dispose on another
                 // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
+                // Borrowing is enough: calls.call is a Python function, whose frame takes its own references to its
+                // arguments before any bytecode runs (and so before the GIL can pass to the disposing thread); the
+                // argument tuple, the keyword dict and the sink belong to this call until it returns.
                 var output = Output;
                 using var sink = output is null ? null : OutputSink(output);
                 var detach = CPython.Address(PythonBools.Get(o.Export.Detach));
