@@ -135,8 +135,24 @@ def prepare(tensor, *, detach=True, upcast=False):
     return tensor
 
 
+_Tensor = torch.Tensor
+# What Tensor.numpy() raises for a tensor it cannot export as is (grad, device, layout, conj/neg bits, dtype).
+_NUMPY_REFUSALS = (TypeError, RuntimeError, ValueError)
+
+
 def export(tensor, *, detach=True, upcast=False):
-    """``prepare(tensor, ...).numpy()``: an ndarray sharing the prepared tensor's memory."""
+    """``prepare(tensor, ...).numpy()``: an ndarray sharing the prepared tensor's memory.
+
+    The common case first: a plain ``torch.Tensor`` of a NumPy dtype is handed to ``Tensor.numpy()`` directly, which
+    itself refuses everything ``prepare`` would change or refuse (requires grad, not on the CPU, not strided, quantized,
+    conjugate or negative bits, dtypes NumPy lacks); only when it refuses does the full policy run, which then fixes
+    the tensor or raises the policy's error. So the result and the refusals are ``prepare``'s, for ~0.5 us less.
+    """
+    if tensor.__class__ is _Tensor and tensor.dtype in _NUMPY_DTYPES:
+        try:
+            return tensor.numpy()
+        except _NUMPY_REFUSALS:
+            pass
     return prepare(tensor, detach=detach, upcast=upcast).numpy()
 
 

@@ -52,6 +52,8 @@ def test_export_options_reach_the_policy():
 
 def test_numpy_scalars_become_python_scalars_and_big_endian_arrays_native():
     assert type(calls.export_tree(np.float32(1.5))) is float
+    # np.float64 subclasses float: it must not take the plain-value shortcut, or .NET would receive a NumPy scalar
+    assert type(calls.export_tree(np.float64(2.5))) is float and type(calls.export_tree(np.bool_(True))) is bool
     a = calls.export_tree(np.arange(3, dtype=">i4"))
     assert a.dtype.isnative and a.tolist() == [0, 1, 2]
 
@@ -169,3 +171,15 @@ def test_result_arrays_above_the_rank_limit_are_a_value_error():
         pytest.skip("NumPy 1.x cannot make an array of more than 32 dimensions")
     with pytest.raises(ValueError, match="%d dimensions" % (calls.MAX_RANK + 1)):
         calls.export_tree([np.zeros((1,) * (calls.MAX_RANK + 1))])
+
+
+def test_plain_results_come_back_as_the_same_objects_in_every_grad_mode():
+    for value in (None, True, 7, 2**70, 1.5, 1j, b"raw"):
+        for mode in (calls.GRAD_DEFAULT, calls.NO_GRAD, calls.INFERENCE_MODE):
+            assert calls.call(lambda v=value: v, grad_mode=mode) is value
+
+
+def test_kwargs_none_and_empty_call_without_keywords():
+    assert calls.call(lambda *a: a, (1, 2)) == (1, 2)
+    assert calls.call(lambda *a: a, (1, 2), {}) == (1, 2)
+    assert calls.call(lambda *a, **k: (a, k), (1,), {"x": 2}, calls.NO_GRAD) == ((1,), {"x": 2})

@@ -197,3 +197,50 @@ def test_force_numpy_exists_in_both_generations_but_detaches_silently():
     # Tensor.numpy(force=True) arrived in 1.13; the policy does not use it so that detaching stays a choice.
     t = torch.ones(2, requires_grad=True)
     np.testing.assert_array_equal(t.numpy(force=True), [1, 1])
+
+
+# ---- export's shortcut (Tensor.numpy() first, the full policy when it refuses) gives prepare's results and errors -----
+
+def _export_fixtures():
+    cases = [
+        ("float32", lambda: torch.arange(6, dtype=torch.float32).reshape(2, 3)),
+        ("strided view", lambda: torch.arange(12, dtype=torch.float64).reshape(3, 4).t()[::2]),
+        ("0-d", lambda: torch.tensor(3, dtype=torch.int64)),
+        ("empty", lambda: torch.zeros(0, 4)),
+        ("bool", lambda: torch.ones(3, dtype=torch.bool)),
+        ("requires grad", lambda: torch.ones(3, requires_grad=True)),
+        ("non-leaf", lambda: torch.ones(3, requires_grad=True) * 2),
+        ("conj", lambda: torch.tensor([1 + 2j, 3 - 1j]).conj()),
+        ("neg", lambda: torch.tensor([1 + 2j]).conj().imag),
+        ("bfloat16", lambda: torch.ones(2, dtype=torch.bfloat16)),
+        ("sparse", lambda: torch.eye(3).to_sparse()),
+        ("quantized", lambda: torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.quint8)),
+        ("meta", lambda: torch.empty(2, 3, device="meta")),
+        ("meta requiring grad", lambda: torch.empty(2, device="meta", requires_grad=True)),
+        ("parameter", lambda: torch.nn.Parameter(torch.ones(2))),
+        ("not a tensor", lambda: np.zeros(2)),
+    ]
+    if hasattr(torch, "complex32"):
+        cases.append(("complex32", lambda: torch.ones(2, dtype=torch.complex32)))
+    return cases
+
+
+def _outcome(fn):
+    try:
+        result = fn()
+    except Exception as e:  # noqa: BLE001 - the type and message are what is compared
+        return ("raised", type(e), str(e))
+    return ("value", result.dtype, result.shape, result.strides, result.tolist())
+
+
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("upcast", [False, True])
+@pytest.mark.parametrize("name, make", _export_fixtures(), ids=[c[0] for c in _export_fixtures()])
+def test_export_gives_what_prepare_then_numpy_gives(name, make, detach, upcast):
+    expected = _outcome(lambda: te.prepare(make(), detach=detach, upcast=upcast).numpy())
+    assert _outcome(lambda: te.export(make(), detach=detach, upcast=upcast)) == expected
+
+
+def test_export_of_a_plain_cpu_tensor_still_shares_memory():
+    t = torch.arange(4, dtype=torch.int32)
+    assert shares_memory(t, te.export(t))

@@ -72,10 +72,16 @@ internal sealed unsafe class PythonBuffer : IDisposable
     /// <exception cref="ReadOnlyBufferException"><paramref name="writable"/> was asked of a read-only exporter.</exception>
     /// <exception cref="UnsupportedDTypeException">The element format is not in the dtype table.</exception>
     /// <exception cref="IndirectBufferException">The exporter uses suboffsets.</exception>
-    public static PythonBuffer Acquire(PyObject obj, bool writable)
+    public static PythonBuffer Acquire(PyObject obj, bool writable) =>
+        Acquire(CPython.Address(obj), writable); // Address throws for a disposed object, before anything is allocated
+
+    /// <summary>Acquires the buffer of the object at <paramref name="exporter"/> (borrowed: alive for the call). Requires the GIL.</summary>
+    /// <exception cref="ReadOnlyBufferException"><paramref name="writable"/> was asked of a read-only exporter.</exception>
+    /// <exception cref="UnsupportedDTypeException">The element format is not in the dtype table.</exception>
+    /// <exception cref="IndirectBufferException">The exporter uses suboffsets.</exception>
+    public static PythonBuffer Acquire(nint exporter, bool writable)
     {
         Gil.AssertHeld();
-        var exporter = CPython.Address(obj); // throws for a disposed object, before anything is allocated
         var view = (PyBuffer*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(PyBuffer));
         var flags = writable ? PyBufferFlags.Full : PyBufferFlags.FullReadOnly;
         // Safety: obj is alive (pythonnet holds a reference) and the GIL is held; view is a zeroed Py_buffer.
@@ -83,6 +89,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
         {
             System.Runtime.InteropServices.NativeMemory.Free(view);
             var error = PythonErrors.FetchPending("PyObject_GetBuffer");
+            using var obj = CPython.Borrow(exporter);
             throw TranslateGetBufferError(obj, error, writable);
         }
         LiveObjects.BufferAcquired();
@@ -94,7 +101,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
                     if (view->SubOffsets[i] >= 0)
                         throw new IndirectBufferException();
             }
-            var format = BufferFormat.Parse(view->Format is null ? null : new string((sbyte*)view->Format));
+            var format = ParseFormat(view->Format);
             if (format.DType.ItemSize != view->ItemSize)
                 throw new UnsupportedDTypeException($"an element of {view->ItemSize} bytes declared as '{new string((sbyte*)view->Format)}'", new string((sbyte*)view->Format));
             return new PythonBuffer(view, format);
@@ -105,6 +112,28 @@ internal sealed unsafe class PythonBuffer : IDisposable
             throw;
         }
     }
+
+    // The formats parsed last (a few, e.g. "<f" and "f"): exporters hand out the same few strings over and over, so most
+    // acquisitions compare a few bytes instead of allocating a string and parsing it. Entries are immutable; a race
+    // between threads only costs a parse.
+    private static readonly FormatEntry?[] s_recentFormats = new FormatEntry?[4]; // references: read and written atomically
+    private static int s_nextRecent;
+
+    private static ParsedFormat ParseFormat(byte* format)
+    {
+        if (format is null)
+            return BufferFormat.Parse(null);
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpanFromNullTerminated(format);
+        foreach (var entry in s_recentFormats)
+            if (entry is not null && bytes.SequenceEqual(entry.Bytes))
+                return entry.Format;
+        var parsed = BufferFormat.Parse(new string((sbyte*)format));
+        if (bytes.Length <= 16)
+            s_recentFormats[Interlocked.Increment(ref s_nextRecent) & (s_recentFormats.Length - 1)] = new FormatEntry(bytes.ToArray(), parsed);
+        return parsed;
+    }
+
+    private sealed record FormatEntry(byte[] Bytes, ParsedFormat Format);
 
     private static InteropException TranslateGetBufferError(PyObject obj, PythonErrorException error, bool writable)
     {

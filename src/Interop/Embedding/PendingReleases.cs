@@ -2,8 +2,9 @@
 // indefinitely for the GIL: finalizers, and Dispose while another thread may hold the GIL for as long as it likes
 // (an in-process call stuck in a C loop after CallAsync timed out).
 // - Finalizers never take the GIL. PythonBuffer's finalizer queues its Py_buffer (PythonBuffer.DrainPendingReleases),
-//   pythonnet's PyObject finalizer queues its reference (Python.Runtime.Finalizer), objects released by Dispose
-//   queue here; the next thread that takes the GIL (outermost Gil.Acquire) drains all three, in Drain.
+//   pythonnet's PyObject finalizer queues its reference (Python.Runtime.Finalizer), Native.OwnedReference's finalizer
+//   queues its raw reference (QueueDecRef), objects released by Dispose queue here; the next thread that takes the GIL
+//   (outermost Gil.Acquire) drains them all, in Drain (which returns at once, with plain reads, when nothing is queued).
 //   pythonnet's queue cannot be inspected and emptying it costs ~1 µs even when empty, so it is emptied only after a
 //   .NET GC (the only time its finalizers run): a chain of GcSentinel objects notices each GC, and the drainer then
 //   waits for that GC's finalizers and empties the queue (so memory goes even while Python is idle; at most once a
@@ -91,12 +92,31 @@ internal static class PendingReleases
         }
     }
 
+    /// <summary>Queues the release of a raw reference (Native.OwnedReference's finalizer) for the next GIL holder; never waits.</summary>
+    public static void QueueDecRef(nint address)
+    {
+        if (!PythonRuntime.IsRunning)
+            return;
+        s_decRefs.Enqueue(address);
+        lock (s_lock)
+        {
+            s_requested++;
+            EnsureDrainer();
+            Monitor.PulseAll(s_lock);
+        }
+    }
+
+    private static readonly ConcurrentQueue<nint> s_decRefs = new();
+
     /// <summary>True when something awaits a GIL holder in this queue or PythonBuffer's.</summary>
-    public static bool HasPending => !s_queue.IsEmpty || PythonBuffer.HasPendingReleases;
+    public static bool HasPending => !s_queue.IsEmpty || !s_decRefs.IsEmpty || PythonBuffer.HasPendingReleases;
 
     /// <summary>Releases everything queued: buffers and objects from finalizers and from Dispose. Requires the GIL.</summary>
     public static void Drain()
     {
+        // The common case, on every outermost GIL acquisition: nothing queued, no GC seen (plain reads, no locked instructions).
+        if (s_queue.IsEmpty && s_decRefs.IsEmpty && !PythonBuffer.HasPendingReleases && Volatile.Read(ref s_gcSeen) == 0)
+            return;
         if (t_draining)
             return; // a release that takes the GIL again must not recurse through the queue
         t_draining = true;
@@ -106,9 +126,11 @@ internal static class PendingReleases
                 PythonBuffer.DrainPendingReleases();
             while (s_queue.TryDequeue(out var resource))
                 ReleaseNow(resource);
+            while (s_decRefs.TryDequeue(out var address))
+                Native.OwnedReference.DecRef(address);
             // PyObjects that nobody disposed: pythonnet's finalizer queued their references after a GC; release them now
             // rather than after pythonnet's next 200 allocations.
-            if (Interlocked.Exchange(ref s_gcSeen, 0) != 0)
+            if (Volatile.Read(ref s_gcSeen) != 0 && Interlocked.Exchange(ref s_gcSeen, 0) != 0)
                 Python.Runtime.Finalizer.Instance.Collect();
         }
         catch (Exception e)

@@ -10,6 +10,7 @@ using Interop.Diagnostics;
 using Interop.DTypes;
 using Interop.Embedding;
 using Interop.Errors;
+using Interop.Native;
 using Python.Runtime;
 
 namespace Interop.NumPy;
@@ -17,12 +18,15 @@ namespace Interop.NumPy;
 /// <summary>A NumPy ndarray living in the embedded interpreter.</summary>
 public sealed class NDArray : IDisposable
 {
-    private PyObject? _object;
+    private readonly OwnedReference _reference; // a raw reference from the direct call path, or a pythonnet object
 
-    private NDArray(PyObject obj) => _object = obj;
+    private NDArray(OwnedReference reference) => _reference = reference;
 
-    /// <summary>The underlying Python object (for passing to Python code). Valid until <see cref="Dispose"/>.</summary>
-    public PyObject PyObject => _object ?? throw new ObjectDisposedException(nameof(NDArray));
+    /// <summary>The underlying Python object (for passing to Python code). Valid until <see cref="Dispose"/> (which disposes it).</summary>
+    public PyObject PyObject => _reference.PyObject(typeof(NDArray));
+
+    /// <summary>The PyObject* (borrowed; read it with the GIL held, like <see cref="PyObject"/>).</summary>
+    internal nint ObjectAddress => _reference.Address(typeof(NDArray));
 
     /// <summary>Wraps a Python object that must be a <c>numpy.ndarray</c>; takes a new reference.</summary>
     /// <exception cref="ArgumentException"><paramref name="obj"/> is not an ndarray.</exception>
@@ -36,7 +40,7 @@ public sealed class NDArray : IDisposable
             using var ndarray = np.GetAttr("ndarray");
             if (!obj.IsInstance(ndarray))
                 throw new ArgumentException($"Expected a numpy.ndarray, got {obj.GetPythonType().Name}.", nameof(obj));
-            return new NDArray(Native.CPython.Borrow(Native.CPython.Address(obj)));
+            return Own(Native.CPython.Borrow(Native.CPython.Address(obj)));
         });
     }
 
@@ -188,10 +192,10 @@ public sealed class NDArray : IDisposable
     /// <exception cref="ArgumentException"><paramref name="source"/> does not hold exactly as many elements as the array.</exception>
     public void Assign<T>(ReadOnlySpan<T> source) where T : unmanaged
     {
-        var obj = PyObject;
+        _ = ObjectAddress; // fail fast when disposed; read again with the GIL
         PythonBuffer buffer;
         using (PythonRuntime.AcquireGil())
-            buffer = PythonBuffer.Acquire(obj, writable: true);
+            buffer = PythonBuffer.Acquire(ObjectAddress, writable: true);
         using (buffer)
             buffer.Scatter(source); // without the GIL; the acquired buffer keeps the memory alive
     }
@@ -241,14 +245,82 @@ public sealed class NDArray : IDisposable
         var typestr = dtype.NumPyTypeString ?? throw new UnsupportedDTypeException(dtype.Name + " (NumPy has no such dtype)", null);
         foreach (var d in shape)
             ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
-        var dims = shape.ToArray();
-        return PythonRuntime.Run(() =>
+        using var gil = PythonRuntime.AcquireGil();
+        try
+        {
+            return Own(OwnedReference.Take(EmptyRaw(typestr, shape)));
+        }
+        catch (PythonException e)
+        {
+            throw PythonErrors.Translate(e);
+        }
+    }
+
+    // np.empty(shape, dtype) straight through CPython's vectorcall, with np.empty and the dtype looked up once; a new
+    // reference. Requires the GIL.
+    private static nint EmptyRaw(string typestr, ReadOnlySpan<long> shape)
+    {
+        var (empty, type) = EmptyFunction(typestr);
+        var pyShape = DirectCall.IntTupleRaw(shape, "np.empty");
+        try
+        {
+            ReadOnlySpan<nint> args = [pyShape, CPython.Address(type)];
+            return DirectCall.CallRaw(CPython.Address(empty), args, 2, 0, "np.empty");
+        }
+        finally
+        {
+            OwnedReference.DecRef(pyShape);
+        }
+    }
+
+    /// <summary>
+    /// A new C-order ndarray holding a copy of <paramref name="bytes"/> (C-order, native-order elements of
+    /// <paramref name="dtype"/>), as a new reference: for callers that hold the GIL and hand the array straight to Python
+    /// (the in-process session's arguments). Requires the GIL; copies with it held.
+    /// </summary>
+    internal static unsafe nint CopyToNewArray(ReadOnlySpan<byte> bytes, DType dtype, ReadOnlySpan<long> shape)
+    {
+        Gil.AssertHeld();
+        var typestr = dtype.NumPyTypeString ?? throw new UnsupportedDTypeException(dtype.Name + " (NumPy has no such dtype)", null);
+        var count = bytes.Length / dtype.ItemSize;
+        Layout.CheckShape(shape, count);
+        var array = EmptyRaw(typestr, shape);
+        try
+        {
+            using var buffer = PythonBuffer.Acquire(array, writable: true);
+            fixed (byte* source = bytes)
+                Buffer.MemoryCopy(source, (void*)buffer.Pointer, buffer.ByteLength, bytes.Length);
+            if (dtype == DType.Bool)
+                StridedCopy.CanonicalizeBooleans((byte*)buffer.Pointer, count);
+            return array;
+        }
+        catch
+        {
+            OwnedReference.DecRef(array);
+            throw;
+        }
+    }
+
+    // np.empty and np.dtype(typestr) per dtype, looked up once with the GIL (they live as long as the interpreter; the
+    // GIL serialises the dictionary). The first lookup goes through NumPyModule.Import: a typed error without NumPy.
+    private static PyObject? s_empty;
+    private static readonly Dictionary<string, PyObject> s_dtypes = new(StringComparer.Ordinal);
+
+    private static (PyObject Empty, PyObject DType) EmptyFunction(string typestr)
+    {
+        Gil.AssertHeld();
+        if (s_empty is null)
         {
             using var np = NumPyModule.Import();
-            using var pyShape = new PyTuple(dims.Select(d => (PyObject)new PyInt(d)).ToArray());
-            using var pyType = new PyString(typestr);
-            return Own(np.InvokeMethod("empty", pyShape, pyType));
-        });
+            s_empty = np.GetAttr("empty");
+        }
+        if (!s_dtypes.TryGetValue(typestr, out var type))
+        {
+            using var np = NumPyModule.Import();
+            using var name = new PyString(typestr);
+            s_dtypes[typestr] = type = np.InvokeMethod("dtype", name);
+        }
+        return (s_empty, type);
     }
 
     /// <summary>Copies C-order, native-order element bytes of <paramref name="dtype"/> into a new ndarray of <paramref name="shape"/>.</summary>
@@ -268,7 +340,7 @@ public sealed class NDArray : IDisposable
         {
             PythonBuffer buffer;
             using (PythonRuntime.AcquireGil())
-                buffer = PythonBuffer.Acquire(result.PyObject, writable: true);
+                buffer = PythonBuffer.Acquire(result.ObjectAddress, writable: true);
             using (buffer)
             {
                 var bytes = checked(count * dtype.ItemSize);
@@ -361,35 +433,30 @@ public sealed class NDArray : IDisposable
     /// <summary>Returns <c>str(arr)</c>.</summary>
     public override string ToString() => Attribute(a => a.ToString() ?? "");
 
-    /// <summary>Releases the Python reference. Harmless when called again.</summary>
-    public void Dispose()
-    {
-        var obj = Interlocked.Exchange(ref _object, null);
-        if (obj is null || !PythonRuntime.IsRunning)
-            return;
-        using var gil = PythonRuntime.AcquireGil();
-        obj.Dispose();
-    }
+    /// <summary>Releases the Python reference (with the GIL, at once). Harmless when called again.</summary>
+    public void Dispose() => _reference.Dispose();
 
-    internal static NDArray Own(PyObject obj) => new(obj);
+    internal static NDArray Own(PyObject obj) => new(OwnedReference.Take(obj));
+
+    internal static NDArray Own(OwnedReference reference) => new(reference);
 
     private ArrayView<T> CreateView<T>(bool writable) where T : unmanaged
     {
-        var obj = PyObject;
+        _ = ObjectAddress; // fail fast when disposed; read again with the GIL
         using var gil = PythonRuntime.AcquireGil();
-        return ViewOf<T>(obj, writable);
+        return Wrap<T>(PythonBuffer.Acquire(ObjectAddress, writable), writable);
     }
 
     // Copies accept big-endian data (NumPy converts it to native order first) but otherwise validate like views.
     private ArrayView<T> CopySource<T>() where T : unmanaged
     {
-        var obj = PyObject;
+        _ = ObjectAddress; // fail fast when disposed; read again with the GIL
         using var gil = PythonRuntime.AcquireGil();
-        var buffer = PythonBuffer.Acquire(obj, writable: false);
+        var buffer = PythonBuffer.Acquire(ObjectAddress, writable: false);
         if (!buffer.Format.IsNativeOrder)
         {
             buffer.Dispose();
-            using var swapped = Swapped(obj);
+            using var swapped = Swapped(PyObject);
             return ViewOf<T>(swapped, writable: false);
         }
         return Wrap<T>(buffer, writable: false);
@@ -429,9 +496,9 @@ public sealed class NDArray : IDisposable
 
     private (long[] Shape, long[] Strides, DType DType, bool BigEndian, nint Address) Describe()
     {
-        var obj = PyObject;
+        _ = ObjectAddress; // fail fast when disposed; read again with the GIL
         using var gil = PythonRuntime.AcquireGil();
-        using var buffer = PythonBuffer.Acquire(obj, writable: false);
+        using var buffer = PythonBuffer.Acquire(ObjectAddress, writable: false);
         return (buffer.Shape.Select(s => (long)s).ToArray(), buffer.Strides.Select(s => (long)s).ToArray(),
                 buffer.DType, buffer.Format.BigEndian, buffer.Pointer);
     }

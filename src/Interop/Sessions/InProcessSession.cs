@@ -2,6 +2,7 @@
 // - Every Python call runs with the GIL (PythonRuntime.Run) and goes through interop_helpers.calls.call, which
 //   applies the grad mode and exports tensors in the result through the export policy; so this file only
 //   converts .NET arguments to Python objects and exported results to PythonValue (InProcessConversions).
+//   The call itself goes straight through CPython's vectorcall (Native/DirectCall), with one GIL acquisition per call.
 // - When PyTorch is installed, the session imports it first through TorchTensor.Import (the one guarded import),
 //   so that the one-libtorch-per-process guard runs before any user code can import torch.
 // - The session tracks the PythonRefs it handed out WEAKLY (a ConditionalWeakTable) and disposes those still alive
@@ -14,6 +15,7 @@
 using System.Runtime.CompilerServices;
 using Interop.Embedding;
 using Interop.Errors;
+using Interop.Native;
 using Interop.Torch;
 using Python.Runtime;
 
@@ -114,20 +116,28 @@ internal sealed class InProcessSession : PythonSession
                 using var temporaries = new InProcessConversions.Temporaries { Arrays = o.Arrays };
                 var pyArgs = InProcessConversions.ToTuple(this, args, temporaries);
                 var pyKwargs = InProcessConversions.ToDict(this, o.KeywordArguments, temporaries);
-                using var grad = new PyInt((int)o.GradMode);
-                // The callee is read with the GIL held, right before the tuple takes its own reference: a Dispose on another
+                var grad = GradMode(o.GradMode, temporaries);
+                // The callee is read with the GIL held, right before the call borrows it: a Dispose on another
                 // thread (which releases the object with the GIL) either happened before (ObjectDisposedException) or waits.
+                // Borrowing is enough: calls.call is a Python function, whose frame takes its own references to its
+                // arguments before any bytecode runs (and so before the GIL can pass to the disposing thread); the
+                // argument tuple, the keyword dict and the sink belong to this call until it returns.
                 var output = Output;
                 using var sink = output is null ? null : OutputSink(output);
-                using var callArgs = sink is null
-                    ? new PyTuple([callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)])
-                    : new PyTuple([sink, callee.Object, pyArgs, pyKwargs, grad, PythonBools.Get(o.Export.Detach), PythonBools.Get(o.Export.Upcast)]);
-                PyObject result;
+                var detach = CPython.Address(PythonBools.Get(o.Export.Detach));
+                var upcast = CPython.Address(PythonBools.Get(o.Export.Upcast));
+                // calls.call(callee, args, kwargs, grad_mode, detach, upcast) straight through CPython's vectorcall
+                // (Native/DirectCall): no argument tuple, no pythonnet invocation; errors come back as PythonErrorException.
+                ReadOnlySpan<nint> callArgs = sink is null
+                    ? [CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast]
+                    : [CPython.Address(sink), CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast];
+                var function = CPython.Address(sink is null ? CallFunction : CallWithOutputFunction);
+                nint result;
                 interrupt?.Enter();
                 try
                 {
                     using (Diagnostics.PythonWarnings.Capture("PythonRef.Call")) // the callee's warnings reach PythonWarnings.Raised
-                        result = (sink is null ? CallFunction : CallWithOutputFunction).Invoke(callArgs);
+                        result = DirectCall.CallRaw(function, callArgs, callArgs.Length, 0, "PythonRef.Call");
                 }
                 finally
                 {
@@ -151,6 +161,17 @@ internal sealed class InProcessSession : PythonSession
         {
             throw TorchExport.Translate(ArgumentHints.Annotate(e, args, o.KeywordArguments));
         }
+    }
+
+    // The grad modes 0, 1, 2 as Python ints (small ints: shared by CPython; made once with the GIL, never disposed).
+    private static readonly PyObject?[] s_gradModes = new PyObject?[3];
+
+    private static nint GradMode(GradMode mode, InProcessConversions.Temporaries temporaries)
+    {
+        var index = (int)mode;
+        if ((uint)index >= (uint)s_gradModes.Length)
+            return CPython.Address(temporaries.Own(new PyInt(index))); // not a defined mode: calls.grad_context names it in its ValueError
+        return CPython.Address(s_gradModes[index] ??= new PyInt(index));
     }
 
     // interop_helpers.calls.call, looked up once with the GIL (a module function lives as long as the interpreter).

@@ -2,10 +2,13 @@
 // FromNumPy calls the real torch.from_numpy and Numpy() the real Tensor.numpy() (after the export policy of
 // python/interop_helpers/torch_export.py): both share memory. Every import of Python torch from .NET goes
 // through Import() below, the one place where a libtorch guard can run before torch loads.
+// Hot paths (FromNumPy, Numpy, Prepare) take the GIL once and call CPython directly (Native/DirectCall); the tensor
+// keeps a raw reference (Native/OwnedReference) and makes a pythonnet PyObject only when PyObject is read.
 using Interop.Diagnostics;
 using Interop.DTypes;
 using Interop.Embedding;
 using Interop.Errors;
+using Interop.Native;
 using Interop.NumPy;
 using Python.Runtime;
 
@@ -14,12 +17,20 @@ namespace Interop.Torch;
 /// <summary>A <c>torch.Tensor</c> living in the embedded interpreter. Owns one Python reference.</summary>
 public sealed class TorchTensor : IDisposable
 {
-    private PyObject? _object;
+    private readonly OwnedReference _reference;
 
-    private TorchTensor(PyObject obj) => _object = obj;
+    private TorchTensor(PyObject obj) => _reference = OwnedReference.Take(obj);
 
-    /// <summary>The underlying Python object. Valid until <see cref="Dispose"/>.</summary>
-    public PyObject PyObject => _object ?? throw new ObjectDisposedException(nameof(TorchTensor));
+    private TorchTensor(OwnedReference reference) => _reference = reference;
+
+    /// <summary>The underlying Python object. Valid until <see cref="Dispose"/> (which disposes it).</summary>
+    public PyObject PyObject => _reference.PyObject(typeof(TorchTensor));
+
+    // The PyObject* (read with the GIL held; see Read).
+    private nint Address => _reference.Address(typeof(TorchTensor));
+
+    /// <summary>The PyObject* (borrowed; read it with the GIL held, like <see cref="PyObject"/>).</summary>
+    internal nint ObjectAddress => Address;
 
     /// <summary>
     /// <c>torch.from_numpy(array)</c>: a tensor that <b>shares memory</b> with <paramref name="array"/> (writes to either are
@@ -33,19 +44,26 @@ public sealed class TorchTensor : IDisposable
     public static TorchTensor FromNumPy(NDArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
-        _ = array.PyObject; // fail fast when disposed; read again with the GIL (see Read)
+        _ = array.ObjectAddress; // fail fast when disposed; read again with the GIL (see Read)
         try
         {
-            return PythonRuntime.Run(() =>
+            // One GIL acquisition; the check and the call go straight to CPython (Native/DirectCall), not through
+            // pythonnet's dynamic invocation.
+            using var gil = PythonRuntime.AcquireGil();
+            try
             {
-                var obj = array.PyObject;
+                var obj = array.ObjectAddress;
                 if (!IsWriteable(obj))
                     throw new ReadOnlyBufferException("TorchTensor.FromNumPy (torch.from_numpy shares the array's memory as a writable tensor; PyTorch has no read-only tensors)",
                         "copy it: TorchTensor.CopyFromNumPy(array) (a tensor over a private copy), or arr.copy() in NumPy; " +
                         "the same rule as View<T>() and AsTorchSharp(): read-only memory is never shared writable.");
                 using (PythonWarnings.Capture("torch.from_numpy"))
-                    return new TorchTensor(FromNumpyFunction.Invoke(obj));
-            });
+                    return new TorchTensor(OwnedReference.Take(DirectCall.CallRaw(CPython.Address(FromNumpyFunction), obj, "torch.from_numpy")));
+            }
+            catch (PythonException e)
+            {
+                throw PythonErrors.Translate(e);
+            }
         }
         catch (PythonErrorException e)
         {
@@ -56,12 +74,14 @@ public sealed class TorchTensor : IDisposable
     }
 
     // arr.flags.writeable, read with the GIL held (what torch.from_numpy would otherwise only warn about).
-    private static bool IsWriteable(PyObject array)
+    private static bool IsWriteable(nint array)
     {
-        using var flags = array.GetAttr("flags");
-        using var writeable = flags.GetAttr("writeable");
-        return writeable.IsTrue();
+        s_flagsName ??= new PyString("flags");
+        s_writeableName ??= new PyString("writeable");
+        return DirectCall.AttributeIsTrue(array, s_flagsName, s_writeableName, "arr.flags.writeable");
     }
+
+    private static PyString? s_flagsName, s_writeableName; // attribute names, made once with the GIL; never disposed
 
     /// <summary>
     /// The opt-in alternative to <see cref="FromNumPy"/>: a tensor over a <b>copy</b> of <paramref name="array"/> in C order and
@@ -215,15 +235,8 @@ public sealed class TorchTensor : IDisposable
     /// <summary>Returns <c>str(tensor)</c>.</summary>
     public override string ToString() => Read(t => t.ToString() ?? "");
 
-    /// <summary>Releases the Python reference. Harmless when called again.</summary>
-    public void Dispose()
-    {
-        var obj = Interlocked.Exchange(ref _object, null);
-        if (obj is null || !PythonRuntime.IsRunning)
-            return;
-        using var gil = PythonRuntime.AcquireGil();
-        obj.Dispose();
-    }
+    /// <summary>Releases the Python reference (with the GIL, at once). Harmless when called again.</summary>
+    public void Dispose() => _reference.Dispose();
 
     /// <summary>
     /// Imports torch (with the GIL held), with a typed error when it is missing. The one place .NET imports Python
@@ -249,7 +262,6 @@ public sealed class TorchTensor : IDisposable
     // The GIL serialises the dictionary operations; two threads racing through a first lookup both store the same function.
     private static PyObject? s_fromNumpy;
     private static readonly Dictionary<string, PyObject> s_policyFunctions = [];
-    private static readonly PyDict?[] s_policyKeywords = new PyDict?[4];
 
     /// <summary><c>torch.from_numpy</c> (cached). Requires the GIL; never dispose the result.</summary>
     internal static PyObject FromNumpyFunction
@@ -278,37 +290,62 @@ public sealed class TorchTensor : IDisposable
         return function;
     }
 
-    /// <summary>The policy's keyword arguments (<c>detach=..., upcast=...</c>; cached, never mutated). Requires the GIL; never dispose it.</summary>
-    internal static PyDict Keywords(ExportOptions options)
-    {
-        Gil.AssertHeld();
-        var index = (options.Detach ? 1 : 0) + (options.Upcast ? 2 : 0);
-        if (s_policyKeywords[index] is { } cached)
-            return cached;
-        var kw = new PyDict();
-        kw["detach"] = PythonBools.Get(options.Detach);
-        kw["upcast"] = PythonBools.Get(options.Upcast);
-        return s_policyKeywords[index] = kw;
-    }
+    // ("detach", "upcast"): the keyword names of a direct policy call (cached; never disposed).
+    private static PyTuple? s_policyKeywordNames;
 
-    // Calls torch_export.<function>(this tensor, **options) with the GIL; the policy's refusals become typed exceptions.
-    private PyObject CallPolicy(string function, ExportOptions? options)
+    // Calls torch_export.<function>(this tensor, detach=..., upcast=...) with one GIL acquisition, straight through
+    // CPython's vectorcall (Native/DirectCall); the policy's refusals become typed exceptions.
+    private OwnedReference CallPolicy(string function, ExportOptions? options)
     {
-        _ = PyObject; // fail fast when disposed; read again with the GIL (see Read)
+        _ = Address; // fail fast when disposed; read again with the GIL (see Read)
         var o = options ?? ExportOptions.Default;
         try
         {
-            return PythonRuntime.Run(() =>
+            using var gil = PythonRuntime.AcquireGil();
+            try
             {
-                using var args = new PyTuple([PyObject]);
-                using (PythonWarnings.Capture("torch_export." + function))
-                    return PolicyFunction(function).Invoke(args, Keywords(o));
-            });
+                s_policyKeywordNames ??= new PyTuple([new PyString("detach"), new PyString("upcast")]);
+                ReadOnlySpan<nint> args = [Address, CPython.Address(PythonBools.Get(o.Detach)), CPython.Address(PythonBools.Get(o.Upcast))];
+                var operation = function switch { "export" => "torch_export.export", "prepare" => "torch_export.prepare", _ => "torch_export." + function };
+                using (PythonWarnings.Capture(operation))
+                {
+                    if (function == "export" && ExportShortcut(Address) is var exported and not 0)
+                        return OwnedReference.Take(exported);
+                    return OwnedReference.Take(DirectCall.CallRaw(CPython.Address(PolicyFunction(function)), args, 1, CPython.Address(s_policyKeywordNames), operation));
+                }
+            }
+            catch (PythonException e)
+            {
+                throw PythonErrors.Translate(e);
+            }
         }
         catch (PythonErrorException e)
         {
             throw TorchExport.Translate(e);
         }
+    }
+
+    // torch_export.export's own shortcut, taken here without a Python frame: a plain torch.Tensor (type(t) is
+    // torch_export._Tensor) of a dtype in torch_export._NUMPY_DTYPES goes straight to Tensor.numpy(), which refuses
+    // (torch_export._NUMPY_REFUSALS) whatever the policy would change or refuse; then 0, and the full policy runs. The
+    // objects are the module's own, so the rule has one definition (python/interop_helpers/torch_export.py).
+    private static PyObject? s_plainTensorType, s_numpyDTypes, s_numpyRefusals, s_numpyMethod, s_dtypeName;
+
+    private static nint ExportShortcut(nint tensor)
+    {
+        if (s_numpyMethod is null)
+        {
+            using var policy = ImportExportModule(); // guarded: imports torch only through Import()
+            s_plainTensorType = policy.GetAttr("_Tensor");
+            s_numpyDTypes = policy.GetAttr("_NUMPY_DTYPES");
+            s_numpyRefusals = policy.GetAttr("_NUMPY_REFUSALS");
+            s_dtypeName = new PyString("dtype");
+            s_numpyMethod = s_plainTensorType.GetAttr("numpy");
+        }
+        if (DirectCall.TypeOf(tensor) != CPython.Address(s_plainTensorType!) ||
+            !DirectCall.AttributeIn(tensor, s_dtypeName!, s_numpyDTypes!, "tensor.dtype"))
+            return 0;
+        return DirectCall.TryCallRaw(CPython.Address(s_numpyMethod), tensor, CPython.Address(s_numpyRefusals!), "Tensor.numpy");
     }
 
     // The object is read with the GIL held: Dispose releases it with the GIL, so a Dispose on another thread either
