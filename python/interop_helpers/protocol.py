@@ -415,8 +415,8 @@ class ControlChannel:
     def write(self, message):
         body = _encode(message)
         words = self.words
-        if len(body) > CONTROL_AREA:
-            self.writer.write(_HEADER.pack(len(body)) + body)
+        large = len(body) > CONTROL_AREA
+        if large:
             words[_REPLY_LENGTH] = CONTROL_ON_PIPE
         else:
             self.map[_REPLY_AREA:_REPLY_AREA + len(body)] = body
@@ -424,6 +424,10 @@ class ControlChannel:
         words[_REPLY_SEQ] = self.current
         if words[_HOST_WAITING]:
             self.futex.wake(self.address + 4 * _REPLY_SEQ)
+        if large:
+            # Announced first, written after: the host reads the pipe once told to, and a frame larger than the pipe's
+            # buffer blocks this write until it does.
+            self.writer.write(_HEADER.pack(len(body)) + body)
 
     def _wait(self, last):
         words = self.words

@@ -43,6 +43,7 @@ internal sealed unsafe class ControlBlock : IDisposable
     private readonly SharedRegion _region;
     private readonly byte* _base;
     private uint _sequence;
+    private uint _replied; // the number of the last request whose reply arrived (0: none yet)
 
     private ControlBlock(SharedRegion region)
     {
@@ -91,9 +92,9 @@ internal sealed unsafe class ControlBlock : IDisposable
     /// <exception cref="WorkerProtocolException">The worker wrote a sequence number that is neither the previous one nor this request's.</exception>
     public bool WaitForReply(uint sequence, Func<bool> stop)
     {
-        var previous = Volatile.Read(ref *Word(ReplySeqOffset));
-        if (previous == sequence)
-            return true;
+        var previous = _replied; // this side's record: what the worker wrote is not trusted as the baseline
+        if (Volatile.Read(ref *Word(ReplySeqOffset)) == sequence)
+            return Replied(sequence);
         var spin = SpinMicroseconds;
         if (spin > 0 && Interlocked.Increment(ref s_spinners) <= Math.Max(1, Environment.ProcessorCount - 1))
         {
@@ -105,11 +106,11 @@ internal sealed unsafe class ControlBlock : IDisposable
                 {
                     var now = Volatile.Read(ref *Word(ReplySeqOffset));
                     if (now == sequence)
-                        return true;
+                        return Replied(sequence);
                     if ((i & 63) == 63 && System.Diagnostics.Stopwatch.GetTimestamp() > until)
                         break;
                     if ((i & 4095) == 4095 && stop())
-                        return Volatile.Read(ref *Word(ReplySeqOffset)) == sequence; // a long spin (tests) still notices a dead worker
+                        break; // a long spin (tests) notices a dead worker too: the loop below gives up at once
                     Thread.SpinWait(8);
                 }
             }
@@ -139,6 +140,12 @@ internal sealed unsafe class ControlBlock : IDisposable
             Futex.Wait((nint)reply, now, SliceMicroseconds);
         }
         Volatile.Write(ref *Word(HostWaitingOffset), 0);
+        return Replied(sequence);
+    }
+
+    private bool Replied(uint sequence)
+    {
+        _replied = sequence;
         return true;
     }
 

@@ -319,13 +319,15 @@ internal sealed class WorkerProcess : IDisposable
     /// </summary>
     private JsonElement? ExchangeThroughBlock(ControlBlock control, byte[] frame)
     {
+        // A large frame is announced first and written after: the worker reads the pipe only once it is told to, and a
+        // frame larger than the pipe's buffer blocks this write until it does.
         var onPipe = frame.Length - 4 > ControlBlock.AreaSize;
+        var sequence = control.Post(frame.AsSpan(4), onPipe);
         if (onPipe)
         {
             _toWorker.Write(frame);
             _toWorker.Flush();
         }
-        var sequence = control.Post(frame.AsSpan(4), onPipe);
         if (!control.WaitForReply(sequence, () => _abandonReason is not null || HasExited()))
             return null;
         var body = control.ReadReply();
