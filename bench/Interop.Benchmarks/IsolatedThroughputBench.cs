@@ -41,6 +41,7 @@ public static class IsolatedThroughputBench
                 input[i] = i;
             // Start every worker and warm it (imports, regions): a concurrent round first, then a sequential one.
             Round(identity, input, 50);
+            Latency(identity, input, 3000); // and the JIT's later tiers: the first pool would otherwise run slower code
             var worker = ((IsolatedSession)session).WorkerProcessIds[0];
             var (hostCpu0, workerCpu0) = (Process.GetCurrentProcess().TotalProcessorTime, WorkerCpu(worker));
             var single = Latency(identity, input, 4000);

@@ -262,6 +262,9 @@ class Worker:
         # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead, with the
         # ValueError an in-process session raises (calls.export_tree).
         calls.check_depth(depth)
+        torch = sys.modules.get("torch")
+        if torch is not None and type(value) is torch.Tensor:  # the common result first: no other type tests
+            return self.encode_tensor(torch, value, pending, export)
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
@@ -287,13 +290,8 @@ class Worker:
             # Other keys (ints, tuples, ...) travel as values, so .NET reads them as in-process: typed keys.
             return {"t": "dict", "keys": [], "key_values": [self.encode(k, pending, export, depth + 1) for k in value],
                     "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
-        torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
-            from . import torch_export
-
-            calls.check_rank(value.dim())
-            return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
-                                      "tensor", pending)
+            return self.encode_tensor(torch, value, pending, export)
         if np is not None and isinstance(value, np.ndarray):
             calls.check_rank(value.ndim)
         if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
@@ -305,6 +303,13 @@ class Worker:
         self.handles[handle] = value
         return {"t": "object", "handle": handle, "type": type(value).__module__ + "." + type(value).__qualname__,
                 "repr": protocol.short_repr(value)}
+
+    def encode_tensor(self, torch, value, pending, export):
+        from . import torch_export
+
+        calls.check_rank(value.dim())
+        return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
+                                  "tensor", pending)
 
     def pending_array(self, array, kind, pending):
         name = protocol.dtype_name(array.dtype)

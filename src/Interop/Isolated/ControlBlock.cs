@@ -43,7 +43,8 @@ internal sealed unsafe class ControlBlock : IDisposable
     private readonly SharedRegion _region;
     private readonly byte* _base;
     private uint _sequence;
-    private uint _replied; // the number of the last request whose reply arrived (0: none yet)
+    private uint _replied;
+    private int _missedSpins, _waitsSinceProbe; // the number of the last request whose reply arrived (0: none yet)
 
     private ControlBlock(SharedRegion region)
     {
@@ -96,6 +97,10 @@ internal sealed unsafe class ControlBlock : IDisposable
         if (Volatile.Read(ref *Word(ReplySeqOffset)) == sequence)
             return Replied(sequence);
         var spin = SpinMicroseconds;
+        // Adaptive: after a few spins in a row that the reply did not end (a busy machine, where the worker is not
+        // running on another core, or long calls), only every 16th wait probes with a spin again.
+        if (_missedSpins >= 4 && (++_waitsSinceProbe & 15) != 0)
+            spin = 0;
         if (spin > 0 && Interlocked.Increment(ref s_spinners) <= Math.Max(1, Environment.ProcessorCount - 1))
         {
             // Only as many spinning hosts as there are other cores: more would take the CPU the workers need.
@@ -106,9 +111,15 @@ internal sealed unsafe class ControlBlock : IDisposable
                 {
                     var now = Volatile.Read(ref *Word(ReplySeqOffset));
                     if (now == sequence)
+                    {
+                        _missedSpins = 0;
                         return Replied(sequence);
+                    }
                     if ((i & 63) == 63 && System.Diagnostics.Stopwatch.GetTimestamp() > until)
+                    {
+                        _missedSpins++;
                         break;
+                    }
                     if ((i & 4095) == 4095 && stop())
                         break; // a long spin (tests) notices a dead worker too: the loop below gives up at once
                     Thread.SpinWait(8);
