@@ -134,21 +134,20 @@ class Worker:
         calls.load_file resolves the path and stats it several times (about 45 µs); a call on a file reference repeats
         the lookup every time, so the worker keeps the module with the file's stamp and answers from that while one
         stat of the path shows the same modification time and size and the module is still the one in sys.modules."""
-        known = self.files.get(path)
-        if known is not None:
-            stamp, module = known
-            try:
-                stat = os.stat(path)
-            except OSError:
-                stat = None
-            if stat is not None and (stat.st_mtime_ns, stat.st_size) == stamp and sys.modules.get(module.__name__) is module:
-                return module
-        module = calls.load_file(path)
         try:
             stat = os.stat(path)
-            self.files[path] = ((stat.st_mtime_ns, stat.st_size), module)
         except OSError:
-            self.files.pop(path, None)
+            stat = None
+        known = self.files.get(path)
+        if known is not None and stat is not None:
+            stamp, module = known
+            if (stat.st_mtime_ns, stat.st_size) == stamp and sys.modules.get(module.__name__) is module:
+                return module
+        # The stamp is taken before loading: a file that changes meanwhile shows a different stamp on the next call.
+        self.files.pop(path, None)
+        module = calls.load_file(path)
+        if stat is not None:
+            self.files[path] = ((stat.st_mtime_ns, stat.st_size), module)
         return module
 
     def map_request_regions(self, regions):

@@ -224,3 +224,25 @@ def test_outside_a_worker_output_empty_is_an_ordinary_array():
             output.empty((2,), "float32", kind="list")
     finally:
         output._allocator = saved
+
+
+def test_file_modules_are_reused_while_the_file_is_unchanged_and_reloaded_when_it_changes(tmp_path, monkeypatch):
+    from interop_helpers import calls
+
+    script = tmp_path / "interop_cached_file.py"
+    script.write_text("VALUE = 1\n")
+    w = worker_module.Worker(os.getpid())
+    loads = []
+    real = calls.load_file
+    monkeypatch.setattr(calls, "load_file", lambda p: loads.append(p) or real(p))
+    try:
+        first = w.load_file(str(script))
+        assert w.load_file(str(script)) is first and len(loads) == 1, "unchanged: the cached module, no second load"
+        script.write_text("VALUE = 22\n")  # another size: a changed stamp even within the clock's resolution
+        assert w.load_file(str(script)).VALUE == 22 and len(loads) == 2
+        del sys.modules[first.__name__]
+        w.load_file(str(script))
+        assert len(loads) == 3, "a module removed from sys.modules is loaded again"
+    finally:
+        output._allocator = None
+        sys.modules.pop("interop_cached_file", None)
