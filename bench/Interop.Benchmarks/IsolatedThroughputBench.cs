@@ -19,7 +19,7 @@ public static class IsolatedThroughputBench
     /// <summary>Runs the measurement and prints a markdown table.</summary>
     public static int Run(string[] args)
     {
-        var numbers = args.Skip(1).Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
+        var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] != "--spin").ToArray();
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 7;
         var perCaller = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 400;
         var script = ScriptPath();
@@ -27,6 +27,9 @@ public static class IsolatedThroughputBench
             WorkerProcess.UseControlBlocks = false; // the transport before the control block, for comparison
         if (args.Contains("--no-spin"))
             ControlBlock.SpinMicroseconds = 0;
+        var spinAt = Array.IndexOf(args, "--spin");
+        if (spinAt > 0 && spinAt + 1 < args.Length)
+            ControlBlock.SpinMicroseconds = long.Parse(args[spinAt + 1], System.Globalization.CultureInfo.InvariantCulture);
         Console.WriteLine($"transport: {(WorkerProcess.UseControlBlocks ? $"control block, host spin {ControlBlock.SpinMicroseconds} µs" : "pipes")}; {Environment.ProcessorCount} CPUs, load average {LoadAverage()} at the start; {rounds} rounds of {Callers} callers x {perCaller} calls; medians");
         Console.WriteLine();
         Console.WriteLine("| workers | calls/s (median) | min..max | per call (wall / calls) | single caller round trip (median) | host CPU per call | worker CPU per call |");

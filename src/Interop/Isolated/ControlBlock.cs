@@ -60,7 +60,7 @@ internal sealed unsafe class ControlBlock : IDisposable
     public int FileDescriptor => _region.FileDescriptor;
 
     /// <summary>How long the host spins for a reply before it sleeps on the futex (microseconds); 0 turns spinning off.</summary>
-    public static long SpinMicroseconds { get; set; } = Environment.ProcessorCount > 1 ? 40 : 0;
+    public static long SpinMicroseconds { get; set; } = Environment.ProcessorCount > 1 ? 100 : 0;
 
     private uint* Word(int offset) => (uint*)(_base + offset);
 
