@@ -19,7 +19,7 @@ public static class IsolatedThroughputBench
     /// <summary>Runs the measurement and prints a markdown table.</summary>
     public static int Run(string[] args)
     {
-        var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] != "--spin").ToArray();
+        var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] is not ("--spin" or "--elements")).ToArray();
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 7;
         var perCaller = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 400;
         var script = ScriptPath();
@@ -39,7 +39,8 @@ public static class IsolatedThroughputBench
             using var session = PythonSession.Isolated(new WorkerOptions { WorkerCount = workers });
             using var module = session.LoadFile(script);
             using var identity = module.GetAttr("identity");
-            var input = new float[16];
+            var elementsAt = Array.IndexOf(args, "--elements");
+            var input = new float[elementsAt > 0 && elementsAt + 1 < args.Length ? int.Parse(args[elementsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 16];
             for (var i = 0; i < input.Length; i++)
                 input[i] = i;
             // Start every worker and warm it (imports, regions): a concurrent round first, then a sequential one.
