@@ -14,7 +14,7 @@ public class IsolatedBenchmarks
 {
     private PythonSession? _isolated;
     private PythonSession? _inProcess;
-    private PythonRef? _isoModule, _isoIdentity, _isoNBytes, _isoCached, _inModule, _inIdentity;
+    private PythonRef? _isoModule, _isoIdentity, _isoNBytes, _isoCached, _isoScaled, _isoScaledInPlace, _inModule, _inIdentity;
     private float[] _source = [];
     private float[] _destination = [];
 
@@ -46,6 +46,8 @@ public class IsolatedBenchmarks
         _isoIdentity = _isoModule.GetAttr("identity");
         _isoNBytes = _isoModule.GetAttr("nbytes");
         _isoCached = _isoModule.GetAttr("cached");
+        _isoScaled = _isoModule.GetAttr("scaled");
+        _isoScaledInPlace = _isoModule.GetAttr("scaled_in_place");
         _inProcess = PythonSession.InProcess();
         _inModule = _inProcess.LoadFile(Script);
         _inIdentity = _inModule.GetAttr("identity");
@@ -55,6 +57,8 @@ public class IsolatedBenchmarks
             _ = Isolated_RoundTrip();
             _ = Isolated_Send();
             _ = Isolated_Receive();
+            _ = Isolated_Scale();
+            _ = Isolated_ScaleInPlace();
             _ = InProcess_RoundTrip();
         }
     }
@@ -62,7 +66,7 @@ public class IsolatedBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var r in new[] { _isoIdentity, _isoNBytes, _isoCached, _isoModule, _inIdentity, _inModule })
+        foreach (var r in new[] { _isoIdentity, _isoNBytes, _isoCached, _isoScaled, _isoScaledInPlace, _isoModule, _inIdentity, _inModule })
             r?.Dispose();
         _isolated?.Dispose();
         _inProcess?.Dispose();
@@ -99,6 +103,22 @@ public class IsolatedBenchmarks
     public float Isolated_Receive()
     {
         using var result = _isoCached!.Call(_source.Length);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+
+    /// <summary>A computed result: <c>t * 2</c> (a new tensor) copied into a result region by the worker, read in place.</summary>
+    [Benchmark]
+    public float Isolated_Scale()
+    {
+        using var result = _isoScaled!.Call(_source);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+
+    /// <summary>The same result written by <c>torch.mul(t, 2, out=output.empty(...))</c> into a result region: no copy out.</summary>
+    [Benchmark]
+    public float Isolated_ScaleInPlace()
+    {
+        using var result = _isoScaledInPlace!.Call(_source);
         return result.AsReadOnlySpan<float>()[^1];
     }
 

@@ -20,3 +20,29 @@ def cached(n):
     if t is None:
         t = _cache[n] = torch.arange(n, dtype=torch.float32)
     return t
+
+
+def _one_thread():
+    # torch's intra-op threads fight the host and the other processes on a small shared machine (a 1 MiB multiply took
+    # 10 ms under load): the scale rows measure where the result goes, so they compute on one thread.
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def scaled(t):
+    """A new result tensor (allocated by torch, then copied into a result region by the worker)."""
+    _one_thread()
+    return t * 2
+
+
+def scaled_in_place(t):
+    """The same result written straight into a result region (interop_helpers.output.empty): no copy on the way out."""
+    import torch
+    from interop_helpers import output
+
+    _one_thread()
+    out = output.empty(t.shape, t.dtype)
+    torch.mul(t, 2, out=out)
+    return out

@@ -9,7 +9,11 @@ is out of range cannot be skipped safely, so it ends the worker (exit code 3).
 import base64
 import json
 import math
+import mmap
+import os
+import select
 import struct
+import time
 
 from . import calls, dtypes
 
@@ -38,18 +42,25 @@ def read_message(stream):
     (length,) = _HEADER.unpack(header)
     if length == 0 or length > MAX_MESSAGE:
         raise ProtocolError("frame length %d is outside 1..%d" % (length, MAX_MESSAGE))
-    body = _read_exactly(stream, length, allow_eof=False)
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        return {"__invalid__": "message is not UTF-8 JSON: %s" % e}
+    return _parse_body(_read_exactly(stream, length, allow_eof=False))
 
 
 def write_message(stream, message):
+    body = _encode(message)
+    stream.write(_HEADER.pack(len(body)) + body)
+
+
+def _encode(message):
     message = dict(message)
     message["v"] = VERSION
-    body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    stream.write(_HEADER.pack(len(body)) + body)
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _parse_body(body):
+    try:
+        return json.loads(bytes(body).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        return {"__invalid__": "message is not UTF-8 JSON: %s" % e}
 
 
 def _read_exactly(stream, n, allow_eof):
@@ -120,6 +131,11 @@ def _clip(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_MISSING = object()
+_HOUSEKEEPING = ("release_regions", "release_handles", "drop_regions")
+_DEFAULT_EXPORT = {"detach": True, "upcast": False}
+
+
 def check_request(raw):
     """A validated, normalised copy of a request; raises ProtocolError naming the first bad field."""
     if not isinstance(raw, dict):
@@ -133,22 +149,27 @@ def check_request(raw):
         _fail("unknown op %r (expected one of %s)" % (_clip(request["op"]), ", ".join(OPS)))
     if request["op"] == "shutdown":
         return request
-    request["regions"] = [_check_region(r) for r in _list(raw.get("regions", []), "regions")]
-    for key in ("release_regions", "release_handles", "drop_regions"):
-        request[key] = [_int(i, key + " item") for i in _list(raw.get(key, []), key)]
+    # Lists the host leaves out when empty (the common case: nothing to check).
+    regions = raw.get("regions", _MISSING)
+    request["regions"] = [] if regions is _MISSING else [_check_region(r) for r in _list(regions, "regions")]
+    for key in _HOUSEKEEPING:
+        items = raw.get(key, _MISSING)
+        request[key] = [] if items is _MISSING else [_int(i, key + " item") for i in _list(items, key)]
     if request["op"] == "ping":
         return request
     request["target"] = _check_ref(raw.get("target"))
     request["grad"] = raw.get("grad", "default")
     if request["grad"] not in GRAD_MODES:
         _fail("grad must be one of %s, got %r" % (", ".join(GRAD_MODES), _clip(request["grad"])))
-    export = raw.get("export", {"detach": True, "upcast": False})
+    export = raw.get("export", _DEFAULT_EXPORT)
     if not isinstance(export, dict) or not all(isinstance(export.get(k), bool) for k in ("detach", "upcast")):
         _fail("export must be an object with boolean detach and upcast")
     request["export"] = {"detach": export["detach"], "upcast": export["upcast"]}
     request["args"] = [check_value(v) for v in _list(raw.get("args", []), "args")]
-    names = [_str(n, "kw_names item") for n in _list(raw.get("kw_names", []), "kw_names")]
-    values = [check_value(v) for v in _list(raw.get("kw_values", []), "kw_values")]
+    names = raw.get("kw_names", _MISSING)
+    names = [] if names is _MISSING else [_str(n, "kw_names item") for n in _list(names, "kw_names")]
+    values = raw.get("kw_values", _MISSING)
+    values = [] if values is _MISSING else [check_value(v) for v in _list(values, "kw_values")]
     if len(names) != len(values):
         _fail("kw_names has %d entries but kw_values has %d" % (len(names), len(values)))
     request["kw_names"], request["kw_values"] = names, values
@@ -288,3 +309,176 @@ def short_repr(value, limit=200):
 
 def align(n):
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+# ---- transport --------------------------------------------------------------------------------------
+# Two channels carry the frames: the pipes (PipeChannel: the hello, and every frame when the host gave no control
+# block), and the shared control block (ControlChannel, src/Interop/Isolated/ControlBlock.cs is the host side).
+
+
+class PipeChannel:
+    """Frames over the worker's original stdin/stdout."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    def read(self):
+        return read_message(self.reader)
+
+    def write(self, message):
+        write_message(self.writer, message)
+
+
+CONTROL_MAGIC = 0x31435049  # "IPC1"
+CONTROL_AREA = 64 << 10
+CONTROL_SIZE = 4096 + 2 * CONTROL_AREA
+CONTROL_ON_PIPE = 0xFFFFFFFF
+# Word indexes (byte offset / 4) of the control block's header.
+_REQUEST_SEQ, _WORKER_WAITING, _REQUEST_LENGTH = 16, 17, 18
+_REPLY_SEQ, _HOST_WAITING, _REPLY_LENGTH = 32, 33, 34
+_REQUEST_AREA, _REPLY_AREA = 4096, 4096 + CONTROL_AREA
+# The futex syscall number (x86-64: 202; the generic table of arm64, riscv64, loongarch64: 98).
+_FUTEX_NUMBERS = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "riscv64": 98, "loongarch64": 98}
+
+
+class _Futex:
+    """FUTEX_WAIT / FUTEX_WAKE on a word of a shared mapping (no PRIVATE flag: the waker is another process)."""
+
+    def __init__(self):
+        import ctypes
+        import platform
+
+        self.number = _FUTEX_NUMBERS.get(platform.machine().lower())
+        if self.number is None:
+            raise OSError("no futex syscall number for %s" % platform.machine())
+        self.ctypes = ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.syscall = libc.syscall
+        self.syscall.restype = ctypes.c_long
+
+        class Timespec(ctypes.Structure):
+            _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+        self.timespec = Timespec
+
+    def wait(self, address, expected, seconds):
+        c = self.ctypes
+        ts = self.timespec(int(seconds), int((seconds % 1) * 1e9))
+        self.syscall(c.c_long(self.number), c.c_void_p(address), c.c_int(0), c.c_uint(expected), c.byref(ts), None, c.c_int(0))
+
+    def wake(self, address):
+        c = self.ctypes
+        self.syscall(c.c_long(self.number), c.c_void_p(address), c.c_int(1), c.c_int(2147483647), None, None, c.c_int(0))
+
+
+class ControlChannel:
+    """Frames and doorbells in the host's control block (docs/isolated.md, "Control block").
+
+    The host writes a request frame into the request area (or over the pipe, for frames larger than the area, with the
+    length word set to CONTROL_ON_PIPE), then bumps the request sequence; this side answers in the reply area and sets
+    the reply sequence to the request's. Waiting is a short spin, then FUTEX_WAIT in slices; between slices the worker
+    checks that its host is alive (its parent, and EOF on the stdin pipe, which the host never writes otherwise).
+    Every word the host wrote is checked before use: a length outside the area is a ProtocolError (the worker exits 3,
+    as for a bad frame on the pipe)."""
+
+    SLICE = 0.1
+
+    def __init__(self, host_pid, fd, reader, writer, spin_seconds=50e-6):
+        import ctypes
+
+        self.reader, self.writer, self.host_pid = reader, writer, host_pid
+        path = "/proc/%d/fd/%d" % (host_pid, fd)
+        handle = os.open(path, os.O_RDWR)
+        try:
+            if os.fstat(handle).st_size < CONTROL_SIZE:
+                raise ProtocolError("the control block is smaller than %d bytes" % CONTROL_SIZE)
+            self.map = mmap.mmap(handle, CONTROL_SIZE, mmap.MAP_SHARED)
+        finally:
+            os.close(handle)
+        if hasattr(mmap, "MADV_DONTFORK"):
+            self.map.madvise(mmap.MADV_DONTFORK)  # a child this worker forks (multiprocessing) gets no view of it
+        self.words = memoryview(self.map).cast("I")
+        if self.words[0] != CONTROL_MAGIC:
+            raise ProtocolError("the control block has no magic number")
+        self.futex = _Futex()
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        self.spin = spin_seconds
+        self.missed = self.waits = 0
+        self.last = self.words[_REQUEST_SEQ]
+        self.current = 0
+
+    def read(self):
+        """The next request (parsed JSON), or None when the host is gone. ProtocolError on a bad length."""
+        words = self.words
+        if words[_REQUEST_SEQ] == self.last and not self._wait(self.last):
+            return None
+        self.current = self.last = words[_REQUEST_SEQ]
+        length = words[_REQUEST_LENGTH]
+        if length == CONTROL_ON_PIPE:
+            message = read_message(self.reader)
+            if message is None:
+                return None
+            return message
+        if not 0 < length <= CONTROL_AREA:
+            raise ProtocolError("control block frame length %d is outside 1..%d" % (length, CONTROL_AREA))
+        return _parse_body(self.map[_REQUEST_AREA:_REQUEST_AREA + length])
+
+    def write(self, message):
+        body = _encode(message)
+        words = self.words
+        large = len(body) > CONTROL_AREA
+        if large:
+            words[_REPLY_LENGTH] = CONTROL_ON_PIPE
+        else:
+            self.map[_REPLY_AREA:_REPLY_AREA + len(body)] = body
+            words[_REPLY_LENGTH] = len(body)
+        words[_REPLY_SEQ] = self.current
+        if words[_HOST_WAITING]:
+            self.futex.wake(self.address + 4 * _REPLY_SEQ)
+        if large:
+            # Announced first, written after: the host reads the pipe once told to, and a frame larger than the pipe's
+            # buffer blocks this write until it does.
+            self.writer.write(_HEADER.pack(len(body)) + body)
+
+    def _wait(self, last):
+        words = self.words
+        # Adaptive, as on the host: after 4 spins in a row that no request ended, only every 16th wait spins.
+        self.waits += 1
+        if self.missed < 4 or not self.waits & 15:
+            clock = time.perf_counter
+            until = clock() + self.spin
+            while clock() < until:
+                for _ in range(16):
+                    if words[_REQUEST_SEQ] != last:
+                        self.missed = 0
+                        return True
+            self.missed += 1
+        address = self.address + 4 * _REQUEST_SEQ
+        try:
+            while True:
+                words[_WORKER_WAITING] = 1
+                if words[_REQUEST_SEQ] != last:
+                    return True
+                self.futex.wait(address, last, self.SLICE)
+                if words[_REQUEST_SEQ] != last:
+                    return True
+                if self._host_gone():
+                    return False
+        finally:
+            words[_WORKER_WAITING] = 0
+
+    def _host_gone(self):
+        if os.getppid() != self.host_pid:
+            return True
+        readable, _, _ = select.select([self.reader], [], [], 0)
+        if not readable:
+            return False
+        # Readable with nothing to read is EOF (the host closed the pipe or exited); bytes are a large frame whose
+        # request the host is about to post.
+        import array
+        import fcntl
+        import termios
+
+        pending = array.array("i", [0])
+        fcntl.ioctl(self.reader.fileno(), termios.FIONREAD, pending)
+        return pending[0] == 0

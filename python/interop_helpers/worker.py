@@ -26,12 +26,13 @@ import threading
 import time
 import weakref
 
-from . import calls, protocol
+from . import calls, output, protocol
 from .protocol import ProtocolError
 
 # The protocol's grad-mode names (validated by protocol.check_request) → calls' grad-mode codes, built once.
 _GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, calls.INFERENCE_MODE)))
 
+_REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
 
@@ -44,15 +45,26 @@ def _version(name):
 
 
 class _ResultRegion:
-    __slots__ = ("id", "fd", "map", "size")
+    __slots__ = ("id", "fd", "map", "size", "announced", "kept", "_address")
 
     def __init__(self, region_id, size):
         self.id = region_id
         self.size = size
+        self.announced = False  # the host learns of a region in the first reply that uses it
+        self.kept = False  # Python kept an output array of it after the call: never reused, closed once released
+        self._address = None
         flags = getattr(os, "MFD_CLOEXEC", 0)
         self.fd = os.memfd_create("interop-result-%d" % region_id, flags)
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def address(self, np):
+        """The mapping's base address (for telling whether an array lies inside it)."""
+        if self._address is None:
+            probe = np.frombuffer(self.map, np.uint8, count=1)
+            self._address = probe.__array_interface__["data"][0]
+            del probe
+        return self._address
 
     def close(self):
         try:
@@ -73,8 +85,14 @@ class Worker:
         self.result_regions = {}
         self.free_results = []
         self.next_result = 1
+        self.files = {}
+        self.out = None  # the result region of the running call's output.empty arrays (None: none asked for yet)
+        self.out_used = 0
+        self.out_arrays = []
+        self.copied_bytes = 0  # bytes copied into result regions (tests check that output.empty results add none)
         self._np = None
         self.has_torch = _version("torch") is not None
+        output._allocator = self.allocate_output  # output.empty: arrays inside the running call's result region
 
     # ---- state helpers ------------------------------------------------------------------------
 
@@ -111,8 +129,26 @@ class Worker:
         return obj
 
     def load_file(self, path):
-        """The module of a file: calls.load_file's rules (run once, again only when the file changed; its folder importable)."""
-        return calls.load_file(path)
+        """The module of a file: calls.load_file's rules (run once, again only when the file changed; its folder importable).
+
+        calls.load_file resolves the path and stats it several times (about 45 µs); a call on a file reference repeats
+        the lookup every time, so the worker keeps the module with the file's stamp and answers from that while one
+        stat of the path shows the same modification time and size and the module is still the one in sys.modules."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stat = None
+        known = self.files.get(path)
+        if known is not None and stat is not None:
+            stamp, module = known
+            if (stat.st_mtime_ns, stat.st_size) == stamp and sys.modules.get(module.__name__) is module:
+                return module
+        # The stamp is taken before loading: a file that changes meanwhile shows a different stamp on the next call.
+        self.files.pop(path, None)
+        module = calls.load_file(path)
+        if stat is not None:
+            self.files[path] = ((stat.st_mtime_ns, stat.st_size), module)
+        return module
 
     def map_request_regions(self, regions):
         for region in regions:
@@ -132,25 +168,69 @@ class Worker:
                 best = region
         if best is not None:
             self.free_results.remove(best)
-            return best, False
+            return best
         size = max(MIN_RESULT_REGION, 1 << (max(size, 1) - 1).bit_length())
         region = _ResultRegion(self.next_result, size)
         self.next_result += 1
         self.result_regions[region.id] = region
-        return region, True
+        return region
 
     def release_results(self, ids, closed):
         for region_id in ids:
             region = self.result_regions.get(region_id)
-            if region is None or region in self.free_results:
+            if region is None or region in self.free_results or region is self.out:
                 continue  # unknown or released twice: ignore rather than trust it
+            if region.kept:
+                self.drop_region(region, closed)  # Python still views it: never handed out again
+                continue
             self.free_results.append(region)
         while len(self.free_results) > MAX_FREE_RESULT_REGIONS:
             region = min(self.free_results, key=lambda r: r.size)
             self.free_results.remove(region)
-            del self.result_regions[region.id]
-            region.close()
+            self.drop_region(region, closed)
+
+    def drop_region(self, region, closed):
+        del self.result_regions[region.id]
+        region.close()
+        if region.announced:
             closed.append(region.id)
+
+    # ---- output.empty: results written in place ------------------------------------------------
+
+    def allocate_output(self, shape, dtype):
+        """An ndarray inside the running call's output region, or None (output.empty then makes an ordinary one)."""
+        np = self.np
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * dtype.itemsize
+        if self.out is None:
+            self.out = self.result_region(nbytes)
+            self.out_used = 0
+        start = protocol.align(self.out_used)
+        if start + nbytes > self.out.size:
+            return None
+        self.out_used = start + nbytes
+        if count == 0:
+            return np.empty(shape, dtype)
+        array = np.frombuffer(self.out.map, dtype=dtype, count=count, offset=start).reshape(shape)
+        self.out_arrays.append(weakref.ref(array))
+        return array
+
+    def finish_output(self, reply, closed):
+        """After the reply is built: the output region goes back to the pool unless the reply uses it; a region whose
+        arrays Python kept is never handed out again."""
+        region, arrays = self.out, self.out_arrays
+        self.out, self.out_used, self.out_arrays = None, 0, []
+        if region is None:
+            return
+        kept = any(ref() is not None for ref in arrays)
+        if region.id in reply.get("result_regions", ()):
+            region.kept = kept  # the host returns it later (release_results)
+        elif kept:
+            self.drop_region(region, closed)
+        else:
+            self.free_results.append(region)
 
     # ---- values -------------------------------------------------------------------------------
 
@@ -181,6 +261,9 @@ class Worker:
         # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead, with the
         # ValueError an in-process session raises (calls.export_tree).
         calls.check_depth(depth)
+        torch = sys.modules.get("torch")
+        if torch is not None and type(value) is torch.Tensor:  # the common result first: no other type tests
+            return self.encode_tensor(torch, value, pending, export)
         np = sys.modules.get("numpy")
         if np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
             value = value.item()  # NumPy scalars (np.float32(1.5), np.bool_) travel as Python scalars
@@ -206,13 +289,8 @@ class Worker:
             # Other keys (ints, tuples, ...) travel as values, so .NET reads them as in-process: typed keys.
             return {"t": "dict", "keys": [], "key_values": [self.encode(k, pending, export, depth + 1) for k in value],
                     "items": [self.encode(v, pending, export, depth + 1) for v in value.values()]}
-        torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
-            from . import torch_export
-
-            calls.check_rank(value.dim())
-            return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
-                                      "tensor", pending)
+            return self.encode_tensor(torch, value, pending, export)
         if np is not None and isinstance(value, np.ndarray):
             calls.check_rank(value.ndim)
         if np is not None and isinstance(value, np.ndarray) and not value.dtype.isnative and value.dtype.kind in "biufc":
@@ -224,6 +302,13 @@ class Worker:
         self.handles[handle] = value
         return {"t": "object", "handle": handle, "type": type(value).__module__ + "." + type(value).__qualname__,
                 "repr": protocol.short_repr(value)}
+
+    def encode_tensor(self, torch, value, pending, export):
+        from . import torch_export
+
+        calls.check_rank(value.dim())
+        return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
+                                  "tensor", pending)
 
     def pending_array(self, array, kind, pending):
         name = protocol.dtype_name(array.dtype)
@@ -239,17 +324,53 @@ class Worker:
             total += array.nbytes
         if not pending:
             return
-        region, new = self.result_region(total)
-        if new:
-            reply["regions"].append({"id": region.id, "pid": os.getpid(), "fd": region.fd, "size": region.size})
         np = self.np
-        for entry, array in pending:
-            entry["region"] = region.id
-            if array.nbytes:
-                dest = np.frombuffer(region.map, dtype=array.dtype, count=array.size, offset=entry["offset"])
-                np.copyto(dest.reshape(array.shape), array, casting="no")
-                del dest
+        if self.out is not None and self.place_in_output(pending):
+            region = self.out
+        else:
+            region = self.result_region(total)
+            for entry, array in pending:
+                entry["region"] = region.id
+                if array.nbytes:
+                    self.copy_into(region, entry["offset"], array)
+        if not region.announced:
+            region.announced = True
+            reply["regions"].append({"id": region.id, "pid": os.getpid(), "fd": region.fd, "size": region.size})
         reply["result_regions"].append(region.id)
+
+    def copy_into(self, region, offset, array):
+        np = self.np
+        dest = np.frombuffer(region.map, dtype=array.dtype, count=array.size, offset=offset)
+        np.copyto(dest.reshape(array.shape), array, casting="no")
+        self.copied_bytes += array.nbytes
+
+    def place_in_output(self, pending):
+        """Places the reply's arrays in the call's output region: those already inside it (output.empty, C order) in
+        place, the others copied after its used part. False when the others do not fit (then all are copied)."""
+        np = self.np
+        region = self.out
+        base = region.address(np)
+        end = self.out_used
+        places = []
+        for entry, array in pending:
+            address = array.__array_interface__["data"][0] if array.nbytes else 0
+            if array.nbytes and array.flags.c_contiguous and base <= address and address + array.nbytes <= base + region.size:
+                places.append(address - base)  # written in place by the callee: no copy
+            else:
+                end = protocol.align(end)
+                places.append(-1 - end)
+                end += array.nbytes
+        if end > region.size:
+            return False
+        for (entry, array), place in zip(pending, places):
+            entry["region"] = region.id
+            if place >= 0:
+                entry["offset"] = place
+            else:
+                entry["offset"] = -1 - place
+                if array.nbytes:
+                    self.copy_into(region, entry["offset"], array)
+        return True
 
     # ---- requests -----------------------------------------------------------------------------
 
@@ -267,11 +388,15 @@ class Worker:
         for h in request["release_handles"]:
             self.handles.pop(h, None)
         # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
-        reply["retained"] = self.retained(arrays)
-        if failure is None:
-            return reply
-        failure["closed"], failure["retained"] = reply["closed"], reply["retained"]
-        return failure
+        reply["retained"] = self.retained(arrays) if arrays else []
+        self.finish_output(reply if failure is None else {}, reply["closed"])
+        if failure is not None:
+            failure["closed"], failure["retained"] = reply["closed"], reply["retained"]
+            reply = failure
+        for key in _REPLY_LISTS:
+            if not reply.get(key, True):
+                del reply[key]  # the host reads a missing list as empty: smaller frames, less to parse
+        return reply
 
     def _handle(self, request, reply, arrays):
         self.release_results(request["release_regions"], reply["closed"])
@@ -332,21 +457,22 @@ class Worker:
     def grad_mode(grad):
         return calls.grad_context(_GRAD_CODES[grad])
 
-    def serve(self, reader, writer):
-        protocol.write_message(writer, self.hello())
+    def serve(self, channel, hello_channel=None, control=False):
+        """The request loop: the hello over ``hello_channel`` (the pipe), then requests and replies over ``channel``."""
+        hello = self.hello()
+        hello["control"] = control
+        (hello_channel or channel).write(hello)
         while True:
-            raw = protocol.read_message(reader)
+            raw = channel.read()
             if raw is None:
                 return 0
             try:
                 request = protocol.check_request(raw)
             except ProtocolError as e:
-                protocol.write_message(writer, protocol.error_reply(raw.get("id") if isinstance(raw, dict) else None,
-                                                                    e, protocol_error=True))
+                channel.write(protocol.error_reply(raw.get("id") if isinstance(raw, dict) else None, e, protocol_error=True))
                 continue
             if request["op"] == "shutdown":
-                protocol.write_message(writer, {"id": request["id"], "ok": True, "value": {"t": "none"},
-                                                "regions": [], "result_regions": [], "closed": [], "retained": []})
+                channel.write({"id": request["id"], "ok": True, "value": {"t": "none"}})
                 return 0
             try:
                 reply = self.handle(request)
@@ -355,7 +481,7 @@ class Worker:
             except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
                 reply = protocol.error_reply(request["id"], e)
                 del e
-            protocol.write_message(writer, reply)
+            channel.write(reply)
 
 
 def _watch_parent(host_pid):
@@ -397,10 +523,11 @@ def _detach_protocol_on_fork(*fds):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] != "--host-pid":
-        print("usage: python -m interop_helpers.worker --host-pid PID", file=sys.stderr)
+    options = dict(zip(argv[::2], argv[1::2]))
+    if len(argv) % 2 or "--host-pid" not in options or set(options) - {"--host-pid", "--control-fd"}:
+        print("usage: python -m interop_helpers.worker --host-pid PID [--control-fd FD]", file=sys.stderr)
         return 2
-    host_pid = int(argv[1])
+    host_pid = int(options["--host-pid"])
     import faulthandler
 
     faulthandler.enable()  # a segfault prints the Python stack to stderr, which the host keeps for its exception
@@ -413,8 +540,16 @@ def main(argv=None):
     os.dup2(2, 1)
     _detach_protocol_on_fork(reader.fileno(), writer.fileno())
     _watch_parent(host_pid)
+    pipe = protocol.PipeChannel(reader, writer)
+    channel, control = pipe, False
+    if "--control-fd" in options:
+        try:
+            channel, control = protocol.ControlChannel(host_pid, int(options["--control-fd"]), reader, writer), True
+        except (OSError, ValueError, ProtocolError) as e:
+            # The host falls back to the pipes when the hello says so.
+            print("interop worker: the control block is not usable (%s); using the pipes" % e, file=sys.stderr)
     try:
-        return Worker(host_pid).serve(reader, writer)
+        return Worker(host_pid).serve(channel, pipe, control)
     except ProtocolError as e:
         print("interop worker: %s; exiting" % e, file=sys.stderr)
         return 3

@@ -131,18 +131,24 @@ internal sealed class IsolatedSession : PythonSession
                 {
                     if (encoder.HasPayloads)
                         encoder.WritePayloads(context.RequestRegion(encoder.PayloadBytes));
+                    // Defaults are left out (the worker reads them as default): smaller frames, less to parse.
                     var request = new JsonObject
                     {
                         ["op"] = op,
                         ["target"] = finalTarget.ToJson(),
                         ["args"] = encodedArgs,
-                        ["kw_names"] = names,
-                        ["kw_values"] = values,
                     };
+                    if (names.Count > 0)
+                    {
+                        request["kw_names"] = names;
+                        request["kw_values"] = values;
+                    }
                     if (options is not null)
                     {
-                        request["grad"] = options.GradMode switch { GradMode.NoGrad => "no_grad", GradMode.InferenceMode => "inference", _ => "default" };
-                        request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
+                        if (options.GradMode != GradMode.Default)
+                            request["grad"] = options.GradMode switch { GradMode.NoGrad => "no_grad", GradMode.InferenceMode => "inference", _ => "default" };
+                        if (!options.Export.Detach || options.Export.Upcast)
+                            request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
                     }
                     return request;
                 }, op == "call" ? timeout : null, cancellationToken, loadReserved: reserved);

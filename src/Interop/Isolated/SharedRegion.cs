@@ -18,6 +18,7 @@ namespace Interop.Isolated;
 internal sealed unsafe class SharedRegion : IDisposable
 {
     private static long s_next;
+    private static long s_nextControl;
     private static int s_swept;
     private readonly FileStream _file;
     private readonly MemoryMappedFile _map;
@@ -58,12 +59,17 @@ internal sealed unsafe class SharedRegion : IDisposable
 
     /// <summary>Creates a host request region of <paramref name="size"/> bytes with no name left behind.</summary>
     /// <exception cref="WorkerException">The shared-memory directory has no room for the region.</exception>
-    public static SharedRegion CreateForRequests(int id, long size)
+    /// <param name="id">The region's protocol id.</param>
+    /// <param name="size">Its size in bytes.</param>
+    /// <param name="control">A worker's control block: named <c>interop-PID-controlN</c>, so request regions keep their own numbering.</param>
+    public static SharedRegion CreateForRequests(int id, long size, bool control = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         if (Interlocked.Exchange(ref s_swept, 1) == 0)
             RemoveStaleNames();
-        var path = Path.Combine(Directory, NamePrefix + Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var number = control ? "control" + Interlocked.Increment(ref s_nextControl).ToString(System.Globalization.CultureInfo.InvariantCulture)
+                             : Interlocked.Increment(ref s_next).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var path = Path.Combine(Directory, NamePrefix + number);
         FileStream file;
         try
         {

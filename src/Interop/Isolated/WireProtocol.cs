@@ -129,6 +129,12 @@ internal static class WireProtocol
         return e.EnumerateArray();
     }
 
+    /// <summary>A list that may be left out (read as empty); present, it must be a list.</summary>
+    public static JsonElement.ArrayEnumerator OptionalList(JsonElement obj, string name) =>
+        obj.ValueKind == JsonValueKind.Object && !obj.TryGetProperty(name, out _) ? s_emptyList.EnumerateArray() : List(obj, name);
+
+    private static readonly JsonElement s_emptyList = JsonDocument.Parse("[]").RootElement.Clone();
+
     public static JsonElement Obj(JsonElement obj, string name)
     {
         if (obj.ValueKind != JsonValueKind.Object || !obj.TryGetProperty(name, out var e) || e.ValueKind != JsonValueKind.Object)

@@ -48,9 +48,12 @@ internal sealed partial class WorkerProcess : IDisposable
     private WorkerCrashedException? _crash;
     private int _users = 1; // the owner's reference (dropped by Dispose) + one per thread inside Exchange or CrashInfo
 
-    private WorkerProcess(Process process)
+    private ControlBlock? _control; // null: every frame goes over the pipes (the worker could not use the block)
+
+    private WorkerProcess(Process process, ControlBlock? control)
     {
         _process = process;
+        _control = control;
         _toWorker = process.StandardInput.BaseStream;
         _fromWorker = process.StandardOutput.BaseStream;
         ProcessId = process.Id;
@@ -71,6 +74,9 @@ internal sealed partial class WorkerProcess : IDisposable
         };
         process.BeginErrorReadLine();
     }
+
+    /// <summary>Whether new workers get a control block (benchmarks compare the pipes-only transport with it).</summary>
+    internal static bool UseControlBlocks { get; set; } = true;
 
     /// <summary>The worker's process id.</summary>
     public int ProcessId { get; }
@@ -118,8 +124,8 @@ internal sealed partial class WorkerProcess : IDisposable
         }
     }
 
-    /// <summary>Starts a worker and waits for its handshake.</summary>
-    public static WorkerProcess Start(string python, string helperDirectory, TimeSpan startTimeout, bool echoStderr)
+    /// <summary>Starts a worker and waits for its handshake (<paramref name="useControlBlock"/>: offer it a shared control block; false: frames over the pipes only).</summary>
+    public static WorkerProcess Start(string python, string helperDirectory, TimeSpan startTimeout, bool echoStderr, bool? useControlBlock = null)
     {
         var info = new ProcessStartInfo(python)
         {
@@ -130,6 +136,12 @@ internal sealed partial class WorkerProcess : IDisposable
         };
         foreach (var a in new[] { "-m", "interop_helpers.worker", "--host-pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) })
             info.ArgumentList.Add(a);
+        var control = useControlBlock ?? UseControlBlocks ? ControlBlock.Create() : null;
+        if (control is not null)
+        {
+            info.ArgumentList.Add("--control-fd");
+            info.ArgumentList.Add(control.FileDescriptor.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
         var existing = Environment.GetEnvironmentVariable("PYTHONPATH");
         info.Environment["PYTHONPATH"] = string.IsNullOrEmpty(existing) ? helperDirectory : helperDirectory + Path.PathSeparator + existing;
         info.Environment["PYTHONUNBUFFERED"] = "1";
@@ -141,9 +153,10 @@ internal sealed partial class WorkerProcess : IDisposable
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or IOException)
         {
+            control?.Dispose();
             throw new WorkerStartException($"Cannot start the worker '{python}': {e.Message}. Fix: point WorkerOptions.Python at a CPython with NumPy (and PyTorch for tensors).", "", e);
         }
-        var worker = new WorkerProcess(process) { EchoStderr = echoStderr };
+        var worker = new WorkerProcess(process, control) { EchoStderr = echoStderr };
         try
         {
             var hello = Task.Run(() => WireProtocol.Read(worker._fromWorker));
@@ -167,6 +180,12 @@ internal sealed partial class WorkerProcess : IDisposable
             worker.TorchVersion = WireProtocol.OptionalStr(message, "torch");
             if (WireProtocol.Int(message, "pid") != worker.ProcessId)
                 throw new WorkerProtocolException("the worker's hello names another process id");
+            if (!(message.TryGetProperty("control", out var accepted) && accepted.ValueKind == JsonValueKind.True) && worker._control is { } unused)
+            {
+                // The worker could not map the block (its stderr says why): every frame goes over the pipes.
+                worker._control = null;
+                unused.Dispose();
+            }
             return worker;
         }
         catch (AggregateException e) when (e.InnerException is WorkerProtocolException p)
@@ -247,9 +266,7 @@ internal sealed partial class WorkerProcess : IDisposable
             JsonElement? raw;
             try
             {
-                _toWorker.Write(frame);
-                _toWorker.Flush();
-                raw = WireProtocol.Read(_fromWorker);
+                raw = _control is { } control ? ExchangeThroughBlock(control, frame) : ExchangeThroughPipes(frame);
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
@@ -292,6 +309,34 @@ internal sealed partial class WorkerProcess : IDisposable
         }
     }
 
+    private JsonElement? ExchangeThroughPipes(byte[] frame)
+    {
+        _toWorker.Write(frame);
+        _toWorker.Flush();
+        return WireProtocol.Read(_fromWorker);
+    }
+
+    /// <summary>
+    /// The frame through the control block (over the pipe when it is larger than the block's area), the reply likewise;
+    /// null when the worker exited or the call was abandoned (as EOF on the pipe).
+    /// </summary>
+    private JsonElement? ExchangeThroughBlock(ControlBlock control, byte[] frame)
+    {
+        // A large frame is announced first and written after: the worker reads the pipe only once it is told to, and a
+        // frame larger than the pipe's buffer blocks this write until it does.
+        var onPipe = frame.Length - 4 > ControlBlock.AreaSize;
+        var sequence = control.Post(frame.AsSpan(4), onPipe);
+        if (onPipe)
+        {
+            _toWorker.Write(frame);
+            _toWorker.Flush();
+        }
+        if (!control.WaitForReply(sequence, () => _abandonReason is not null || HasExited()))
+            return null;
+        var body = control.ReadReply();
+        return body is null ? WireProtocol.Read(_fromWorker) : WireProtocol.Parse(body);
+    }
+
     /// <summary>Counts a thread that uses the process or the regions; false once the last reference is gone.</summary>
     private bool TryEnter()
     {
@@ -313,6 +358,7 @@ internal sealed partial class WorkerProcess : IDisposable
             return;
         _requestRegion?.Dispose();
         _requestRegion = null;
+        _control?.Dispose();
         lock (_resultRegions)
         {
             foreach (var (id, region) in _resultRegions.ToArray())
@@ -403,6 +449,7 @@ internal sealed partial class WorkerProcess : IDisposable
                 return;
             _abandonReason ??= reason;
             Kill();
+            _control?.WakeHost(); // the waiter re-checks at once instead of at the end of its futex slice
         }
     }
 
@@ -472,29 +519,45 @@ internal sealed partial class WorkerProcess : IDisposable
 
     private void AddHousekeeping(JsonObject request, RequestContext context)
     {
+        // Empty lists are left out (the worker reads a missing list as empty): smaller frames, less to parse.
         context.DroppedRegions.AddRange(_forgottenRegions);
         _forgottenRegions.Clear();
-        request["regions"] = context.NewRegions;
-        request["drop_regions"] = new JsonArray(context.DroppedRegions.Select(i => (JsonNode)i).ToArray());
-        var released = new JsonArray();
-        while (_releasedResults.TryDequeue(out var id))
-            released.Add(id);
-        request["release_regions"] = released;
-        var handles = new JsonArray();
-        while (_releasedHandles.TryDequeue(out var h))
-            handles.Add(h);
-        request["release_handles"] = handles;
+        if (context.NewRegions.Count > 0)
+            request["regions"] = context.NewRegions;
+        if (context.DroppedRegions.Count > 0)
+            request["drop_regions"] = new JsonArray(context.DroppedRegions.Select(i => (JsonNode)i).ToArray());
+        if (!_releasedResults.IsEmpty)
+        {
+            var released = new JsonArray();
+            while (_releasedResults.TryDequeue(out var id))
+                released.Add(id);
+            request["release_regions"] = released;
+        }
+        if (!_releasedHandles.IsEmpty)
+        {
+            var handles = new JsonArray();
+            while (_releasedHandles.TryDequeue(out var h))
+                handles.Add(h);
+            request["release_handles"] = handles;
+        }
     }
 
     private void UndoHousekeeping(JsonObject request, RequestContext context)
     {
         if (context.NewRegions.Count > 0)
             ForgetRequestRegion(); // never announced: the next request makes and announces a new one
-        _forgottenRegions.AddRange(((JsonArray)request["drop_regions"]!).Select(n => (int)n!));
-        foreach (var id in (JsonArray)request["release_regions"]!)
-            _releasedResults.Enqueue((int)id!);
-        foreach (var handle in (JsonArray)request["release_handles"]!)
-            _releasedHandles.Enqueue((long)handle!);
+        if (request["drop_regions"] is JsonArray dropped)
+            _forgottenRegions.AddRange(dropped.Select(n => (int)n!));
+        if (request["release_regions"] is JsonArray released)
+        {
+            foreach (var id in released)
+                _releasedResults.Enqueue((int)id!);
+        }
+        if (request["release_handles"] is JsonArray handles)
+        {
+            foreach (var handle in handles)
+                _releasedHandles.Enqueue((long)handle!);
+        }
     }
 
     /// <summary>Queues a handle release for the next request (object handles are freed lazily).</summary>
@@ -511,7 +574,7 @@ internal sealed partial class WorkerProcess : IDisposable
         if (!ok)
         {
             // A call that raised still reports the inputs Python kept and the result regions the worker closed.
-            ApplyRetainedAndClosed(message, required: false);
+            ApplyRetainedAndClosed(message);
             var error = WireProtocol.Obj(message, "error");
             var isProtocol = message.TryGetProperty("protocol", out var p) && p.ValueKind == JsonValueKind.True;
             if (isProtocol)
@@ -527,8 +590,8 @@ internal sealed partial class WorkerProcess : IDisposable
         }
         if (replyId != id)
             throw new WorkerProtocolException($"reply id {replyId} does not match request id {id}");
-        ApplyRetainedAndClosed(message, required: true);
-        foreach (var region in WireProtocol.List(message, "regions"))
+        ApplyRetainedAndClosed(message);
+        foreach (var region in WireProtocol.OptionalList(message, "regions"))
         {
             var rid = (int)WireProtocol.Int(region, "id", 1, int.MaxValue);
             var pid = (int)WireProtocol.Int(region, "pid", 1, int.MaxValue);
@@ -553,7 +616,7 @@ internal sealed partial class WorkerProcess : IDisposable
                 _resultRegions[rid] = opened;
         }
         RegionLease? lease = null;
-        var results = WireProtocol.List(message, "result_regions").ToArray();
+        var results = WireProtocol.OptionalList(message, "result_regions").ToArray();
         if (results.Length > 1)
             throw new WorkerProtocolException("a reply may use at most one result region");
         if (results.Length == 1)
@@ -580,11 +643,10 @@ internal sealed partial class WorkerProcess : IDisposable
         }
     }
 
-    private void ApplyRetainedAndClosed(JsonElement message, bool required)
+    private void ApplyRetainedAndClosed(JsonElement message)
     {
-        if (required || message.TryGetProperty("retained", out _))
         {
-            foreach (var retained in WireProtocol.List(message, "retained"))
+            foreach (var retained in WireProtocol.OptionalList(message, "retained"))
             {
                 if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.TryGetInt32(out var kept) && kept == r.Id)
                 {
@@ -594,9 +656,8 @@ internal sealed partial class WorkerProcess : IDisposable
                 }
             }
         }
-        if (required || message.TryGetProperty("closed", out _))
         {
-            foreach (var closed in WireProtocol.List(message, "closed"))
+            foreach (var closed in WireProtocol.OptionalList(message, "closed"))
             {
                 if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
                     CloseResultRegion(cid);
@@ -650,7 +711,11 @@ internal sealed partial class WorkerProcess : IDisposable
         {
             try
             {
-                WireProtocol.Write(_toWorker, new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
+                var frame = WireProtocol.Frame(new JsonObject { ["id"] = ++_nextId, ["op"] = "shutdown" });
+                if (_control is { } control)
+                    control.Post(frame.AsSpan(4), onPipe: false);
+                else
+                    _toWorker.Write(frame);
                 asked = true;
             }
             catch (IOException)

@@ -152,3 +152,59 @@ def big_int8(n, tensor=False):
 def ends(t, k):
     """The element count, the first k and the last k elements of a 1-d argument (the rest is not read)."""
     return [int(t.numel()), t[:k].tolist(), t[-k:].tolist()]
+
+
+def scribble_control(kind):
+    """Writes into this worker's control block as a hostile worker could, then waits: the host must refuse the reply."""
+    import mmap
+    import sys
+
+    host = int(sys.argv[sys.argv.index("--host-pid") + 1])
+    fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
+    handle = os.open("/proc/%d/fd/%d" % (host, fd), os.O_RDWR)
+    block = mmap.mmap(handle, 4096, mmap.MAP_SHARED)
+    os.close(handle)
+    words = memoryview(block).cast("I")
+    if kind == "sequence":
+        words[32] = (words[16] + 1000) & 0xFFFFFFFF  # neither the previous reply's number nor this request's
+    elif kind == "length":
+        words[34] = 0x7FFFFFFF  # far past the reply area
+        words[32] = words[16]
+    time.sleep(30)
+
+
+def scale_in_place(x, factor):
+    """The result written straight into a result region (interop_helpers.output.empty): no copy on the way out."""
+    import torch
+    from interop_helpers import output
+
+    out = output.empty(x.shape, x.dtype)
+    torch.mul(x, factor, out=out)
+    return out
+
+
+def in_place_and_copied(x):
+    """One array written in place and one ordinary result in the same reply (the second is copied after the first)."""
+    from interop_helpers import output
+
+    first = output.empty(x.shape, "float32", kind="ndarray")
+    first[...] = x.numpy() if hasattr(x, "numpy") else x
+    return [first, x * 3]
+
+
+def keep_output(x):
+    """An output.empty array that the worker keeps after returning it: its region must never be handed out again."""
+    from interop_helpers import output
+
+    out = output.empty(x.shape, x.dtype)
+    out.copy_(x)
+    _kept_outputs.append(out)
+    return out
+
+
+def kept_outputs():
+    """The kept outputs' values, as lists (they must still hold what was written: no later result reused the region)."""
+    return [t.tolist() for t in _kept_outputs]
+
+
+_kept_outputs = []

@@ -1,0 +1,248 @@
+"""The isolated worker's control block (protocol.ControlChannel) and results written in place (output.empty).
+
+A real worker is started with ``--control-fd`` and this test process as its host: the block is a memfd of this
+process, written the way src/Interop/Isolated/ControlBlock.cs writes it (frames in shared memory, futex doorbells).
+"""
+import json
+import mmap
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PYTHON_DIR))
+from interop_helpers import output, protocol, worker as worker_module  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"),
+                                reason="isolated mode needs Linux (memfd, /proc/PID/fd)")
+
+REQUEST_SEQ, REQUEST_LENGTH, REPLY_SEQ, HOST_WAITING, REPLY_LENGTH = 16, 18, 32, 33, 34
+
+
+class BlockHost:
+    """This process as the host of a worker that uses a control block."""
+
+    def __init__(self):
+        self.fd = os.memfd_create("interop-control-test", 0)
+        os.ftruncate(self.fd, protocol.CONTROL_SIZE)
+        self.map = mmap.mmap(self.fd, protocol.CONTROL_SIZE)
+        self.words = memoryview(self.map).cast("I")
+        self.words[0] = protocol.CONTROL_MAGIC
+        self.sequence = 0
+        env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR))
+        self.proc = subprocess.Popen([sys.executable, "-m", "interop_helpers.worker", "--host-pid", str(os.getpid()),
+                                      "--control-fd", str(self.fd)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        header = self.proc.stdout.read(4)
+        self.hello = json.loads(self.proc.stdout.read(int.from_bytes(header, "little")))
+
+    def post(self, message, length=None):
+        body = json.dumps(dict(message, v=1)).encode()
+        self.map[4096:4096 + len(body)] = body
+        self.words[REQUEST_LENGTH] = len(body) if length is None else length
+        self.sequence += 1
+        self.words[REQUEST_SEQ] = self.sequence
+        protocol._Futex().wake(self._address(REQUEST_SEQ))  # the worker may sleep on the futex
+
+    def _address(self, word):
+        import ctypes
+
+        return ctypes.addressof(ctypes.c_char.from_buffer(self.map)) + 4 * word
+
+    def reply(self, limit=20.0):
+        until = time.monotonic() + limit
+        while self.words[REPLY_SEQ] != self.sequence:
+            if time.monotonic() > until or self.proc.poll() is not None:
+                return None
+            time.sleep(0.0005)
+        n = self.words[REPLY_LENGTH]
+        start = 4096 + protocol.CONTROL_AREA
+        return json.loads(bytes(self.map[start:start + n]))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            s.close()
+        self.words.release()
+        self.map.close()
+        os.close(self.fd)
+
+
+@pytest.fixture
+def host():
+    h = BlockHost()
+    yield h
+    h.close()
+
+
+def test_the_worker_accepts_the_block_and_answers_through_it(host):
+    assert host.hello["control"] is True
+    for i in range(3):
+        host.post({"id": i + 1, "op": "call", "target": {"base": "module", "name": "builtins", "attrs": ["abs"]},
+                   "args": [{"t": "int", "v": -i}]})
+        reply = host.reply()
+        assert reply["ok"] and reply["value"] == {"t": "int", "v": i}
+        assert "closed" not in reply and "regions" not in reply  # empty lists are left out
+
+
+def test_a_request_length_outside_the_area_ends_the_worker_with_code_3(host):
+    host.post({"id": 1, "op": "ping"}, length=protocol.CONTROL_AREA + 1)
+    assert host.proc.wait(20) == 3
+    assert b"outside" in host.proc.stderr.read()
+
+
+def test_the_worker_exits_when_the_host_closes_its_pipe(host):
+    host.proc.stdin.close()
+    assert host.proc.wait(20) == 0  # noticed between futex slices, without any request
+
+
+def test_a_worker_given_an_unusable_block_says_so_and_serves_over_the_pipes():
+    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR))
+    fd = os.memfd_create("interop-control-test", 0)
+    os.ftruncate(fd, 16)  # too small
+    proc = subprocess.Popen([sys.executable, "-m", "interop_helpers.worker", "--host-pid", str(os.getpid()),
+                             "--control-fd", str(fd)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        header = proc.stdout.read(4)
+        hello = json.loads(proc.stdout.read(int.from_bytes(header, "little")))
+        assert hello["control"] is False
+        body = json.dumps({"v": 1, "id": 1, "op": "ping"}).encode()
+        proc.stdin.write(len(body).to_bytes(4, "little") + body)
+        proc.stdin.flush()
+        header = proc.stdout.read(4)
+        assert json.loads(proc.stdout.read(int.from_bytes(header, "little")))["ok"] is True
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for s in (proc.stdin, proc.stdout, proc.stderr):
+            s.close()
+        os.close(fd)
+
+
+# ---- output.empty: results written in place ---------------------------------------------------------------
+
+
+@pytest.fixture
+def serving():
+    """A Worker object in this process, with one request region holding 16 float32s (0..15)."""
+    w = worker_module.Worker(os.getpid())
+    fd = os.memfd_create("interop-test", 0)
+    os.ftruncate(fd, 1 << 20)
+    w.request_regions[1] = mmap.mmap(fd, 1 << 20, mmap.MAP_SHARED)
+    np.frombuffer(w.request_regions[1], np.float32, 16)[:] = np.arange(16)
+    module = types.ModuleType("interop_output_fixture")
+    sys.modules[module.__name__] = module
+    yield w, module
+    del sys.modules[module.__name__]
+    output._allocator = None
+    os.close(fd)
+
+
+def _call(w, module, fn, kind="ndarray"):
+    setattr(module, fn.__name__, fn)
+    request = protocol.check_request({"v": 1, "op": "call", "id": 1, "args": [
+        {"t": kind, "dtype": "float32", "shape": [16], "offset": 0, "region": 1}],
+        "target": {"base": "module", "name": module.__name__, "attrs": [fn.__name__]}})
+    return w.handle(request)
+
+
+def _values(w, entry):
+    return np.frombuffer(w.result_regions[entry["region"]].map, np.float32, 16, entry["offset"])
+
+
+def test_an_output_empty_result_is_not_copied_and_an_ordinary_one_is(serving):
+    w, module = serving
+
+    def doubled_in_place(x):
+        out = output.empty(x.shape, x.dtype, kind="ndarray")
+        np.multiply(x, 2, out=out)
+        return out
+
+    def doubled(x):
+        return x * 2
+
+    before = w.copied_bytes
+    reply = _call(w, module, doubled_in_place)
+    assert w.copied_bytes == before, "written in place: nothing copied"
+    assert list(_values(w, reply["value"])) == [2.0 * i for i in range(16)]
+    w.release_results(reply["result_regions"], [])
+    reply = _call(w, module, doubled)
+    assert w.copied_bytes == before + 64, "an ordinary result is copied once"
+    assert list(_values(w, reply["value"])) == [2.0 * i for i in range(16)]
+
+
+def test_a_sliced_output_is_copied_and_a_mixed_reply_uses_one_region(serving):
+    w, module = serving
+
+    def mixed(x):
+        a = output.empty((16,), "float32", kind="ndarray")
+        a[:] = x
+        b = output.empty((32,), np.float32, kind="ndarray")
+        b[:] = 7
+        return [a, b[::2], x + 1]
+
+    before = w.copied_bytes
+    reply = _call(w, module, mixed)
+    items = reply["value"]["items"]
+    assert len(reply["result_regions"]) == 1 and {i["region"] for i in items} == set(reply["result_regions"])
+    assert w.copied_bytes == before + 2 * 64, "the strided view and the ordinary array are copied, the first is not"
+    assert list(_values(w, items[0])) == list(range(16))
+    assert list(_values(w, items[1])) == [7.0] * 16
+    assert list(_values(w, items[2])) == [i + 1.0 for i in range(16)]
+    ends = sorted((i["offset"], i["offset"] + 64) for i in items)
+    assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:])), "no two arrays overlap"
+
+
+def test_an_output_region_of_a_call_that_raised_goes_back_to_the_pool(serving):
+    w, module = serving
+
+    def fails(x):
+        output.empty((16,), "float32", kind="ndarray")
+        raise RuntimeError("no")
+
+    reply = _call(w, module, fails)
+    assert reply["ok"] is False
+    assert len(w.free_results) == 1 and w.out is None
+
+
+def test_outside_a_worker_output_empty_is_an_ordinary_array():
+    saved, output._allocator = output._allocator, None
+    try:
+        a = output.empty((2, 3), "float64", kind="ndarray")
+        assert a.shape == (2, 3) and a.dtype == np.float64
+        with pytest.raises(TypeError):
+            output.empty((2,), "bfloat16", kind="ndarray")
+        with pytest.raises(ValueError):
+            output.empty((2,), "float32", kind="list")
+    finally:
+        output._allocator = saved
+
+
+def test_file_modules_are_reused_while_the_file_is_unchanged_and_reloaded_when_it_changes(tmp_path, monkeypatch):
+    from interop_helpers import calls
+
+    script = tmp_path / "interop_cached_file.py"
+    script.write_text("VALUE = 1\n")
+    w = worker_module.Worker(os.getpid())
+    loads = []
+    real = calls.load_file
+    monkeypatch.setattr(calls, "load_file", lambda p: loads.append(p) or real(p))
+    try:
+        first = w.load_file(str(script))
+        assert w.load_file(str(script)) is first and len(loads) == 1, "unchanged: the cached module, no second load"
+        script.write_text("VALUE = 22\n")  # another size: a changed stamp even within the clock's resolution
+        assert w.load_file(str(script)).VALUE == 22 and len(loads) == 2
+        del sys.modules[first.__name__]
+        w.load_file(str(script))
+        assert len(loads) == 3, "a module removed from sys.modules is loaded again"
+    finally:
+        output._allocator = None
+        sys.modules.pop("interop_cached_file", None)
