@@ -22,22 +22,8 @@ internal sealed partial class WorkerProcess
     {
         if (HeldByThisThread)
             throw new InvalidOperationException("this thread already holds the worker");
-        Interlocked.Increment(ref _load);
-        if (!TryEnter())
-        {
-            Interlocked.Decrement(ref _load);
+        if (!Admit(loadReserved: false, takeGate: true, cancellationToken))
             throw CrashInfo();
-        }
-        try
-        {
-            _gate.Wait(cancellationToken);
-        }
-        catch
-        {
-            Interlocked.Decrement(ref _load);
-            Leave();
-            throw;
-        }
         Volatile.Write(ref _holderThread, Environment.CurrentManagedThreadId);
         return new GateHold(this);
     }
@@ -75,9 +61,7 @@ internal sealed partial class WorkerProcess
                 throw new InvalidOperationException("a worker hold must be released on the thread that took it");
             _done = 1;
             Volatile.Write(ref worker._holderThread, 0);
-            worker._gate.Release();
-            Interlocked.Decrement(ref worker._load);
-            worker.Leave();
+            worker.Depart(releaseGate: true);
         }
     }
 }

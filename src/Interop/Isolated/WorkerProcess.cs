@@ -222,26 +222,9 @@ internal sealed partial class WorkerProcess : IDisposable
     /// </remarks>
     public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken, bool loadReserved = false)
     {
-        if (!loadReserved)
-            Interlocked.Increment(ref _load);
-        if (!TryEnter())
-        {
-            Interlocked.Decrement(ref _load);
-            throw new WorkerGoneException(CrashInfo());
-        }
         var held = HeldByThisThread; // inside Hold() (WorkerProcess.Hold.cs): the gate is already ours
-        try
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (!held)
-                _gate.Wait(cancellationToken);
-        }
-        catch
-        {
-            Interlocked.Decrement(ref _load);
-            Leave();
-            throw;
-        }
+        if (!Admit(loadReserved, takeGate: !held, cancellationToken))
+            throw new WorkerGoneException(CrashInfo());
         try
         {
             ThrowIfDead();
@@ -302,11 +285,47 @@ internal sealed partial class WorkerProcess : IDisposable
         }
         finally
         {
-            if (!held)
-                _gate.Release();
+            Depart(releaseGate: !held);
+        }
+    }
+
+    /// <summary>
+    /// Counts the caller as load (unless the pool already did: <paramref name="loadReserved"/>) and as a user of the
+    /// process, then takes the exchange gate when <paramref name="takeGate"/>; undoes both when the wait throws
+    /// (cancellation). False, with nothing counted, when the worker's resources are already released.
+    /// Every successful admission ends with one <see cref="Depart"/>.
+    /// </summary>
+    private bool Admit(bool loadReserved, bool takeGate, CancellationToken cancellationToken)
+    {
+        if (!loadReserved)
+            Interlocked.Increment(ref _load);
+        if (!TryEnter())
+        {
+            Interlocked.Decrement(ref _load);
+            return false;
+        }
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (takeGate)
+                _gate.Wait(cancellationToken);
+        }
+        catch
+        {
             Interlocked.Decrement(ref _load);
             Leave();
+            throw;
         }
+        return true;
+    }
+
+    /// <summary>Undoes an <see cref="Admit"/>: the gate (if this caller took it), the load, the user count.</summary>
+    private void Depart(bool releaseGate)
+    {
+        if (releaseGate)
+            _gate.Release();
+        Interlocked.Decrement(ref _load);
+        Leave();
     }
 
     private JsonElement? ExchangeThroughPipes(byte[] frame)
