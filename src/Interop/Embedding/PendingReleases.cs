@@ -84,12 +84,7 @@ internal static class PendingReleases
         if (!PythonRuntime.IsRunning)
             return;
         s_queue.Enqueue(resource);
-        lock (s_lock)
-        {
-            s_requested++;
-            EnsureDrainer();
-            Monitor.PulseAll(s_lock);
-        }
+        WakeDrainer();
     }
 
     /// <summary>Queues the release of a raw reference (Native.OwnedReference's finalizer) for the next GIL holder; never waits.</summary>
@@ -98,6 +93,12 @@ internal static class PendingReleases
         if (!PythonRuntime.IsRunning)
             return;
         s_decRefs.Enqueue(address);
+        WakeDrainer();
+    }
+
+    /// <summary>Asks the drainer (started if needed) for one more round, without waiting for it.</summary>
+    private static void WakeDrainer()
+    {
         lock (s_lock)
         {
             s_requested++;
@@ -115,7 +116,7 @@ internal static class PendingReleases
     public static void Drain()
     {
         // The common case, on every outermost GIL acquisition: nothing queued, no GC seen (plain reads, no locked instructions).
-        if (s_queue.IsEmpty && s_decRefs.IsEmpty && !PythonBuffer.HasPendingReleases && Volatile.Read(ref s_gcSeen) == 0)
+        if (!HasPending && Volatile.Read(ref s_gcSeen) == 0)
             return;
         if (t_draining)
             return; // a release that takes the GIL again must not recurse through the queue
