@@ -237,17 +237,20 @@ env_test_one() {
 }
 
 env_test_all() {
-    local e summary="" total_p=0 total_f=0 total_s=0 counts p f s started
+    local e summary="" failures="" total_p=0 total_f=0 total_s=0 result counts p f s started
     for e in $(env_list); do
         started=$SECONDS
-        counts="$(env_test_one "$e" | tail -n 1)"
+        result="$(env_test_one "$e")"
+        counts="$(tail -n 1 <<<"$result")"
         read -r p f s <<<"$counts"
         summary+="$(printf '%-9s %d passed, %d failed, %d skipped (%d s)' "$e:" "$p" "$f" "$s" $((SECONDS - started)))"$'\n'
+        failures+="$(grep '^FAILED ' <<<"$result" | sed "s/^/  $e: /" || true)"$'\n'
         total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + s))
     done
     echo
     echo "== test summary =="
     printf '%s' "$summary"
     echo "total: $total_p passed, $total_f failed, $total_s skipped"
+    if grep -q FAILED <<<"$failures"; then echo "failed tests:"; grep FAILED <<<"$failures"; fi
     [ "$total_f" -eq 0 ] && [ "$total_p" -gt 0 ]
 }
