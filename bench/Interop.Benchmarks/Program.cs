@@ -22,6 +22,8 @@ public static class Program
             return ModelTransferBench.Run(args); // TorchSharp here, Python torch in a worker: no BenchmarkDotNet
         if (args.Length > 0 && args[0] == "throughput")
             return IsolatedThroughputBench.Run(args); // 8 concurrent callers: a Stopwatch harness, no BenchmarkDotNet
+        if (args.Length > 0 && args[0] == "bulk")
+            return IsolatedBulkBench.Run(args); // 1 and 16 MiB calls against memcpy, interleaved: a Stopwatch harness
         if (args.Contains(TorchSharpProcess))
         {
             BenchmarkSwitcher.FromTypes(s_torchSharp).Run(args.Where(a => a != TorchSharpProcess).ToArray(), new BenchConfig());

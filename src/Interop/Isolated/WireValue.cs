@@ -7,6 +7,7 @@ using System.Collections;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Interop.Buffers;
 using Interop.DTypes;
 using Interop.Errors;
 using Interop.Sessions;
@@ -254,13 +255,16 @@ internal sealed class ArgumentEncoder
         {
             var offset = (long)node["offset"]!;
             var length = payload.ByteLength;
+            // Payloads larger than a quarter of the last-level cache bypass it (Buffers/StreamingCopy.cs): the worker
+            // reads them from memory either way, and a copy through the cache costs read-for-ownership traffic.
+            var threshold = length >= StreamingCopy.StreamingThreshold ? 0 : long.MaxValue;
             if (payload.IsStrided)
                 payload.CopyTo(region.Slice(offset, checked((int)length))); // one copy: gathered straight into the region
             else
                 for (long done = 0; done < length;)
                 {
                     var n = (int)Math.Min(CopyChunk, length - done);
-                    payload.Chunk(done, n).CopyTo(region.Slice(offset + done, n));
+                    StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
                     done += n;
                 }
             node["region"] = region.Id;

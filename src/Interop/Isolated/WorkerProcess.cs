@@ -145,6 +145,8 @@ internal sealed partial class WorkerProcess : IDisposable
         var existing = Environment.GetEnvironmentVariable("PYTHONPATH");
         info.Environment["PYTHONPATH"] = string.IsNullOrEmpty(existing) ? helperDirectory : helperDirectory + Path.PathSeparator + existing;
         info.Environment["PYTHONUNBUFFERED"] = "1";
+        if (WorkerTunables(info.Environment.TryGetValue("GLIBC_TUNABLES", out var tunables) ? tunables : null) is { Length: > 0 } glibc)
+            info.Environment["GLIBC_TUNABLES"] = glibc;
         info.Environment.Remove("PYTHONNET_PYDLL");
         Process process;
         try
@@ -198,6 +200,21 @@ internal sealed partial class WorkerProcess : IDisposable
             worker.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The worker's <c>GLIBC_TUNABLES</c>: <paramref name="existing"/> (the user's) plus a non-temporal threshold for
+    /// memcpy of a quarter of the last-level cache, unless the user set one (Buffers/StreamingCopy.cs says why: the
+    /// worker's copies into result regions of 16 MiB ran 1.7x faster with it). Other platforms ignore the variable.
+    /// </summary>
+    internal static string WorkerTunables(string? existing)
+    {
+        const string name = "glibc.cpu.x86_non_temporal_threshold";
+        var threshold = Buffers.StreamingCopy.StreamingThreshold;
+        if (threshold == long.MaxValue || (existing is not null && existing.Split(':').Any(t => t.StartsWith(name + "=", StringComparison.Ordinal))))
+            return existing ?? "";
+        var ours = name + "=" + threshold.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return string.IsNullOrEmpty(existing) ? ours : existing + ":" + ours;
     }
 
     private static int? SafeExitCode(Process p)
