@@ -18,7 +18,7 @@ The .NET side moves a ``state_dict`` in batches, so that the extra memory is bou
   keeps those tensors alive in ``state`` until the next ``pin_batch`` or until ``state`` is released; the host reads the
   bytes straight into its own tensors (``process_vm_readv``) while it holds this worker, and checks every address and
   size it is told against the shapes and dtypes it already knows.
-- ``open_target(obj)`` (``open_target_described(obj)``: with its ``describe_json`` in the same call) /
+- ``open_target(obj)`` (``open_target_described(obj)``: with its ``describe_json`` and places in the same call) /
   ``write_batch(target, names, dtypes, shapes, blobs)`` do the other direction: each blob
   (uint8 bytes from .NET) is viewed as its dtype and shape and copied into the module's parameter or buffer under
   ``torch.no_grad()``. The one-copy route of an isolated session: ``pin_targets(target, names, dtypes, shapes)`` checks
@@ -175,9 +175,10 @@ class _HugePages:
     ``process_vm_readv`` / ``process_vm_writev`` pin the remote pages one at a time: from 4 KiB pages they copy at about
     half a memcpy's speed, from 2 MiB pages at about a memcpy's. Collapsing costs a copy inside this process (and
     possibly compaction), so it is done only for a range described a second time (a model whose weights go back and
-    forth), once per range, and only for the 2 MiB-aligned part that lies wholly inside the tensor's own bytes (no
-    neighbouring memory is made resident). The contents and addresses stay as they are; failures (an older kernel, no
-    free huge page) are ignored and the copy takes its usual speed.
+    forth), once per range, and only for the 2 MiB-aligned part that lies wholly inside the tensors' own bytes. Ranges
+    less than a page apart are taken as one (small tensors allocated one after the other: the gap holds no whole page,
+    so no page that was not resident is made so). The contents and addresses stay as they are; failures (an older
+    kernel, no free huge page) are ignored and the copy takes its usual speed.
     """
 
     SIZE = 2 << 20
@@ -205,11 +206,27 @@ class _HugePages:
                     pass
         return self._madvise
 
+    @staticmethod
+    def _merged(places):
+        merged = []
+        for address, nbytes in sorted((a, n) for a, n in places if n > 0):
+            if merged:
+                start, length = merged[-1]
+                end = start + length
+                if end <= address < end + _PAGE:
+                    merged[-1] = (start, address + nbytes - start)
+                    continue
+                if address < end:  # overlapping ranges (views of one storage): the union
+                    merged[-1] = (start, max(end, address + nbytes) - start)
+                    continue
+            merged.append((address, nbytes))
+        return merged
+
     def collapse_repeated(self, places):
         size = self.SIZE
         seen = self._seen
         todo = []
-        for address, nbytes in places:
+        for address, nbytes in self._merged(places):
             if nbytes < size:
                 continue
             start = (address + size - 1) & ~(size - 1)
@@ -239,6 +256,7 @@ class _HugePages:
                     return
 
 
+_PAGE = 4096
 _HUGE_PAGES = _HugePages()
 
 
@@ -254,10 +272,21 @@ def open_target(obj):
     return StateTarget(_entries(mapping, "the target"), obj)
 
 
-def open_target_described(obj):
-    """``[open_target(obj), describe_json(...)]``: one call instead of two."""
+def open_target_described(obj, huge_pages=False):
+    """``[target, describe_json(target), places]`` for ``target = open_target(obj)``: one call instead of two or more.
+
+    ``places`` (JSON text) as in ``open_described``: ``[address, nbytes]`` of each entry that is a contiguous CPU tensor
+    (the host may write an entry of the same dtype there, then names it to ``commit_batch``), else ``null`` (the host
+    asks ``pin_targets``). ``huge_pages`` as in ``open_described``.
+    """
     target = open_target(obj)
-    return [target, describe_json(target)]
+    places = []
+    for _, t in target.entries:
+        n = t.numel() * t.element_size()
+        places.append([t.data_ptr() if n else 0, n] if _is_plain(t) else None)
+    if huge_pages:
+        _HUGE_PAGES.collapse_repeated(p for p in places if p is not None)
+    return [target, describe_json(target), json.dumps(places, separators=(",", ":"))]
 
 
 def describe(state):
@@ -344,10 +373,13 @@ def pin_targets(target, names, dtypes, shapes, convert=False, huge_pages=False):
     return json.dumps(rows, separators=(",", ":"))
 
 
-def commit_batch(target):
-    """After the host wrote a ``pin_targets`` batch: staged entries are copied into their destinations (``copy_`` under
-    ``torch.no_grad()``, converting if asked), and the version counter of entries written in place is bumped, so autograd
-    sees them as modified in place, as after ``copy_``."""
+def commit_batch(target, written=()):
+    """After the host wrote a batch: staged entries (``pin_targets``) are copied into their destinations (``copy_`` under
+    ``torch.no_grad()``, converting if asked), and the version counter of the entries written in place (those of
+    ``pin_targets`` that needed no staging, and the entries at ``written``: positions in ``describe``'s list, written at
+    the addresses ``open_target_described`` gave) is bumped, so autograd sees them as modified in place, as after
+    ``copy_``."""
+    _check_indices(target, written)
     pinned, target.pinned = target.pinned or [], None
     bump = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)  # PyTorch 2.1+
     with torch.no_grad():
@@ -356,6 +388,10 @@ def commit_batch(target):
                 dest.copy_(staging)
             elif bump is not None:
                 bump(dest)
+    if bump is not None:
+        entries = target.entries
+        for i in written:
+            bump(entries[i][1])
 
 
 def write_batch(target, names, dtypes, shapes, blobs, convert=False):

@@ -205,3 +205,38 @@ def test_open_described_keeps_parameters_as_they_are_and_hands_out_detached_byte
     assert not raw[0].requires_grad and raw[0].dtype == torch.uint8
     assert torch.equal(raw[0].view(torch.float32).reshape(2, 3), model.weight.detach())
     assert json.loads(model_state.pin_batch(state, [1])) == [[model.bias.data_ptr(), 8]]
+
+
+def test_huge_pages_take_ranges_less_than_a_page_apart_as_one():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append((start, length)) or 0
+    size = pages.SIZE
+    # three tensors one after the other (gaps of 64 and 4000 bytes): together they cover [11, 13) x 2 MiB, alone none;
+    # two a whole page apart, which would cover [21, 22) x 2 MiB together: not joined
+    ranges = [(size * 10 + 100, size), (size * 11 + 164, size), (size * 12 + 4164, size),
+              (size * 20 + size // 2, size), (size * 21 + size // 2 + 4096, size)]
+    pages.collapse_repeated(ranges)
+    pages.collapse_repeated(list(reversed(ranges)))
+    assert calls == [(size * 11, size * 2)], "the joined run covers [11, 13) x 2 MiB; the far range alone covers none"
+
+
+def test_open_target_described_places_plain_targets_and_commit_bumps_the_ones_written_there():
+    import ctypes
+
+    values = torch.arange(15, dtype=torch.float32).reshape(3, 5)
+    plain = torch.zeros(3, 5)
+    transposed = torch.zeros(5, 3).t()  # no place: the host pins it (pin_targets)
+    other = torch.zeros(2)
+    target, description, places = model_state.open_target_described({"c": plain, "t": transposed, "o": other})
+    assert [row[0] for row in json.loads(description)] == ["c", "t", "o"]
+    assert json.loads(places) == [[plain.data_ptr(), 60], None, [other.data_ptr(), 8]]
+    ctypes.memmove(plain.data_ptr(), values.data_ptr(), 60)  # what process_vm_writev does from the host
+    versions = plain._version, other._version
+    model_state.commit_batch(target, [0])
+    assert torch.equal(plain, values)
+    if hasattr(torch.autograd, "graph") and hasattr(torch.autograd.graph, "increment_version"):
+        assert plain._version > versions[0], "written in place: the version counter moves, as after copy_"
+        assert other._version == versions[1], "not written: unchanged"
+    with pytest.raises(IndexError):
+        model_state.commit_batch(target, [3])

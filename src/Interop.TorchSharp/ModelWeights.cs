@@ -122,96 +122,125 @@ public static class ModelWeights
         TorchSharpSupport.EnsureLoadable();
         var session = target.Session;
         using var helpers = Helpers(session);
-        using var opened = Invoke(helpers, "open_target_described", [target], options);
-        if (opened.Items.Count != 2)
-            throw new WorkerProtocolException("open_target_described must return [target, description]");
-        using var handle = opened.Items[0].AsRef();
-        var destination = ParseDescription(opened.Items[1]).ToDictionary(e => e.Name, StringComparer.Ordinal);
-        var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
-                                                        checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
-        var (pairs, missing, unexpected) = Match(incoming, destination, options);
-        var sources = pairs.Select(p => p.Source).ToList();
-        var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
-        // Isolated: hold the target's worker for the rest of the transfer (see LoadCore).
-        var worker = (handle as IsolatedRef)?.Target.Worker;
-        using var hold = worker?.Hold();
-        if (worker is not null && TryWriteDirect(helpers, handle, worker, sources, state, options, progress))
-            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
-        using var write = Function(helpers, "write_batch");
-        foreach (var batch in Plan(session, sources, options))
+        // Isolated: hold the target's worker from the open on, so that the addresses it describes stay what they were
+        // until the transfer ends (no other caller's code runs there meanwhile; see LoadCore).
+        var worker = (target as IsolatedRef)?.Target.Worker;
+        var hold = worker?.Hold();
+        try
         {
-            var prepared = new List<torch.Tensor>(batch.Count);
-            try
+            using var opened = Invoke(helpers, "open_target_described", [target, HugePages && session is IsolatedSession], options);
+            if (opened.Items.Count != 3)
+                throw new WorkerProtocolException("open_target_described must return [target, description, places]");
+            using var handle = opened.Items[0].AsRef();
+            var described = ParseDescription(opened.Items[1]);
+            var places = ParsePlaces(opened.Items[2], described.Count, "open_target_described", nullable: true);
+            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
+            if (!ReferenceEquals(handleWorker, worker))
             {
-                var blobs = new List<object?>(batch.Count);
-                foreach (var entry in batch)
+                hold?.Dispose();
+                worker = handleWorker;
+                hold = worker?.Hold();
+                Array.Clear(places); // described before this hold: every entry is pinned again under it
+            }
+            var destination = described.ToDictionary(e => e.Name, StringComparer.Ordinal);
+            var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
+                                                            checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
+            var (pairs, missing, unexpected) = Match(incoming, destination, options);
+            var sources = pairs.Select(p => p.Source).ToList();
+            var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
+            if (worker is not null && TryWriteDirect(helpers, handle, worker, pairs, places, state, options, progress))
+                return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
+            using var write = Function(helpers, "write_batch");
+            foreach (var batch in Plan(session, sources, options))
+            {
+                var prepared = new List<torch.Tensor>(batch.Count);
+                try
                 {
-                    if (entry.Bytes > int.MaxValue)
-                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
-                                                        "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
-                    var tensor = state[entry.Name].detach().cpu().contiguous();
-                    prepared.Add(tensor);
-                    var memory = new NativeMemoryManager(entry.Bytes == 0 ? 0 : tensor.DataAddress(), (int)entry.Bytes).Memory;
-                    blobs.Add(TensorArgument.Create<byte>(memory, entry.Bytes));
+                    var blobs = new List<object?>(batch.Count);
+                    foreach (var entry in batch)
+                    {
+                        if (entry.Bytes > int.MaxValue)
+                            throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
+                                                            "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
+                        var tensor = state[entry.Name].detach().cpu().contiguous();
+                        prepared.Add(tensor);
+                        var memory = new NativeMemoryManager(entry.Bytes == 0 ? 0 : tensor.DataAddress(), (int)entry.Bytes).Memory;
+                        blobs.Add(TensorArgument.Create<byte>(memory, entry.Bytes));
+                    }
+                    object?[] args =
+                    [
+                        handle,
+                        batch.Select(e => (object?)e.Name).ToList(),
+                        batch.Select(e => (object?)e.DType.Name).ToList(),
+                        batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                        blobs,
+                        options.ConvertDTypes,
+                    ];
+                    using var _ = write.Call(args, Call(options));
                 }
-                object?[] args =
-                [
-                    handle,
-                    batch.Select(e => (object?)e.Name).ToList(),
-                    batch.Select(e => (object?)e.DType.Name).ToList(),
-                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
-                    blobs,
-                    options.ConvertDTypes,
-                ];
-                using var _ = write.Call(args, Call(options));
+                finally
+                {
+                    foreach (var t in prepared)
+                        t.Dispose();
+                }
+                progress.Add(batch);
             }
-            finally
-            {
-                foreach (var t in prepared)
-                    t.Dispose();
-            }
-            progress.Add(batch);
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
         }
-        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
+        finally
+        {
+            hold?.Dispose();
+        }
     }
 
     /// <summary>
-    /// The one-copy route TorchSharp -> Python of isolated sessions: per batch the worker checks the entries and tells where
-    /// each one's bytes go (pin_targets: the Python tensor's own memory, or a staging tensor for another dtype, device or
-    /// layout); this process writes them there with process_vm_writev from its own C-order CPU tensors, and the worker
-    /// finishes the batch (commit_batch: copy_ of the staged entries, version counters of the others). False, with
-    /// nothing written, when the kernel refuses direct writes: the caller takes the shared-region route. The caller holds
-    /// the worker.
+    /// The one-copy route TorchSharp -> Python of isolated sessions: the worker told, when it described the target
+    /// (open_target_described), the address of each entry that is a contiguous CPU tensor; entries of the same dtype here
+    /// are written there. For the others the worker checks them per batch and tells where their bytes go (pin_targets: a
+    /// staging tensor for another dtype, device or layout). This process writes with process_vm_writev from its own C-order
+    /// CPU tensors, and the worker finishes the batch (commit_batch: copy_ of the staged entries, version counters of the
+    /// ones written in place). False, with nothing written, when the kernel refuses direct writes: the caller takes the
+    /// shared-region route. The caller holds the worker.
     /// </summary>
-    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
-                                       IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
+    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<(StateEntry Source, StateEntry Destination)> pairs,
+                                       Place?[] places, IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
     {
-        if (entries.Count == 0)
+        if (pairs.Count == 0)
             return true;
         using var pin = Function(helpers, "pin_targets");
         using var commit = Function(helpers, "commit_batch");
         var first = true;
-        foreach (var batch in Batches(entries, options.BatchBytes))
+        var destinations = pairs.ToDictionary(p => p.Source.Name, p => p.Destination, StringComparer.Ordinal);
+        foreach (var batch in Batches(pairs.Select(p => p.Source).ToList(), options.BatchBytes))
         {
             var prepared = new List<torch.Tensor>(batch.Count);
             try
             {
-                object?[] args =
-                [
-                    handle,
-                    batch.Select(e => (object?)e.Name).ToList(),
-                    batch.Select(e => (object?)e.DType.Name).ToList(),
-                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
-                    options.ConvertDTypes,
-                    HugePages,
-                ];
-                using var text = pin.Call(args, Call(options));
-                var places = ParsePlaces(text, batch.Count, "pin_targets", nullable: false);
-                var segments = new List<WorkerMemory.Segment>(batch.Count);
-                for (var i = 0; i < batch.Count; i++)
+                // In place where the worker gave an address and the dtypes agree; the others are pinned now, in one call.
+                var inPlace = batch.Where(e => places[destinations[e.Name].Index] is not null && destinations[e.Name].DType == e.DType).ToList();
+                var addresses = new Dictionary<string, long>(batch.Count, StringComparer.Ordinal);
+                foreach (var entry in inPlace)
+                    addresses.Add(entry.Name, AddressOf(places[destinations[entry.Name].Index], entry, "open_target_described"));
+                var staged = batch.Where(e => !addresses.ContainsKey(e.Name)).ToList();
+                if (staged.Count > 0)
                 {
-                    var entry = batch[i];
-                    var address = AddressOf(places[i], entry, "pin_targets");
+                    object?[] args =
+                    [
+                        handle,
+                        staged.Select(e => (object?)e.Name).ToList(),
+                        staged.Select(e => (object?)e.DType.Name).ToList(),
+                        staged.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                        options.ConvertDTypes,
+                        HugePages,
+                    ];
+                    using var text = pin.Call(args, Call(options));
+                    var pinned = ParsePlaces(text, staged.Count, "pin_targets", nullable: false);
+                    for (var i = 0; i < staged.Count; i++)
+                        addresses.Add(staged[i].Name, AddressOf(pinned[i], staged[i], "pin_targets"));
+                }
+                var segments = new List<WorkerMemory.Segment>(batch.Count);
+                foreach (var entry in batch)
+                {
                     if (entry.Bytes == 0)
                         continue;
                     BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
@@ -223,7 +252,7 @@ public static class ModelWeights
                     }
                     if (checked(tensor.numel() * tensor.ElementSize) != entry.Bytes)
                         throw new InvalidOperationException($"'{entry.Name}' changed size during the transfer.");
-                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
+                    segments.Add(new WorkerMemory.Segment(addresses[entry.Name], entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
                 }
                 if (SimulateDirectRefusal || !WorkerMemory.TryWrite(worker, segments))
                 {
@@ -234,7 +263,7 @@ public static class ModelWeights
                 first = false;
                 if (!worker.IsAlive)
                     throw worker.DiedDuringDirectCopy();
-                using var _ = commit.Call([handle], Call(options));
+                using var _ = commit.Call([handle, inPlace.Select(e => (object?)destinations[e.Name].Index).ToList()], Call(options));
             }
             finally
             {
