@@ -179,11 +179,16 @@ class _HugePages:
     less than a page apart are taken as one (small tensors allocated one after the other: the gap holds no whole page,
     so no page that was not resident is made so). The contents and addresses stay as they are; failures (an older
     kernel, no free huge page) are ignored and the copy takes its usual speed.
+
+    Only for transfers of at most ``MAX_BYTES`` in all: collapsing runs at a fraction of a memcpy's speed (compaction),
+    so for a large model the one-time cost would take many transfers to win back, and there the host's parallel reads
+    already come near a memcpy; for a small model the fixed cost per page is what matters.
     """
 
     SIZE = 2 << 20
     MADV_COLLAPSE = 25
     LIMIT = 1 << 16
+    MAX_BYTES = 256 << 20
 
     def __init__(self):
         self._seen = {}  # (address, nbytes) -> True once collapsed (or tried)
@@ -226,7 +231,10 @@ class _HugePages:
         size = self.SIZE
         seen = self._seen
         todo = []
-        for address, nbytes in self._merged(places):
+        merged = self._merged(places)
+        if sum(nbytes for _, nbytes in merged) > self.MAX_BYTES:
+            return
+        for address, nbytes in merged:
             if nbytes < size:
                 continue
             start = (address + size - 1) & ~(size - 1)
@@ -351,11 +359,11 @@ def _checked_destination(by_name, name, dtype_name, shape, convert):
     return dest, dtype
 
 
-def pin_targets(target, names, dtypes, shapes, convert=False, huge_pages=False):
+def pin_targets(target, names, dtypes, shapes, convert=False):
     """``[[address, nbytes], ...]`` (JSON text) where the host writes each entry's C-order bytes: the destination tensor's
     own memory when it is a contiguous CPU tensor of that dtype (no conjugate or negative view), else a staging tensor
     that ``commit_batch`` copies in. Entries are checked as in ``write_batch`` first (nothing is pinned on a mismatch).
-    The previous batch's staging is dropped. ``huge_pages``: as in ``open_described``, for the entries written in place."""
+    The previous batch's staging is dropped."""
     if not (len(names) == len(dtypes) == len(shapes)):
         raise ValueError("pin_targets needs as many names, dtypes and shapes")
     target.pinned = None
@@ -367,8 +375,6 @@ def pin_targets(target, names, dtypes, shapes, convert=False, huge_pages=False):
         memory = dest if direct else torch.empty(list(shape), dtype=dtype)
         pinned.append((dest, None if direct else memory))
         rows.append([memory.data_ptr() if memory.numel() else 0, memory.numel() * memory.element_size()])
-    if huge_pages:
-        _HUGE_PAGES.collapse_repeated(row for row, (_, staging) in zip(rows, pinned) if staging is None)
     target.pinned = pinned
     return json.dumps(rows, separators=(",", ":"))
 

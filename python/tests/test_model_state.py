@@ -240,3 +240,17 @@ def test_open_target_described_places_plain_targets_and_commit_bumps_the_ones_wr
         assert other._version == versions[1], "not written: unchanged"
     with pytest.raises(IndexError):
         model_state.commit_batch(target, [3])
+
+
+def test_huge_pages_are_not_asked_for_in_a_transfer_of_more_than_max_bytes():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append((start, length)) or 0
+    size = pages.SIZE
+    large = [(size * 10, pages.MAX_BYTES // 2), (size * 10 + pages.MAX_BYTES, pages.MAX_BYTES // 2 + size)]
+    for _ in range(3):
+        pages.collapse_repeated(large)
+    assert calls == []
+    pages.collapse_repeated(large[:1])
+    pages.collapse_repeated(large[:1])
+    assert calls == [(size * 10, pages.MAX_BYTES // 2)], "a transfer within the limit"

@@ -231,7 +231,6 @@ public static class ModelWeights
                         staged.Select(e => (object?)e.DType.Name).ToList(),
                         staged.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
                         options.ConvertDTypes,
-                        HugePages,
                     ];
                     using var text = pin.Call(args, Call(options));
                     var pinned = ParsePlaces(text, staged.Count, "pin_targets", nullable: false);
