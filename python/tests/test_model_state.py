@@ -154,3 +154,103 @@ def test_open_described_places_the_entries_that_need_no_pinning():
     state, description, places = model_state.open_described({"p": plain, "t": plain.reshape(2, 3).t(), "e": torch.zeros(0)})
     assert json.loads(description) == model_state.describe(state)
     assert json.loads(places) == [[plain.data_ptr(), 24], None, [0, 0]]
+
+
+def test_huge_pages_are_asked_for_only_for_a_range_described_again_and_only_inside_it():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append((start, length, advice)) or 0
+    size = pages.SIZE
+    ranges = [
+        (size * 10 + 64, size * 3),  # aligned part: [11, 13) x 2 MiB
+        (size * 20, size - 4096),  # under 2 MiB: never
+        (size * 30 + 4096, size + 8192),  # no whole aligned 2 MiB inside: never
+    ]
+    pages.collapse_repeated(ranges)
+    assert calls == [], "the first description of a range asks for nothing"
+    pages.collapse_repeated(ranges)
+    assert calls == [(size * 11, size * 2, pages.MADV_COLLAPSE)]
+    pages.collapse_repeated(ranges)
+    assert len(calls) == 1, "once per range"
+
+
+def test_huge_pages_stop_being_asked_for_after_repeated_failures():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append(start) or -1
+    size = pages.SIZE
+    ranges = [(size * (10 + 4 * i), size * 2) for i in range(8)]
+    pages.collapse_repeated(ranges)
+    pages.collapse_repeated(ranges)
+    assert len(calls) == 4
+    pages.collapse_repeated([(size * 100, size * 2)])
+    pages.collapse_repeated([(size * 100, size * 2)])
+    assert len(calls) == 4
+
+
+def test_open_described_with_huge_pages_keeps_the_bytes_and_the_places():
+    big = torch.arange(3 << 20, dtype=torch.float32)  # 12 MiB: whole 2 MiB pages inside
+    before = big.clone()
+    first = model_state.open_described({"w": big}, True)
+    second = model_state.open_described({"w": big}, True)  # described again: collapsed where the kernel can
+    assert json.loads(first[2]) == json.loads(second[2]) == [[big.data_ptr(), big.numel() * 4]]
+    assert torch.equal(big, before)
+
+
+def test_open_described_keeps_parameters_as_they_are_and_hands_out_detached_bytes():
+    model = torch.nn.Linear(3, 2)
+    state, _, places = model_state.open_described(model)
+    assert json.loads(places)[0] == [model.weight.data_ptr(), 24]
+    raw = model_state.read_batch(state, [0, 1])
+    assert not raw[0].requires_grad and raw[0].dtype == torch.uint8
+    assert torch.equal(raw[0].view(torch.float32).reshape(2, 3), model.weight.detach())
+    assert json.loads(model_state.pin_batch(state, [1])) == [[model.bias.data_ptr(), 8]]
+
+
+def test_huge_pages_take_ranges_less_than_a_page_apart_as_one():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append((start, length)) or 0
+    size = pages.SIZE
+    # three tensors one after the other (gaps of 64 and 4000 bytes): together they cover [11, 13) x 2 MiB, alone none;
+    # two a whole page apart, which would cover [21, 22) x 2 MiB together: not joined
+    ranges = [(size * 10 + 100, size), (size * 11 + 164, size), (size * 12 + 4164, size),
+              (size * 20 + size // 2, size), (size * 21 + size // 2 + 4096, size)]
+    pages.collapse_repeated(ranges)
+    pages.collapse_repeated(list(reversed(ranges)))
+    assert calls == [(size * 11, size * 2)], "the joined run covers [11, 13) x 2 MiB; the far range alone covers none"
+
+
+def test_open_target_described_places_plain_targets_and_commit_bumps_the_ones_written_there():
+    import ctypes
+
+    values = torch.arange(15, dtype=torch.float32).reshape(3, 5)
+    plain = torch.zeros(3, 5)
+    transposed = torch.zeros(5, 3).t()  # no place: the host pins it (pin_targets)
+    other = torch.zeros(2)
+    target, description, places = model_state.open_target_described({"c": plain, "t": transposed, "o": other})
+    assert [row[0] for row in json.loads(description)] == ["c", "t", "o"]
+    assert json.loads(places) == [[plain.data_ptr(), 60], None, [other.data_ptr(), 8]]
+    ctypes.memmove(plain.data_ptr(), values.data_ptr(), 60)  # what process_vm_writev does from the host
+    versions = plain._version, other._version
+    model_state.commit_batch(target, [0])
+    assert torch.equal(plain, values)
+    if hasattr(torch.autograd, "graph") and hasattr(torch.autograd.graph, "increment_version"):
+        assert plain._version > versions[0], "written in place: the version counter moves, as after copy_"
+        assert other._version == versions[1], "not written: unchanged"
+    with pytest.raises(IndexError):
+        model_state.commit_batch(target, [3])
+
+
+def test_huge_pages_are_not_asked_for_in_a_transfer_of_more_than_max_bytes():
+    calls = []
+    pages = model_state._HugePages()
+    pages._madvise = lambda start, length, advice: calls.append((start, length)) or 0
+    size = pages.SIZE
+    large = [(size * 10, pages.MAX_BYTES // 2), (size * 10 + pages.MAX_BYTES, pages.MAX_BYTES // 2 + size)]
+    for _ in range(3):
+        pages.collapse_repeated(large)
+    assert calls == []
+    pages.collapse_repeated(large[:1])
+    pages.collapse_repeated(large[:1])
+    assert calls == [(size * 10, pages.MAX_BYTES // 2)], "a transfer within the limit"

@@ -10,7 +10,8 @@
 //   tensors' own C-order memory, a copy only for a non-contiguous or non-CPU entry) and tells addresses and sizes; this
 //   process checks them against what it computed from shapes and dtypes and reads the bytes straight into the module's
 //   tensors (WorkerMemory.TryRead, process_vm_readv), holding the worker meanwhile (WorkerProcess.Hold) so that no other
-//   caller's code runs there. Where the kernel refuses direct reads (EPERM / ENOSYS), the same load takes the
+//   caller's code runs there (a tensor described a second time is moved to huge pages by the worker, which makes the
+//   kernel's copy about twice as fast: model_state._HugePages). Where the kernel refuses direct reads (EPERM / ENOSYS), the same load takes the
 //   shared-region route: the worker copies the batch into a pooled shared region, the bytes are wrapped in place here
 //   (TorchSharpTensors.WrapMemory, no copy) and copied into the module's tensors (two copies in all). ReadStateDict keeps
 //   the region route (its tensors lie over the region: one copy, made by the worker). In-process: the NumPy buffer over
@@ -121,104 +122,136 @@ public static class ModelWeights
         TorchSharpSupport.EnsureLoadable();
         var session = target.Session;
         using var helpers = Helpers(session);
-        using var opened = Invoke(helpers, "open_target", [target], options);
-        using var handle = opened.AsRef();
-        var destination = Describe(helpers, handle, options).ToDictionary(e => e.Name, StringComparer.Ordinal);
-        var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
-                                                        checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
-        var (pairs, missing, unexpected) = Match(incoming, destination, options);
-        var sources = pairs.Select(p => p.Source).ToList();
-        var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
-        // Isolated: hold the target's worker for the rest of the transfer (see LoadCore).
-        var worker = (handle as IsolatedRef)?.Target.Worker;
-        using var hold = worker?.Hold();
-        if (worker is not null && TryWriteDirect(helpers, handle, worker, sources, state, options, progress))
-            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
-        using var write = Function(helpers, "write_batch");
-        foreach (var batch in Plan(session, sources, options))
+        // Isolated: hold the target's worker from the open on, so that the addresses it describes stay what they were
+        // until the transfer ends (no other caller's code runs there meanwhile; see LoadCore).
+        var worker = (target as IsolatedRef)?.Target.Worker;
+        var hold = worker?.Hold();
+        try
         {
-            var prepared = new List<torch.Tensor>(batch.Count);
-            try
+            using var opened = Invoke(helpers, "open_target_described", [target, HugePages && session is IsolatedSession], options);
+            if (opened.Items.Count != 3)
+                throw new WorkerProtocolException("open_target_described must return [target, description, places]");
+            using var handle = opened.Items[0].AsRef();
+            var described = ParseDescription(opened.Items[1]);
+            var places = ParsePlaces(opened.Items[2], described.Count, "open_target_described", nullable: true);
+            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
+            if (!ReferenceEquals(handleWorker, worker))
             {
-                var blobs = new List<object?>(batch.Count);
-                foreach (var entry in batch)
+                hold?.Dispose();
+                worker = handleWorker;
+                hold = worker?.Hold();
+                Array.Clear(places); // described before this hold: every entry is pinned again under it
+            }
+            var destination = described.ToDictionary(e => e.Name, StringComparer.Ordinal);
+            var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
+                                                            checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
+            var (pairs, missing, unexpected) = Match(incoming, destination, options);
+            var sources = pairs.Select(p => p.Source).ToList();
+            var progress = new ProgressCounter(pairs.Count, sources.Sum(e => e.Bytes), options.Progress);
+            if (worker is not null && TryWriteDirect(helpers, handle, worker, pairs, places, state, options, progress))
+                return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
+            using var write = Function(helpers, "write_batch");
+            foreach (var batch in Plan(session, sources, options))
+            {
+                var prepared = new List<torch.Tensor>(batch.Count);
+                try
                 {
-                    if (entry.Bytes > int.MaxValue)
-                        throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
-                                                        "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
-                    var tensor = state[entry.Name].detach().cpu().contiguous();
-                    prepared.Add(tensor);
-                    var memory = new NativeMemoryManager(entry.Bytes == 0 ? 0 : tensor.DataAddress(), (int)entry.Bytes).Memory;
-                    blobs.Add(TensorArgument.Create<byte>(memory, entry.Bytes));
+                    var blobs = new List<object?>(batch.Count);
+                    foreach (var entry in batch)
+                    {
+                        if (entry.Bytes > int.MaxValue)
+                            throw new NotSupportedException($"'{entry.Name}' holds {entry.Bytes:N0} bytes; on this route a tensor travels to Python as one call argument, at most 2 GiB. " +
+                                                            "Fix: split the tensor, or save that entry with torch.save from .NET and load it in Python.");
+                        var tensor = state[entry.Name].detach().cpu().contiguous();
+                        prepared.Add(tensor);
+                        var memory = new NativeMemoryManager(entry.Bytes == 0 ? 0 : tensor.DataAddress(), (int)entry.Bytes).Memory;
+                        blobs.Add(TensorArgument.Create<byte>(memory, entry.Bytes));
+                    }
+                    object?[] args =
+                    [
+                        handle,
+                        batch.Select(e => (object?)e.Name).ToList(),
+                        batch.Select(e => (object?)e.DType.Name).ToList(),
+                        batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                        blobs,
+                        options.ConvertDTypes,
+                    ];
+                    using var _ = write.Call(args, Call(options));
                 }
-                object?[] args =
-                [
-                    handle,
-                    batch.Select(e => (object?)e.Name).ToList(),
-                    batch.Select(e => (object?)e.DType.Name).ToList(),
-                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
-                    blobs,
-                    options.ConvertDTypes,
-                ];
-                using var _ = write.Call(args, Call(options));
+                finally
+                {
+                    foreach (var t in prepared)
+                        t.Dispose();
+                }
+                progress.Add(batch);
             }
-            finally
-            {
-                foreach (var t in prepared)
-                    t.Dispose();
-            }
-            progress.Add(batch);
+            return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
         }
-        return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = worker is null ? WeightRoute.InProcess : WeightRoute.SharedRegion };
+        finally
+        {
+            hold?.Dispose();
+        }
     }
 
     /// <summary>
-    /// The one-copy route TorchSharp -> Python of isolated sessions: per batch the worker checks the entries and tells where
-    /// each one's bytes go (pin_targets: the Python tensor's own memory, or a staging tensor for another dtype, device or
-    /// layout); this process writes them there with process_vm_writev from its own C-order CPU tensors, and the worker
-    /// finishes the batch (commit_batch: copy_ of the staged entries, version counters of the others). False, with
-    /// nothing written, when the kernel refuses direct writes: the caller takes the shared-region route. The caller holds
-    /// the worker.
+    /// The one-copy route TorchSharp -> Python of isolated sessions: the worker told, when it described the target
+    /// (open_target_described), the address of each entry that is a contiguous CPU tensor; entries of the same dtype here
+    /// are written there. For the others the worker checks them per batch and tells where their bytes go (pin_targets: a
+    /// staging tensor for another dtype, device or layout). This process writes with process_vm_writev from its own C-order
+    /// CPU tensors, and the worker finishes the batch (commit_batch: copy_ of the staged entries, version counters of the
+    /// ones written in place). False, with nothing written, when the kernel refuses direct writes: the caller takes the
+    /// shared-region route. The caller holds the worker.
     /// </summary>
-    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries,
-                                       IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
+    private static bool TryWriteDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<(StateEntry Source, StateEntry Destination)> pairs,
+                                       Place?[] places, IReadOnlyDictionary<string, torch.Tensor> state, ModelWeightsOptions options, ProgressCounter progress)
     {
-        if (entries.Count == 0)
+        if (pairs.Count == 0)
             return true;
         using var pin = Function(helpers, "pin_targets");
         using var commit = Function(helpers, "commit_batch");
         var first = true;
-        foreach (var batch in Batches(entries, options.BatchBytes))
+        var destinations = pairs.ToDictionary(p => p.Source.Name, p => p.Destination, StringComparer.Ordinal);
+        foreach (var batch in Batches(pairs.Select(p => p.Source).ToList(), options.BatchBytes))
         {
             var prepared = new List<torch.Tensor>(batch.Count);
             try
             {
-                object?[] args =
-                [
-                    handle,
-                    batch.Select(e => (object?)e.Name).ToList(),
-                    batch.Select(e => (object?)e.DType.Name).ToList(),
-                    batch.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
-                    options.ConvertDTypes,
-                ];
-                using var text = pin.Call(args, Call(options));
-                using var described = Rows(text, "pin_targets");
-                var items = described.RootElement;
-                if (items.GetArrayLength() != batch.Count)
-                    throw new WorkerProtocolException($"pin_targets described {items.GetArrayLength()} entries for {batch.Count}");
-                var segments = new List<WorkerMemory.Segment>(batch.Count);
-                for (var i = 0; i < batch.Count; i++)
+                // In place where the worker gave an address and the dtypes agree; the others are pinned now, in one call.
+                var inPlace = batch.Where(e => places[destinations[e.Name].Index] is not null && destinations[e.Name].DType == e.DType).ToList();
+                var addresses = new Dictionary<string, long>(batch.Count, StringComparer.Ordinal);
+                foreach (var entry in inPlace)
+                    addresses.Add(entry.Name, AddressOf(places[destinations[entry.Name].Index], entry, "open_target_described"));
+                var staged = batch.Where(e => !addresses.ContainsKey(e.Name)).ToList();
+                if (staged.Count > 0)
                 {
-                    var entry = batch[i];
-                    var (address, length) = AddressAndLength(items[i], entry, "pin_targets");
+                    object?[] args =
+                    [
+                        handle,
+                        staged.Select(e => (object?)e.Name).ToList(),
+                        staged.Select(e => (object?)e.DType.Name).ToList(),
+                        staged.Select(e => (object?)e.Shape.Select(d => (object?)d).ToList()).ToList(),
+                        options.ConvertDTypes,
+                    ];
+                    using var text = pin.Call(args, Call(options));
+                    var pinned = ParsePlaces(text, staged.Count, "pin_targets", nullable: false);
+                    for (var i = 0; i < staged.Count; i++)
+                        addresses.Add(staged[i].Name, AddressOf(pinned[i], staged[i], "pin_targets"));
+                }
+                var segments = new List<WorkerMemory.Segment>(batch.Count);
+                foreach (var entry in batch)
+                {
                     if (entry.Bytes == 0)
                         continue;
                     BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
-                    var tensor = state[entry.Name].detach().cpu().contiguous();
-                    prepared.Add(tensor);
+                    var tensor = state[entry.Name];
+                    if (tensor.device_type != DeviceType.CPU || !tensor.is_contiguous())
+                    {
+                        tensor = tensor.detach().cpu().contiguous(); // C-order CPU bytes of its values: a copy of this entry
+                        prepared.Add(tensor);
+                    }
                     if (checked(tensor.numel() * tensor.ElementSize) != entry.Bytes)
                         throw new InvalidOperationException($"'{entry.Name}' changed size during the transfer.");
-                    segments.Add(new WorkerMemory.Segment(address, entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
+                    segments.Add(new WorkerMemory.Segment(addresses[entry.Name], entry.Bytes, tensor.DataAddress(), $"'{entry.Name}'"));
                 }
                 if (SimulateDirectRefusal || !WorkerMemory.TryWrite(worker, segments))
                 {
@@ -229,7 +262,7 @@ public static class ModelWeights
                 first = false;
                 if (!worker.IsAlive)
                     throw worker.DiedDuringDirectCopy();
-                using var _ = commit.Call([handle], Call(options));
+                using var _ = commit.Call([handle, inPlace.Select(e => (object?)destinations[e.Name].Index).ToList()], Call(options));
             }
             finally
             {
@@ -242,16 +275,16 @@ public static class ModelWeights
     }
 
     /// <summary>
-    /// One [address, nbytes] row of pin_batch or pin_targets, checked: nbytes must be what this process computed for the
-    /// entry (shape x dtype), never the other way round.
+    /// The address of one [address, nbytes] row of open_described, pin_batch or pin_targets, checked: nbytes must be what
+    /// this process computed for the entry (shape x dtype), never the other way round.
     /// </summary>
-    private static (long Address, long Length) AddressAndLength(JsonElement item, StateEntry entry, string function)
+    private static long AddressOf(Place? place, StateEntry entry, string function)
     {
-        if (item.ValueKind != JsonValueKind.Array || item.GetArrayLength() != 2 || !item[0].TryGetInt64(out var address) || !item[1].TryGetInt64(out var length))
+        if (place is not { } row)
             throw new WorkerProtocolException($"{function}: entry '{entry.Name}' must be [address, nbytes] (64-bit integers)");
-        if (length != entry.Bytes)
-            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {length:N0}");
-        return (address, length);
+        if (row.Length != entry.Bytes)
+            throw new WorkerProtocolException($"{function}: entry '{entry.Name}' ({entry.DType.Name} [{string.Join(", ", entry.Shape)}]) holds {entry.Bytes:N0} bytes, the worker described {row.Length:N0}");
+        return row.Address;
     }
 
     // ---- the two directions' common parts -------------------------------------------------------
@@ -264,9 +297,16 @@ public static class ModelWeights
         // This side's description runs on another thread while Python opens and describes the source (one call).
         var local = Task.Run(() =>
         {
-            var targets = module.state_dict();
-            var destination = targets.ToDictionary(kv => kv.Key,
-                kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape, checked(kv.Value.numel() * kv.Value.ElementSize)), StringComparer.Ordinal);
+            var state = module.state_dict();
+            var targets = new Dictionary<string, LocalTensor>(state.Count, StringComparer.Ordinal);
+            var destination = new Dictionary<string, StateEntry>(state.Count, StringComparer.Ordinal);
+            foreach (var (name, tensor) in state)
+            {
+                var entry = new StateEntry(name, TorchSharpTensors.DTypeOf(tensor.dtype), tensor.shape, checked(tensor.numel() * tensor.ElementSize));
+                destination.Add(name, entry);
+                // Each tensor's native state is read once per transfer, here (the copy loop reads these fields only).
+                targets.Add(name, new LocalTensor(tensor, entry, tensor.device_type == DeviceType.CPU && tensor.is_contiguous() ? tensor.DataAddress() : 0));
+            }
             return (targets, destination);
         });
         // Isolated: the source lives in one worker; hold it for the transfer (from the open on when the source is a handle,
@@ -276,13 +316,13 @@ public static class ModelWeights
         var hold = worker?.Hold();
         try
         {
-            Dictionary<string, torch.Tensor> targets;
+            Dictionary<string, LocalTensor> targets;
             Dictionary<string, StateEntry> destination;
             PythonValue opened;
             try
             {
                 using var helpersForOpen = Helpers(session);
-                opened = Invoke(helpersForOpen, "open_described", [source], options);
+                opened = Invoke(helpersForOpen, "open_described", [source, HugePages && session is IsolatedSession], options);
             }
             finally
             {
@@ -304,13 +344,13 @@ public static class ModelWeights
             var (pairs, missing, unexpected) = Match(entries, destination, options);
             var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
             var sources = pairs.Select(p => p.Source).ToList();
-            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, ParsePlaces(opened.Items[2], entries.Count), targets, options, progress))
+            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, ParsePlaces(opened.Items[2], entries.Count, "open_described", nullable: true), targets, options, progress))
                 return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
             foreach (var batch in Plan(session, sources, options))
             {
                 ReadBatch(helpers, handle, batch, options, keep: false, (entry, view) =>
                 {
-                    CopyInto(targets[entry.Name], view, entry);
+                    CopyInto(targets[entry.Name].Tensor, view, entry);
                     view.Dispose();
                 });
                 progress.Add(batch);
@@ -326,14 +366,17 @@ public static class ModelWeights
         }
     }
 
-    /// <summary>open_described's places: per entry, the [address, nbytes] of a tensor that needs no pinning, or null.</summary>
-    private static JsonElement?[] ParsePlaces(PythonValue text, int count)
-    {
-        using var rows = Rows(text, "open_described");
-        if (rows.RootElement.GetArrayLength() != count)
-            throw new WorkerProtocolException($"open_described: {rows.RootElement.GetArrayLength()} places for {count} entries");
-        return rows.RootElement.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Null ? (JsonElement?)null : e.Clone()).ToArray();
-    }
+    /// <summary>
+    /// A destination tensor of this process with what the copy needs of it, read once: its description and, when it is a
+    /// contiguous CPU tensor, its data address (else 0).
+    /// </summary>
+    private readonly record struct LocalTensor(torch.Tensor Tensor, StateEntry Entry, nint PlainAddress);
+
+    /// <summary>
+    /// Whether the worker is asked to back memory that is copied repeatedly with huge pages (model_state._HugePages): only
+    /// where the direct route can run (Linux), and never when the tests force the fallback.
+    /// </summary>
+    private static bool HugePages => OperatingSystem.IsLinux() && !SimulateDirectRefusal;
 
     /// <summary>
     /// The one-copy route of isolated sessions: the worker told the address of each entry that already lies in C-order
@@ -343,8 +386,8 @@ public static class ModelWeights
     /// copied, when the kernel refuses direct reads of the worker (ptrace_scope 2/3, seccomp, not Linux): the caller takes
     /// the shared-region route. The caller holds the worker.
     /// </summary>
-    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries, JsonElement?[] places,
-                                      Dictionary<string, torch.Tensor> targets, ModelWeightsOptions options, ProgressCounter progress)
+    private static bool TryLoadDirect(PythonRef helpers, PythonRef handle, WorkerProcess worker, List<StateEntry> entries, Place?[] places,
+                                      Dictionary<string, LocalTensor> targets, ModelWeightsOptions options, ProgressCounter progress)
     {
         if (entries.Count == 0)
             return true;
@@ -357,11 +400,9 @@ public static class ModelWeights
             if (unpinned.Count > 0)
             {
                 using var text = pin.Call([handle, unpinned.Select(e => (object?)e.Index).ToList()], Call(options));
-                using var pinned = Rows(text, "pin_batch");
-                if (pinned.RootElement.GetArrayLength() != unpinned.Count)
-                    throw new WorkerProtocolException($"pin_batch described {pinned.RootElement.GetArrayLength()} entries for {unpinned.Count}");
+                var pinned = ParsePlaces(text, unpinned.Count, "pin_batch", nullable: false);
                 for (var i = 0; i < unpinned.Count; i++)
-                    places[unpinned[i].Index] = pinned.RootElement[i].Clone();
+                    places[unpinned[i].Index] = pinned[i];
             }
             var segments = new List<WorkerMemory.Segment>(batch.Count);
             var staged = new List<(torch.Tensor Staging, torch.Tensor Destination)>();
@@ -373,7 +414,7 @@ public static class ModelWeights
                     if (entry.Bytes == 0)
                         continue;
                     // The sizes are this process's own: entry.Bytes comes from the shape and dtype (Describe), which matched the destination.
-                    var (address, _) = AddressAndLength(places[entry.Index]!.Value, entry, "pin_batch");
+                    var address = AddressOf(places[entry.Index], entry, "pin_batch");
                     BeforeDirectCopy?.Invoke(worker.ProcessId, entry.Name);
                     segments.Add(new WorkerMemory.Segment(address, entry.Bytes, DestinationOf(entry, targets[entry.Name], staged), $"'{entry.Name}'"));
                 }
@@ -407,17 +448,16 @@ public static class ModelWeights
     /// dtype; else a temporary of the entry's dtype and shape (added to <paramref name="staged"/>, copy_'d after the read:
     /// another dtype with ConvertDTypes, another device or layout).
     /// </summary>
-    private static nint DestinationOf(StateEntry entry, torch.Tensor destination, List<(torch.Tensor, torch.Tensor)> staged)
+    private static nint DestinationOf(StateEntry entry, LocalTensor destination, List<(torch.Tensor, torch.Tensor)> staged)
     {
-        var scalar = TorchSharpTensors.ScalarTypeOf(entry.DType);
-        if (destination.device_type == DeviceType.CPU && destination.dtype == scalar && destination.is_contiguous())
+        if (destination.PlainAddress != 0 && destination.Entry.DType == entry.DType)
         {
-            if (checked(destination.numel() * destination.ElementSize) != entry.Bytes)
-                throw new InvalidOperationException($"'{entry.Name}': the destination holds {destination.numel() * destination.ElementSize} bytes, the entry {entry.Bytes}.");
-            return destination.DataAddress();
+            if (destination.Entry.Bytes != entry.Bytes)
+                throw new InvalidOperationException($"'{entry.Name}': the destination holds {destination.Entry.Bytes} bytes, the entry {entry.Bytes}.");
+            return destination.PlainAddress;
         }
-        var staging = torch.empty(entry.Shape, scalar);
-        staged.Add((staging, destination));
+        var staging = torch.empty(entry.Shape, TorchSharpTensors.ScalarTypeOf(entry.DType));
+        staged.Add((staging, destination.Tensor));
         return staging.DataAddress();
     }
 
@@ -576,60 +616,124 @@ public static class ModelWeights
     /// <summary>describe_json's text: the entries, each with a byte count computed here from its shape and dtype.</summary>
     private static List<StateEntry> ParseDescription(PythonValue text)
     {
-        using var rows = Rows(text, "describe_json");
+        const string Function = "describe_json";
         var entries = new List<StateEntry>();
-        foreach (var row in rows.RootElement.EnumerateArray())
+        var reader = ArrayReader(text, Function);
+        var shapeBuffer = new List<long>();
+        try
         {
-            if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != 4 || row[0].ValueKind != JsonValueKind.String || row[1].ValueKind != JsonValueKind.String ||
-                row[2].ValueKind != JsonValueKind.Array || row[2].EnumerateArray().Any(d => d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out _)) ||
-                !row[3].TryGetInt64(out var described))
-                throw new WorkerProtocolException($"describe_json: entry {entries.Count} must be [name, dtype, shape, nbytes]");
-            var name = row[0].GetString()!;
-            var dtype = DType.FromName(row[1].GetString()!)
-                        ?? throw new InvalidOperationException($"'{name}': dtype '{row[1].GetString()}' is not in the dtype table.");
-            var shape = row[2].EnumerateArray().Select(d => d.GetInt64()).ToArray();
-            // The byte count is computed here from the shape and the dtype table, never taken from the worker's word.
-            long bytes = -1;
-            try
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
             {
-                if (shape.All(d => d >= 0))
-                    bytes = checked(Layout.ElementCount(shape) * dtype.ItemSize);
+                string? name = null, dtypeName = null;
+                long described = 0;
+                if (!(reader.TokenType == JsonTokenType.StartArray
+                      && reader.Read() && reader.TokenType == JsonTokenType.String && (name = reader.GetString()) is not null
+                      && reader.Read() && reader.TokenType == JsonTokenType.String && (dtypeName = reader.GetString()) is not null
+                      && reader.Read() && ReadInt64s(ref reader, shapeBuffer)
+                      && reader.Read() && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out described)
+                      && reader.Read() && reader.TokenType == JsonTokenType.EndArray))
+                    throw new WorkerProtocolException($"{Function}: entry {entries.Count} must be [name, dtype, shape, nbytes]");
+                var dtype = DType.FromName(dtypeName)
+                            ?? throw new InvalidOperationException($"'{name}': dtype '{dtypeName}' is not in the dtype table.");
+                var shape = shapeBuffer.ToArray();
+                // The byte count is computed here from the shape and the dtype table, never taken from the worker's word.
+                long bytes = -1;
+                try
+                {
+                    if (shape.All(d => d >= 0))
+                        bytes = checked(Layout.ElementCount(shape) * dtype.ItemSize);
+                }
+                catch (OverflowException)
+                {
+                }
+                if (bytes < 0)
+                    throw new WorkerProtocolException($"describe: entry '{name}' has an impossible shape [{string.Join(", ", shape)}]");
+                if (described != bytes)
+                    throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {described:N0}");
+                entries.Add(new StateEntry(name, dtype, shape, bytes, entries.Count));
             }
-            catch (OverflowException)
-            {
-            }
-            if (bytes < 0)
-            {
-                throw new WorkerProtocolException($"describe: entry '{name}' has an impossible shape [{string.Join(", ", shape)}]");
-            }
-            if (described != bytes)
-                throw new WorkerProtocolException($"describe: entry '{name}' ({dtype.Name} [{string.Join(", ", shape)}]) holds {bytes:N0} bytes, Python said {described:N0}");
-            entries.Add(new StateEntry(name, dtype, shape, bytes, entries.Count));
+        }
+        catch (JsonException e)
+        {
+            throw new WorkerProtocolException($"{Function} must return a JSON array as text ({e.Message})");
         }
         return entries;
     }
 
-    /// <summary>
-    /// A helper's compact reply: one JSON text instead of a list of lists (one value to carry across the worker protocol
-    /// instead of several per entry); an array at the root.
-    /// </summary>
-    private static JsonDocument Rows(PythonValue text, string function)
+    /// <summary>Reads a JSON array of 64-bit integers (the reader on its start) into <paramref name="values"/>; false if it is something else.</summary>
+    private static bool ReadInt64s(ref Utf8JsonReader reader, List<long> values)
     {
-        JsonDocument document;
+        values.Clear();
+        if (reader.TokenType != JsonTokenType.StartArray)
+            return false;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out var value))
+                return false;
+            values.Add(value);
+        }
+        return reader.TokenType == JsonTokenType.EndArray;
+    }
+
+    /// <summary>
+    /// A reader over a helper's compact reply (one JSON text instead of a list of lists: one value to carry across the worker
+    /// protocol instead of several per entry; read without building a document), positioned on the array at its root.
+    /// </summary>
+    private static Utf8JsonReader ArrayReader(PythonValue text, string function)
+    {
         try
         {
-            document = JsonDocument.Parse(text.AsString());
+            var reader = new Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(text.AsString()));
+            if (reader.Read() && reader.TokenType == JsonTokenType.StartArray)
+                return reader;
         }
         catch (Exception e) when (e is JsonException or InvalidCastException or InvalidOperationException)
         {
             throw new WorkerProtocolException($"{function} must return a JSON array as text ({e.Message})");
         }
-        if (document.RootElement.ValueKind != JsonValueKind.Array)
+        throw new WorkerProtocolException($"{function} must return a JSON array as text");
+    }
+
+    /// <summary>One entry's memory in the worker, as it described it: its address and byte count.</summary>
+    private readonly record struct Place(long Address, long Length);
+
+    /// <summary>
+    /// A reply of [address, nbytes] rows (or null where <paramref name="nullable"/>: an entry that needs pinning first):
+    /// exactly <paramref name="count"/> of them.
+    /// </summary>
+    private static Place?[] ParsePlaces(PythonValue text, int count, string function, bool nullable)
+    {
+        var places = new Place?[count];
+        var reader = ArrayReader(text, function);
+        var pair = new List<long>(2);
+        var found = 0;
+        try
         {
-            document.Dispose();
-            throw new WorkerProtocolException($"{function} must return a JSON array as text");
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                if (found < count)
+                {
+                    if (reader.TokenType == JsonTokenType.Null && nullable)
+                        places[found] = null;
+                    else if (ReadInt64s(ref reader, pair) && pair.Count == 2)
+                        places[found] = new Place(pair[0], pair[1]);
+                    else
+                        throw new WorkerProtocolException($"{function}: item {found} must be [address, nbytes] (64-bit integers){(nullable ? " or null" : "")}");
+                }
+                else
+                {
+                    reader.Skip();
+                }
+                found++;
+            }
         }
-        return document;
+        catch (JsonException e)
+        {
+            throw new WorkerProtocolException($"{function} must return a JSON array as text ({e.Message})");
+        }
+        if (found != count)
+            throw new WorkerProtocolException($"{function} described {found} entries for {count}");
+        return places;
     }
 
     /// <summary>PyTorch's load_state_dict rules over the two descriptions; throws before anything moves.</summary>

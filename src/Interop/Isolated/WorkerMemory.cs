@@ -2,16 +2,19 @@
 // model-weight transfers (reads: Python -> TorchSharp; writes: TorchSharp -> Python).
 // - The worker is this process's child, so Yama's ptrace_scope 0 or 1 lets this process read it; ptrace_scope 2/3, a
 //   seccomp filter, or another OS refuses (EPERM / ENOSYS): the caller then takes the shared-region route instead. The
-//   first piece is copied alone, on the calling thread, so a refusal is seen before anything was copied.
+//   first 64 KiB (ProbeBytes) are copied alone, on the calling thread, so a refusal is seen before anything was copied.
 // - The kernel checks the remote ranges; they are never dereferenced here. The caller vouches for the destinations (its
 //   own tensors' memory, exactly `Length` bytes each, alive and unused by others until the call returns) and must hold
 //   the worker (WorkerProcess.Hold) so that no other request runs in the worker while the memory it described is read.
 // - Speed: the kernel pins and copies the remote pages a few at a time, which runs at about half a memcpy on one thread;
-//   large batches are therefore cut into pieces that up to MaxThreads threads (this one included) read in parallel,
-//   while the worker waits. Small batches stay on this thread.
+//   large batches are therefore cut into pieces of up to 4 MiB that up to MaxThreads threads (this one included) read in
+//   parallel, while the worker waits. Small batches stay on this thread. A piece is one system call over a list of
+//   ranges (up to IOV_MAX), so a model of many small tensors costs a few calls, not one per tensor. From memory that the
+//   worker backs with huge pages the kernel copies at about a memcpy's speed (model_state._HugePages).
 // - Failures: ESRCH (or the process gone) -> WorkerCrashedException; EFAULT, a read that stops short or makes no
 //   progress -> WorkerMemoryException (typed, names the range); an impossible range -> WorkerProtocolException, before
 //   anything is read; EINTR is retried. After a failure the other threads stop at their next piece.
+using System.Buffers;
 using System.Runtime.ExceptionServices;
 using Interop.Errors;
 using Interop.Native;
@@ -39,7 +42,14 @@ internal static class WorkerMemory
     /// <param name="What">The name used in errors (e.g. the state-dict key).</param>
     internal readonly record struct Segment(long Address, long Length, nint Local, string What);
 
-    private readonly record struct Piece(int Segment, long Offset, long Length);
+    /// <summary>A part of one segment (at most <see cref="PieceBytes"/>).</summary>
+    private readonly record struct Chunk(int Segment, long Offset, long Length);
+
+    /// <summary>Consecutive chunks copied by one system call (and its continuations): at most <see cref="PieceBytes"/> and <see cref="LibC.MaxRanges"/> chunks.</summary>
+    private readonly record struct Piece(int First, int Count, long Length);
+
+    /// <summary>The first call of a transfer copies at most this many bytes, alone: a refusal is seen early and cheaply.</summary>
+    internal const long ProbeBytes = 64L << 10;
 
     /// <summary>
     /// Copies every segment from <paramref name="worker"/>'s memory to its destination. Returns false, having copied
@@ -61,7 +71,7 @@ internal static class WorkerMemory
 
     private static bool TryCopy(WorkerProcess worker, IReadOnlyList<Segment> segments, bool write)
     {
-        var pieces = new List<Piece>();
+        var chunks = new List<Chunk>();
         long total = 0;
         for (var i = 0; i < segments.Count; i++)
         {
@@ -72,19 +82,34 @@ internal static class WorkerMemory
                 continue;
             if (address <= 0 || address > long.MaxValue - length)
                 throw new WorkerProtocolException($"{what}: the worker described {length:N0} bytes at 0x{address:x}, which is no range of a process's memory");
-            for (long offset = 0; offset < length; offset += PieceBytes)
-                pieces.Add(new Piece(i, offset, Math.Min(PieceBytes, length - offset)));
+            for (long offset = 0; offset < length;)
+            {
+                // The very first chunk is the probe (see ProbeBytes); the others are pieces' worth at most.
+                var part = Math.Min(chunks.Count == 0 ? ProbeBytes : PieceBytes, length - offset);
+                chunks.Add(new Chunk(i, offset, part));
+                offset += part;
+            }
             total += length;
         }
-        if (pieces.Count == 0)
+        if (chunks.Count == 0)
             return true;
-        if (!CopyPiece(worker, segments, pieces[0], write, mayRefuse: true))
+        // Pieces: the probe alone, then runs of consecutive chunks of up to PieceBytes (many small tensors: one system call).
+        var pieces = new List<Piece> { new(0, 1, chunks[0].Length) };
+        for (var c = 1; c < chunks.Count;)
+        {
+            var first = c;
+            long bytes = 0;
+            while (c < chunks.Count && c - first < LibC.MaxRanges && (c == first || bytes + chunks[c].Length <= PieceBytes))
+                bytes += chunks[c++].Length;
+            pieces.Add(new Piece(first, c - first, bytes));
+        }
+        if (!CopyPiece(worker, segments, chunks, pieces[0], write, mayRefuse: true))
             return false;
         var threads = total >= ParallelBytes ? Math.Min(Math.Min(Environment.ProcessorCount, MaxThreads), pieces.Count - 1) : 1;
         if (threads <= 1)
         {
             for (var i = 1; i < pieces.Count; i++)
-                CopyPiece(worker, segments, pieces[i], write, mayRefuse: false);
+                CopyPiece(worker, segments, chunks, pieces[i], write, mayRefuse: false);
             return true;
         }
         var next = 0; // pieces[0] is done
@@ -98,7 +123,7 @@ internal static class WorkerMemory
                     return;
                 try
                 {
-                    CopyPiece(worker, segments, pieces[i], write, mayRefuse: false);
+                    CopyPiece(worker, segments, chunks, pieces[i], write, mayRefuse: false);
                 }
                 catch (Exception e)
                 {
@@ -110,33 +135,58 @@ internal static class WorkerMemory
         return true;
     }
 
-    private static bool CopyPiece(WorkerProcess worker, IReadOnlyList<Segment> segments, Piece piece, bool write, bool mayRefuse)
+    /// <summary>
+    /// Copies one piece: one system call over all its chunks, continued after a partial copy from where it stopped (the
+    /// kernel stops at the first remote page it cannot access, and the continuation then fails there with the error that
+    /// names the chunk, its segment and the offset).
+    /// </summary>
+    private static bool CopyPiece(WorkerProcess worker, IReadOnlyList<Segment> segments, List<Chunk> chunks, Piece piece, bool write, bool mayRefuse)
     {
-        var segment = segments[piece.Segment];
-        long done = 0;
-        while (done < piece.Length)
+        var ranges = ArrayPool<LibC.MemoryRange>.Shared.Rent(piece.Count);
+        try
         {
-            var at = piece.Offset + done;
-            var read = LibC.TransferProcessMemory(worker.ProcessId, segment.Local + (nint)at, segment.Address + at, piece.Length - done, write, out var error);
-            if (read > 0)
+            long done = 0; // bytes of the piece copied
+            var chunk = piece.First; // the chunk where `done` lies
+            long within = 0; // bytes of that chunk copied
+            while (done < piece.Length)
             {
-                done += read;
-                continue;
+                var count = 0;
+                for (var c = chunk; c < piece.First + piece.Count; c++)
+                {
+                    var (index, offset, length) = chunks[c];
+                    var skip = c == chunk ? within : 0;
+                    var segment = segments[index];
+                    ranges[count++] = new LibC.MemoryRange(segment.Local + (nint)(offset + skip), segment.Address + offset + skip, length - skip);
+                }
+                var copied = LibC.TransferProcessMemory(worker.ProcessId, ranges.AsSpan(0, count), write, out var error);
+                if (copied > 0)
+                {
+                    done += copied;
+                    for (within += copied; chunk < piece.First + piece.Count && within >= chunks[chunk].Length; chunk++)
+                        within -= chunks[chunk].Length;
+                    continue;
+                }
+                if (copied < 0 && error == EINTR)
+                    continue;
+                var failed = segments[chunks[chunk].Segment];
+                var at = chunks[chunk].Offset + within;
+                if (copied < 0 && (error == EPERM || error == LibC.ENOSYS))
+                {
+                    if (mayRefuse && done == 0)
+                        return false;
+                    throw new WorkerMemoryException(failed.What, worker.ProcessId, failed.Address, failed.Length, at, error,
+                                                    $"direct {(write ? "writes" : "reads")} were refused in the middle of a transfer ({LibC.ErrorText(error)})");
+                }
+                if ((copied < 0 && error == ESRCH) || !worker.IsAlive)
+                    throw worker.DiedDuringDirectCopy();
+                throw new WorkerMemoryException(failed.What, worker.ProcessId, failed.Address, failed.Length, at, copied < 0 ? error : 0,
+                    copied < 0 ? $"{LibC.ErrorText(error)} ({(error == EFAULT ? "EFAULT" : "errno " + error)})" : $"the {(write ? "write" : "read")} stopped short (the range runs past the worker's mapped{(write ? ", writable" : "")} memory)");
             }
-            if (read < 0 && error == EINTR)
-                continue;
-            if (read < 0 && (error == EPERM || error == LibC.ENOSYS))
-            {
-                if (mayRefuse && done == 0)
-                    return false;
-                throw new WorkerMemoryException(segment.What, worker.ProcessId, segment.Address, segment.Length, at, error,
-                                                $"direct {(write ? "writes" : "reads")} were refused in the middle of a transfer ({LibC.ErrorText(error)})");
-            }
-            if ((read < 0 && error == ESRCH) || !worker.IsAlive)
-                throw worker.DiedDuringDirectCopy();
-            throw new WorkerMemoryException(segment.What, worker.ProcessId, segment.Address, segment.Length, at, read < 0 ? error : 0,
-                read < 0 ? $"{LibC.ErrorText(error)} ({(error == EFAULT ? "EFAULT" : "errno " + error)})" : $"the {(write ? "write" : "read")} stopped short (the range runs past the worker's mapped{(write ? ", writable" : "")} memory)");
+            return true;
         }
-        return true;
+        finally
+        {
+            ArrayPool<LibC.MemoryRange>.Shared.Return(ranges);
+        }
     }
 }

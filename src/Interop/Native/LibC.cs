@@ -54,35 +54,52 @@ internal static unsafe class LibC
     }
 
     /// <summary>
-    /// process_vm_readv(2) (<paramref name="write"/> false) or process_vm_writev(2) (true) with one local and one remote
-    /// range: copies up to <paramref name="length"/> bytes between <paramref name="remoteAddress"/> in process
-    /// <paramref name="pid"/> and <paramref name="local"/> in this process (reading: remote to local; writing: local to
-    /// remote). Returns the bytes copied (fewer than asked at the first remote page that is not mapped, or not writable), or
-    /// -1 with the error number in <paramref name="error"/> (EPERM: not allowed to access that process; ESRCH: no such
-    /// process; EFAULT: the remote range starts outside its memory; ENOSYS: no such call, e.g. not Linux or filtered by
-    /// seccomp). The caller guarantees that [<paramref name="local"/>, +<paramref name="length"/>) is memory of this
-    /// process that it may read (and, reading, write) and that nothing else writes meanwhile; the remote side is checked by
-    /// the kernel, never dereferenced here.
+    /// process_vm_readv(2) (<paramref name="write"/> false) or process_vm_writev(2) (true) over a list of ranges, in one
+    /// call: copies up to the sum of the ranges' lengths between process <paramref name="pid"/> (each range's
+    /// <see cref="MemoryRange.Remote"/>) and this process (its <see cref="MemoryRange.Local"/>), range after range
+    /// (reading: remote to local; writing: local to remote). At most <see cref="MaxRanges"/> ranges. Returns the bytes
+    /// copied (fewer than asked at the first remote page that is not mapped, or not writable: the copy stops there), or -1
+    /// with the error number in <paramref name="error"/> (EPERM: not allowed to access that process; ESRCH: no such
+    /// process; EFAULT: the first remote range starts outside its memory; ENOSYS: no such call, e.g. not Linux or filtered
+    /// by seccomp). The caller guarantees that every local range is memory of this process that it may read (and, reading,
+    /// write) and that nothing else writes meanwhile; the remote side is checked by the kernel, never dereferenced here.
     /// </summary>
-    public static long TransferProcessMemory(int pid, nint local, long remoteAddress, long length, bool write, out int error)
+    public static long TransferProcessMemory(int pid, ReadOnlySpan<MemoryRange> ranges, bool write, out int error)
     {
         error = 0;
+        if (ranges.Length is 0 or > MaxRanges)
+            throw new ArgumentOutOfRangeException(nameof(ranges), ranges.Length, $"between 1 and {MaxRanges} ranges");
         var call = write ? s_processVmWritev : s_processVmReadv;
         if (call == null)
         {
             error = ENOSYS;
             return -1;
         }
-        // Safety: both iovecs live on this stack frame for the duration of the call; the kernel touches only
-        // [local, local + length) here, which the caller vouches for.
-        var localRange = new Iovec { Base = local, Length = (nuint)length };
-        var remote = new Iovec { Base = (nint)remoteAddress, Length = (nuint)length };
+        // Safety: both iovec arrays live on this stack frame for the duration of the call (at most 2 x 16 KiB); the kernel
+        // touches only the local ranges here, which the caller vouches for.
+        var count = ranges.Length;
+        var local = stackalloc Iovec[count];
+        var remote = stackalloc Iovec[count];
+        for (var i = 0; i < count; i++)
+        {
+            var range = ranges[i];
+            if (range.Length < 0)
+                throw new ArgumentOutOfRangeException(nameof(ranges), range.Length, "a negative length");
+            local[i] = new Iovec { Base = range.Local, Length = (nuint)range.Length };
+            remote[i] = new Iovec { Base = (nint)range.Remote, Length = (nuint)range.Length };
+        }
         Marshal.SetLastSystemError(0);
-        var result = call(pid, &localRange, 1, &remote, 1, 0);
+        var result = call(pid, local, (nuint)count, remote, (nuint)count, 0);
         if (result < 0)
             error = Marshal.GetLastSystemError();
         return result;
     }
+
+    /// <summary>The most ranges one <see cref="TransferProcessMemory"/> call takes (IOV_MAX on Linux).</summary>
+    public const int MaxRanges = 1024;
+
+    /// <summary>One range of a <see cref="TransferProcessMemory"/> call: <see cref="Length"/> bytes at <see cref="Local"/> in this process and <see cref="Remote"/> in the other.</summary>
+    internal readonly record struct MemoryRange(nint Local, long Remote, long Length);
 
     /// <summary>struct iovec (&lt;sys/uio.h&gt;).</summary>
     [StructLayout(LayoutKind.Sequential)]

@@ -66,6 +66,76 @@ public class WorkerMemoryTests
         }
     }
 
+    [TestCase(3000, 7)] // more small ranges than one system call takes (IOV_MAX): several grouped calls
+    [TestCase(40, 300_001)] // many ranges per piece, pieces on several threads
+    [TestCase(3, 5_000_001)] // ranges larger than a piece (4 MiB): split across pieces
+    public void Many_scattered_ranges_are_read_exactly_into_their_own_places(int count, int length)
+    {
+        var bytes = (long)count * (length + 3);
+        using var session = Session();
+        using var fixture = session.LoadFile(FixturePath);
+        using var value = fixture.GetAttr("block").Call(bytes);
+        using var block = value.AsRef();
+        var worker = ((IsolatedRef)block).Target.Worker!;
+        var address = AddressOf(block);
+        var destination = new byte[bytes];
+        using var hold = worker.Hold();
+        using (var to = new Pinned(destination))
+        {
+            // Range i lies at i * (length + 3) in the worker and is read to the mirrored slot here, so that neither side is
+            // one run of memory and a range read to the wrong place shows.
+            var segments = Enumerable.Range(0, count)
+                .Select(i => new WorkerMemory.Segment(address + (long)i * (length + 3), length, to.Address + (nint)((long)(count - 1 - i) * (length + 3)), $"'r{i}'"))
+                .ToList();
+            Assert.That(WorkerMemory.TryRead(worker, segments), Is.True);
+        }
+        for (var i = 0; i < count; i++)
+        {
+            var at = (long)(count - 1 - i) * (length + 3);
+            for (var j = 0; j < length; j++)
+            {
+                if (destination[at + j] != Expected((long)i * (length + 3) + j))
+                    Assert.Fail($"range {i}, byte {j}: {destination[at + j]}, expected {Expected((long)i * (length + 3) + j)}");
+            }
+            Assert.That(destination.AsSpan((int)(at + length), 3).ToArray(), Is.All.Zero, $"nothing written past range {i}");
+        }
+    }
+
+    [Test]
+    public void A_bad_range_among_good_ones_names_itself_and_the_ranges_before_it_were_read()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(FixturePath);
+        using var value = fixture.GetAttr("block").Call(1 << 20);
+        using var block = value.AsRef();
+        var worker = ((IsolatedRef)block).Target.Worker!;
+        var address = AddressOf(block);
+        var destination = new byte[4 << 10];
+        using var hold = worker.Hold();
+        using (var to = new Pinned(destination))
+        {
+            // The first range is the probe (copied alone); the next three go in one system call, which stops at 'bad'.
+            List<WorkerMemory.Segment> segments =
+            [
+                new(address, 1024, to.Address, "'a'"),
+                new(address + 1024, 1024, to.Address + 1024, "'b'"),
+                new(4096, 1024, to.Address + 2048, "'bad'"),
+                new(address + 2048, 1024, to.Address + 3072, "'c'"),
+            ];
+            var e = Assert.Throws<WorkerMemoryException>(() => WorkerMemory.TryRead(worker, segments))!;
+            Assert.That(e.Message, Does.Contain("'bad'").And.Not.Contain("'c'"));
+            Assert.That(e.ErrorNumber, Is.EqualTo(14), "EFAULT");
+            Assert.That(e.FailedAt, Is.Zero);
+        }
+        for (var i = 0; i < 2048; i++)
+        {
+            if (destination[i] != Expected(i))
+                Assert.Fail($"byte {i}: {destination[i]}, expected {Expected(i)}");
+        }
+        Assert.That(destination.AsSpan(2048).ToArray(), Is.All.Zero, "nothing of the bad range or after it");
+        Assert.That(worker.IsAlive, Is.True);
+    }
+
     [Test]
     public void Ranges_the_worker_does_not_have_are_typed_errors_and_nothing_is_read_from_an_impossible_one()
     {

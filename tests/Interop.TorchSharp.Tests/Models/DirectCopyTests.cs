@@ -178,6 +178,20 @@ public class DirectCopyTests : TorchSharpFixture
         Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.DirectCopy));
     }
 
+    [Test]
+    public void A_lying_pin_targets_for_a_non_contiguous_target_is_a_WorkerMemoryException()
+    {
+        using var t = Py(_fixture, "transposed_state", 5, 7);
+        using var holder = t.AsRef();
+        using var target = holder.GetAttr("state"); // not contiguous: staged by pin_targets, not placed by open_target_described
+        var module = new TransposedNet();
+        using (Py(_fixture, "hostile_pins", "unmapped", "pin_targets")) { }
+        var e = Assert.Throws<WorkerMemoryException>(() => module.CopyWeightsTo(target))!;
+        Assert.That(e.Message, Does.Contain("'w'"));
+        using (Py(_fixture, "restore_pins")) { }
+        Assert.That(module.CopyWeightsTo(target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+    }
+
     [TestCaseSource(nameof(Lies))]
     public void A_worker_that_lies_about_its_memory_gets_a_typed_exception(string lie, Type expected, bool toPython)
     {
@@ -188,7 +202,7 @@ public class DirectCopyTests : TorchSharpFixture
         var module = new BigNet(2, 1);
         using (no_grad())
             module.state_dict()["w1"].fill_(5f);
-        using (Py(_fixture, "hostile_pins", lie, toPython ? "pin_targets" : "open_described")) { }
+        using (Py(_fixture, "hostile_pins", lie, toPython ? "open_target_described" : "open_described")) { }
         var e = Assert.Catch(() => _ = toPython ? module.CopyWeightsTo(state) : module.LoadWeightsFrom(state))!;
         Assert.That(e, Is.TypeOf(expected), e.ToString());
         Assert.That(e.Message, Does.Contain("w0"));

@@ -146,7 +146,7 @@ _hostile = {}
 
 
 def hostile_pins(mode, function="pin_batch"):
-    """Replaces interop_helpers.model_state.<function> (open_described, pin_batch or pin_targets) in this worker with
+    """Replaces interop_helpers.model_state.<function> (open_described, open_target_described, pin_batch or pin_targets) in this worker with
     one that lies about the first entry's memory; restore_pins() undoes it.
 
     mode: 'unmapped' (an address in the never-mapped first pages), 'negative' (an impossible address), 'size' (4 bytes
@@ -165,7 +165,8 @@ def hostile_pins(mode, function="pin_batch"):
         import json
 
         result = honest(*args, **kwargs)
-        rows = json.loads(result[2] if function == "open_described" else result)
+        described = function in ("open_described", "open_target_described")
+        rows = json.loads(result[2] if described else result)
         address, size = rows[0]
         if mode == "unmapped":
             rows[0] = [4096, size]
@@ -188,7 +189,7 @@ def hostile_pins(mode, function="pin_batch"):
                 base = libc.mmap(None, length, 1, 0x22, -1, 0)  # PROT_READ only
                 _hostile["mapping"] = (libc, base, length)
             rows[0] = [base, size]
-        if function == "open_described":
+        if described:
             return [result[0], result[1], json.dumps(rows)]
         return json.dumps(rows)
 
