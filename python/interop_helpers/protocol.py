@@ -46,7 +46,7 @@ def read_message(stream):
 
 
 def write_message(stream, message):
-    body = _encode(message)
+    body = message if type(message) is bytes else _encode(message)
     stream.write(_HEADER.pack(len(body)) + body)
 
 
@@ -57,6 +57,8 @@ def _encode(message):
 
 
 def _parse_body(body):
+    if body[:4] == BINARY_MAGIC:
+        return bytes(body)  # a binary call (check_binary_request reads it); JSON bodies start with "{"
     try:
         return json.loads(bytes(body).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -246,6 +248,9 @@ def check_value(raw, depth=0):
     _fail("unknown value type %r" % _clip(kind))
 
 
+_NUMPY_DTYPES = {}  # table name -> numpy.dtype, made once each (np.dtype(name) costs a lookup per call)
+
+
 def view_array(np, region, value):
     """An ndarray over ``region`` as ``value`` describes, after checking it lies inside the region."""
     itemsize = dtypes.DTYPES[value["dtype"]][1]
@@ -256,10 +261,189 @@ def view_array(np, region, value):
     if end > len(region):
         raise ProtocolError("array of %d bytes at offset %d runs past the %d-byte region"
                             % (count * itemsize, value["offset"], len(region)))
-    dtype = np.dtype(dtypes.DTYPES[value["dtype"]][2])
+    dtype = _NUMPY_DTYPES.get(value["dtype"])
+    if dtype is None:
+        dtype = _NUMPY_DTYPES[value["dtype"]] = np.dtype(dtypes.DTYPES[value["dtype"]][2])
     if count == 0:
         return np.empty(value["shape"], dtype)
     return np.frombuffer(region, dtype=dtype, count=count, offset=value["offset"]).reshape(value["shape"])
+
+
+# ---- the binary hot path ----------------------------------------------------------------------------
+# A call with positional arguments that are None, bool, int64, float or arrays, and its reply when the result is one of
+# those (docs/isolated.md, "Binary calls"); everything else is JSON. All integers little-endian. The dtype code is the
+# row's index in the one dtype table (dtypes.DTYPES, DType.All in .NET; tests check that both orders agree).
+
+BINARY_MAGIC = b"INB1"
+BINARY_CALL = 1
+BINARY_OK = 1
+# magic, op, grad, export flags, target base, id, handle, argument count, attribute count, name bytes,
+# counts of: new regions, drop_regions, release_regions, release_handles
+_BIN_REQUEST = struct.Struct("<4sBBBBqqHHIHHHH")
+# magic, kind, value tag, 2 bytes zero, id, counts of: regions, result_regions, closed, retained
+_BIN_REPLY = struct.Struct("<4sBBHqHHHH")
+# dtype code, rank, 2 bytes zero, region id, offset (then rank int64 dimensions)
+_BIN_ARRAY = struct.Struct("<BBHIq")
+_BIN_REGION = struct.Struct("<qqq")  # id, fd, size
+_BIN_RESULT_REGION = struct.Struct("<qqqq")  # id, pid, fd, size
+_BIN_Q = struct.Struct("<q")
+_BIN_D = struct.Struct("<d")
+_BIN_B = struct.Struct("<B")
+_BIN_H = struct.Struct("<H")
+TAG_NONE, TAG_BOOL, TAG_INT, TAG_FLOAT, TAG_TENSOR, TAG_NDARRAY, TAG_ARRAY = range(7)
+_TAG_KINDS = {TAG_TENSOR: "tensor", TAG_NDARRAY: "ndarray", TAG_ARRAY: "array"}
+_KIND_TAGS = {"tensor": TAG_TENSOR, "ndarray": TAG_NDARRAY}
+_BASES = ("module", "file", "handle")
+_DTYPE_BY_CODE = tuple(dtypes.DTYPES)
+_CODE_BY_DTYPE = {name: code for code, name in enumerate(_DTYPE_BY_CODE)}
+_DIMS = [struct.Struct("<%dq" % n) for n in range(MAX_RANK + 1)]
+
+
+class _Reader:
+    """Bounds-checked reads of a binary frame: every read past the end is a ProtocolError, never an IndexError."""
+
+    __slots__ = ("body", "pos", "size")
+
+    def __init__(self, body, pos):
+        self.body, self.pos, self.size = body, pos, len(body)
+
+    def take(self, layout, what):
+        pos = self.pos
+        if pos + layout.size > self.size:
+            _fail("binary frame ends inside %s (%d bytes, %d left)" % (what, layout.size, self.size - pos))
+        self.pos = pos + layout.size
+        return layout.unpack_from(self.body, pos)
+
+    def text(self, length, what):
+        pos = self.pos
+        if pos + length > self.size:
+            _fail("binary frame ends inside %s (%d bytes, %d left)" % (what, length, self.size - pos))
+        self.pos = pos + length
+        try:
+            return self.body[pos:pos + length].decode("utf-8")
+        except UnicodeDecodeError:
+            _fail("%s is not UTF-8" % what)
+
+    def ints(self, count, what, low=0, high=_INT64[1]):
+        items = []
+        for _ in range(count):
+            (value,) = self.take(_BIN_Q, what)
+            items.append(_int(value, what, low, high))
+        return items
+
+
+def check_binary_request(body):
+    """A validated, normalised request (as check_request returns) from a binary call frame; ProtocolError naming the
+    first bad field, a truncated frame, or trailing bytes."""
+    reader = _Reader(body, 0)
+    (_, op, grad, flags, base, request_id, handle, argc, attrc, name_length,
+     new_regions, drops, releases, handle_releases) = reader.take(_BIN_REQUEST, "the binary request header")
+    if op != BINARY_CALL:
+        _fail("binary op %d is not a call" % op)
+    if grad >= len(GRAD_MODES):
+        _fail("binary grad mode %d is outside 0..%d" % (grad, len(GRAD_MODES) - 1))
+    if flags & ~3:
+        _fail("binary export flags %#x has unknown bits" % flags)
+    if base >= len(_BASES):
+        _fail("binary reference base %d is outside 0..2" % base)
+    _int(request_id, "id")
+    ref = {"base": _BASES[base]}
+    if base == 2:
+        ref["handle"] = _int(handle, "handle", 1)
+        if name_length:
+            _fail("a handle reference has no name")
+    else:
+        if handle:
+            _fail("a module or file reference has no handle")
+        ref["name"] = reader.text(name_length, "reference name")
+    attrs = []
+    for _ in range(attrc):
+        (length,) = reader.take(_BIN_H, "attribute name length")
+        attrs.append(reader.text(length, "attribute name"))
+    ref["attrs"] = attrs
+    regions = []
+    for _ in range(new_regions):
+        region_id, fd, size = reader.take(_BIN_REGION, "a region")
+        regions.append({"id": _int(region_id, "region id"), "fd": _int(fd, "region fd", 0, 1 << 30),
+                        "size": _int(size, "region size", 1, MAX_REGION)})
+    request = {"id": request_id, "op": "call", "regions": regions,
+               "drop_regions": reader.ints(drops, "drop_regions item"),
+               "release_regions": reader.ints(releases, "release_regions item"),
+               "release_handles": reader.ints(handle_releases, "release_handles item"),
+               "target": ref, "grad": GRAD_MODES[grad],
+               "export": {"detach": bool(flags & 1), "upcast": bool(flags & 2)},
+               "kw_names": [], "kw_values": []}
+    args = []
+    for _ in range(argc):
+        (tag,) = reader.take(_BIN_B, "an argument tag")
+        if tag == TAG_NONE:
+            args.append({"t": "none"})
+        elif tag == TAG_BOOL:
+            (v,) = reader.take(_BIN_B, "a bool argument")
+            if v > 1:
+                _fail("bool argument byte must be 0 or 1, got %d" % v)
+            args.append({"t": "bool", "v": v == 1})
+        elif tag == TAG_INT:
+            args.append({"t": "int", "v": reader.take(_BIN_Q, "an int argument")[0]})
+        elif tag == TAG_FLOAT:
+            args.append({"t": "float", "v": reader.take(_BIN_D, "a float argument")[0]})
+        elif tag in _TAG_KINDS:
+            code, rank, zero, region, offset = reader.take(_BIN_ARRAY, "an array descriptor")
+            if code >= len(_DTYPE_BY_CODE) or dtypes.DTYPES[_DTYPE_BY_CODE[code]][2] is None:
+                _fail("unknown or unsupported dtype code %d" % code)
+            if rank > MAX_RANK:
+                _fail("rank %d exceeds %d" % (rank, MAX_RANK))
+            if zero:
+                _fail("array descriptor padding must be zero")
+            name = _DTYPE_BY_CODE[code]
+            shape = [_int(d, "dimension", 0, 1 << 48) for d in reader.take(_DIMS[rank], "array dimensions")]
+            _int(offset, "offset", 0, MAX_REGION)
+            if offset % dtypes.DTYPES[name][1]:
+                _fail("offset %d is not a multiple of the item size %d" % (offset, dtypes.DTYPES[name][1]))
+            args.append({"t": _TAG_KINDS[tag], "dtype": name, "shape": shape, "offset": offset, "region": region})
+        else:
+            _fail("unknown binary argument tag %d" % tag)
+    if reader.pos != reader.size:
+        _fail("binary request has %d bytes after its last argument" % (reader.size - reader.pos))
+    request["args"] = args
+    return request
+
+
+def encode_binary_reply(reply):
+    """The binary frame of a successful reply whose value is None, bool, int, float or one array; None otherwise
+    (the reply then travels as JSON)."""
+    value = reply.get("value")
+    kind = value["t"]
+    parts = []
+    if kind == "none":
+        tag = TAG_NONE
+    elif kind == "bool":
+        tag = TAG_BOOL
+        parts.append(_BIN_B.pack(value["v"]))
+    elif kind == "int":
+        tag = TAG_INT
+        parts.append(_BIN_Q.pack(value["v"]))
+    elif kind == "float":
+        tag = TAG_FLOAT
+        parts.append(_BIN_D.pack(parse_float(value["v"])))
+    elif kind in _KIND_TAGS:
+        tag = _KIND_TAGS[kind]
+        shape = value["shape"]
+        parts.append(_BIN_ARRAY.pack(_CODE_BY_DTYPE[value["dtype"]], len(shape), 0, value["region"], value["offset"]))
+        parts.append(_DIMS[len(shape)].pack(*shape))
+    else:
+        return None
+    regions = reply.get("regions", ())
+    results = reply.get("result_regions", ())
+    closed = reply.get("closed", ())
+    retained = reply.get("retained", ())
+    for r in regions:
+        parts.append(_BIN_RESULT_REGION.pack(r["id"], r["pid"], r["fd"], r["size"]))
+    for ids in (results, closed, retained):
+        for i in ids:
+            parts.append(_BIN_Q.pack(i))
+    header = _BIN_REPLY.pack(BINARY_MAGIC, BINARY_OK, tag, 0, reply["id"], len(regions), len(results), len(closed), len(retained))
+    return header + b"".join(parts)
 
 
 # ---- small encoders ---------------------------------------------------------------------------------
@@ -424,7 +608,7 @@ class ControlChannel:
         return _parse_body(self.map[_REQUEST_AREA:_REQUEST_AREA + length])
 
     def write(self, message):
-        body = _encode(message)
+        body = message if type(message) is bytes else _encode(message)
         words = self.words
         large = len(body) > CONTROL_AREA
         if large:

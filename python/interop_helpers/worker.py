@@ -91,6 +91,7 @@ class Worker:
         self.out_arrays = []
         self.copied_bytes = 0  # bytes copied into result regions (tests check that output.empty results add none)
         self._np = None
+        self._torch_export = None
         self.has_torch = _version("torch") is not None
         output._allocator = self.allocate_output  # output.empty: arrays inside the running call's result region
 
@@ -253,8 +254,9 @@ class Worker:
         arrays.append(weakref.ref(array))
         if kind == "ndarray" or (kind == "array" and not self.has_torch):
             return array
-        import torch
-
+        torch = sys.modules.get("torch")  # a dictionary lookup per call instead of the import statement
+        if torch is None:
+            import torch
         return torch.from_numpy(array)
 
     def encode(self, value, pending, export, depth=0):
@@ -304,8 +306,11 @@ class Worker:
                 "repr": protocol.short_repr(value)}
 
     def encode_tensor(self, torch, value, pending, export):
-        from . import torch_export
+        torch_export = self._torch_export
+        if torch_export is None:
+            from . import torch_export
 
+            self._torch_export = torch_export  # imported once (torch is loaded by then), not per result
         calls.check_rank(value.dim())
         return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
                                   "tensor", pending)
@@ -466,8 +471,9 @@ class Worker:
             raw = channel.read()
             if raw is None:
                 return 0
+            binary = type(raw) is bytes  # a binary call (protocol.check_binary_request); else parsed JSON
             try:
-                request = protocol.check_request(raw)
+                request = protocol.check_binary_request(raw) if binary else protocol.check_request(raw)
             except ProtocolError as e:
                 channel.write(protocol.error_reply(raw.get("id") if isinstance(raw, dict) else None, e, protocol_error=True))
                 continue
@@ -481,6 +487,8 @@ class Worker:
             except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
                 reply = protocol.error_reply(request["id"], e)
                 del e
+            if binary and reply["ok"]:
+                reply = protocol.encode_binary_reply(reply) or reply  # results other than scalars and arrays: JSON
             channel.write(reply)
 
 
