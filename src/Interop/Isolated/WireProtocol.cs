@@ -43,7 +43,10 @@ internal static class WireProtocol
     }
 
     /// <summary>Reads one frame; null at EOF (the worker is gone). Throws <see cref="WorkerProtocolException"/> on a bad frame.</summary>
-    public static JsonElement? Read(Stream stream)
+    public static JsonElement? Read(Stream stream) => ReadBody(stream) is { } body ? Parse(body) : null;
+
+    /// <summary>Reads one frame's body (JSON or binary, unparsed); null at EOF. Throws <see cref="WorkerProtocolException"/> on a bad length.</summary>
+    public static byte[]? ReadBody(Stream stream)
     {
         Span<byte> header = stackalloc byte[4];
         if (!ReadExactly(stream, header, allowEof: true))
@@ -54,7 +57,7 @@ internal static class WireProtocol
         var body = new byte[length];
         if (!ReadExactly(stream, body, allowEof: true))
             return null;
-        return Parse(body);
+        return body;
     }
 
     /// <summary>Parses and checks the envelope of a message body (JSON object, protocol version).</summary>
