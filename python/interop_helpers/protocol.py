@@ -299,114 +299,138 @@ _CODE_BY_DTYPE = {name: code for code, name in enumerate(_DTYPE_BY_CODE)}
 _DIMS = [struct.Struct("<%dq" % n) for n in range(MAX_RANK + 1)]
 
 
-class _Reader:
-    """Bounds-checked reads of a binary frame: every read past the end is a ProtocolError, never an IndexError."""
+def _truncated(body, what):
+    _fail("binary frame of %d bytes ends inside %s" % (len(body), what))
 
-    __slots__ = ("body", "pos", "size")
 
-    def __init__(self, body, pos):
-        self.body, self.pos, self.size = body, pos, len(body)
+def _text(body, pos, length, what):
+    end = pos + length
+    if end > len(body):
+        _truncated(body, what)
+    try:
+        return body[pos:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        _fail("%s is not UTF-8" % what)
 
-    def take(self, layout, what):
-        pos = self.pos
-        if pos + layout.size > self.size:
-            _fail("binary frame ends inside %s (%d bytes, %d left)" % (what, layout.size, self.size - pos))
-        self.pos = pos + layout.size
-        return layout.unpack_from(self.body, pos)
 
-    def text(self, length, what):
-        pos = self.pos
-        if pos + length > self.size:
-            _fail("binary frame ends inside %s (%d bytes, %d left)" % (what, length, self.size - pos))
-        self.pos = pos + length
-        try:
-            return self.body[pos:pos + length].decode("utf-8")
-        except UnicodeDecodeError:
-            _fail("%s is not UTF-8" % what)
-
-    def ints(self, count, what, low=0, high=_INT64[1]):
-        items = []
-        for _ in range(count):
-            (value,) = self.take(_BIN_Q, what)
-            items.append(_int(value, what, low, high))
-        return items
+def _ints(body, pos, count, what):
+    """``count`` int64 items at ``pos`` (each in 0..int64 max) and the position after them."""
+    if not count:
+        return [], pos
+    if pos + 8 * count > len(body):
+        _truncated(body, what)
+    items = list(_DIMS[count].unpack_from(body, pos)) if count <= MAX_RANK else \
+        [_BIN_Q.unpack_from(body, pos + 8 * k)[0] for k in range(count)]
+    for item in items:
+        if item < 0:
+            _fail("%s must be an integer in 0..%d, got %d" % (what, _INT64[1], item))
+    return items, pos + 8 * count
 
 
 def check_binary_request(body):
     """A validated, normalised request (as check_request returns) from a binary call frame; ProtocolError naming the
-    first bad field, a truncated frame, or trailing bytes."""
-    reader = _Reader(body, 0)
+    first bad field, a truncated frame, or trailing bytes. Every read is bounds-checked before it is made."""
+    size = len(body)
+    if size < 40:
+        _truncated(body, "the binary request header")
     (_, op, grad, flags, base, request_id, handle, argc, attrc, name_length,
-     new_regions, drops, releases, handle_releases) = reader.take(_BIN_REQUEST, "the binary request header")
+     new_regions, drops, releases, handle_releases) = _BIN_REQUEST.unpack_from(body, 0)
     if op != BINARY_CALL:
         _fail("binary op %d is not a call" % op)
-    if grad >= len(GRAD_MODES):
-        _fail("binary grad mode %d is outside 0..%d" % (grad, len(GRAD_MODES) - 1))
+    if grad > 2:
+        _fail("binary grad mode %d is outside 0..2" % grad)
     if flags & ~3:
         _fail("binary export flags %#x has unknown bits" % flags)
-    if base >= len(_BASES):
-        _fail("binary reference base %d is outside 0..2" % base)
-    _int(request_id, "id")
-    ref = {"base": _BASES[base]}
+    if request_id < 0:
+        _fail("id must be an integer in 0..%d, got %d" % (_INT64[1], request_id))
+    pos = 40
     if base == 2:
-        ref["handle"] = _int(handle, "handle", 1)
+        if handle < 1:
+            _fail("handle must be an integer in 1..%d, got %d" % (_INT64[1], handle))
         if name_length:
             _fail("a handle reference has no name")
-    else:
+        ref = {"base": "handle", "handle": handle}
+    elif base < 2:
         if handle:
             _fail("a module or file reference has no handle")
-        ref["name"] = reader.text(name_length, "reference name")
+        name, pos = _text(body, pos, name_length, "the reference name")
+        ref = {"base": _BASES[base], "name": name}
+    else:
+        _fail("binary reference base %d is outside 0..2" % base)
     attrs = []
     for _ in range(attrc):
-        (length,) = reader.take(_BIN_H, "attribute name length")
-        attrs.append(reader.text(length, "attribute name"))
+        if pos + 2 > size:
+            _truncated(body, "an attribute name length")
+        attr, pos = _text(body, pos + 2, _BIN_H.unpack_from(body, pos)[0], "an attribute name")
+        attrs.append(attr)
     ref["attrs"] = attrs
     regions = []
     for _ in range(new_regions):
-        region_id, fd, size = reader.take(_BIN_REGION, "a region")
+        if pos + 24 > size:
+            _truncated(body, "a region")
+        region_id, fd, region_size = _BIN_REGION.unpack_from(body, pos)
+        pos += 24
         regions.append({"id": _int(region_id, "region id"), "fd": _int(fd, "region fd", 0, 1 << 30),
-                        "size": _int(size, "region size", 1, MAX_REGION)})
-    request = {"id": request_id, "op": "call", "regions": regions,
-               "drop_regions": reader.ints(drops, "drop_regions item"),
-               "release_regions": reader.ints(releases, "release_regions item"),
-               "release_handles": reader.ints(handle_releases, "release_handles item"),
-               "target": ref, "grad": GRAD_MODES[grad],
-               "export": {"detach": bool(flags & 1), "upcast": bool(flags & 2)},
-               "kw_names": [], "kw_values": []}
+                        "size": _int(region_size, "region size", 1, MAX_REGION)})
+    drop, pos = _ints(body, pos, drops, "drop_regions item")
+    release, pos = _ints(body, pos, releases, "release_regions item")
+    release_handles, pos = _ints(body, pos, handle_releases, "release_handles item")
     args = []
+    append = args.append
     for _ in range(argc):
-        (tag,) = reader.take(_BIN_B, "an argument tag")
-        if tag == TAG_NONE:
-            args.append({"t": "none"})
-        elif tag == TAG_BOOL:
-            (v,) = reader.take(_BIN_B, "a bool argument")
-            if v > 1:
-                _fail("bool argument byte must be 0 or 1, got %d" % v)
-            args.append({"t": "bool", "v": v == 1})
-        elif tag == TAG_INT:
-            args.append({"t": "int", "v": reader.take(_BIN_Q, "an int argument")[0]})
-        elif tag == TAG_FLOAT:
-            args.append({"t": "float", "v": reader.take(_BIN_D, "a float argument")[0]})
-        elif tag in _TAG_KINDS:
-            code, rank, zero, region, offset = reader.take(_BIN_ARRAY, "an array descriptor")
-            if code >= len(_DTYPE_BY_CODE) or dtypes.DTYPES[_DTYPE_BY_CODE[code]][2] is None:
+        if pos >= size:
+            _truncated(body, "an argument tag")
+        tag = body[pos]
+        pos += 1
+        if tag >= TAG_TENSOR:
+            if tag > TAG_ARRAY:
+                _fail("unknown binary argument tag %d" % tag)
+            if pos + 16 > size:
+                _truncated(body, "an array descriptor")
+            code, rank, zero, region, offset = _BIN_ARRAY.unpack_from(body, pos)
+            pos += 16
+            row = dtypes.DTYPES[_DTYPE_BY_CODE[code]] if code < len(_DTYPE_BY_CODE) else None
+            if row is None or row[2] is None:
                 _fail("unknown or unsupported dtype code %d" % code)
             if rank > MAX_RANK:
                 _fail("rank %d exceeds %d" % (rank, MAX_RANK))
             if zero:
                 _fail("array descriptor padding must be zero")
-            name = _DTYPE_BY_CODE[code]
-            shape = [_int(d, "dimension", 0, 1 << 48) for d in reader.take(_DIMS[rank], "array dimensions")]
-            _int(offset, "offset", 0, MAX_REGION)
-            if offset % dtypes.DTYPES[name][1]:
-                _fail("offset %d is not a multiple of the item size %d" % (offset, dtypes.DTYPES[name][1]))
-            args.append({"t": _TAG_KINDS[tag], "dtype": name, "shape": shape, "offset": offset, "region": region})
+            if pos + 8 * rank > size:
+                _truncated(body, "array dimensions")
+            shape = list(_DIMS[rank].unpack_from(body, pos))
+            pos += 8 * rank
+            for d in shape:
+                if not 0 <= d <= 1 << 48:
+                    _fail("dimension must be an integer in 0..%d, got %d" % (1 << 48, d))
+            if not 0 <= offset <= MAX_REGION:
+                _fail("offset must be an integer in 0..%d, got %d" % (MAX_REGION, offset))
+            if offset % row[1]:
+                _fail("offset %d is not a multiple of the item size %d" % (offset, row[1]))
+            append({"t": _TAG_KINDS[tag], "dtype": _DTYPE_BY_CODE[code], "shape": shape, "offset": offset, "region": region})
+        elif tag == TAG_INT or tag == TAG_FLOAT:
+            if pos + 8 > size:
+                _truncated(body, "a number argument")
+            layout = _BIN_Q if tag == TAG_INT else _BIN_D
+            append({"t": "int" if tag == TAG_INT else "float", "v": layout.unpack_from(body, pos)[0]})
+            pos += 8
+        elif tag == TAG_BOOL:
+            if pos >= size:
+                _truncated(body, "a bool argument")
+            if body[pos] > 1:
+                _fail("bool argument byte must be 0 or 1, got %d" % body[pos])
+            append({"t": "bool", "v": body[pos] == 1})
+            pos += 1
         else:
-            _fail("unknown binary argument tag %d" % tag)
-    if reader.pos != reader.size:
-        _fail("binary request has %d bytes after its last argument" % (reader.size - reader.pos))
-    request["args"] = args
-    return request
+            append({"t": "none"})
+    if pos != size:
+        _fail("binary request has %d bytes after its last argument" % (size - pos))
+    return {"id": request_id, "op": "call", "regions": regions, "drop_regions": drop, "release_regions": release,
+            "release_handles": release_handles, "target": ref, "grad": GRAD_MODES[grad],
+            "export": _EXPORTS[flags], "kw_names": [], "kw_values": [], "args": args}
+
+
+_EXPORTS = [{"detach": bool(f & 1), "upcast": bool(f & 2)} for f in range(4)]  # read only (the worker never changes it)
 
 
 def encode_binary_reply(reply):

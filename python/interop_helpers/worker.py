@@ -32,6 +32,7 @@ from .protocol import ProtocolError
 # The protocol's grad-mode names (validated by protocol.check_request) → calls' grad-mode codes, built once.
 _GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, calls.INFERENCE_MODE)))
 
+_MAX_DEPTH = calls.MAX_DEPTH
 _REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
@@ -262,7 +263,8 @@ class Worker:
     def encode(self, value, pending, export, depth=0):
         # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead, with the
         # ValueError an in-process session raises (calls.export_tree).
-        calls.check_depth(depth)
+        if depth > _MAX_DEPTH:
+            calls.check_depth(depth)
         torch = sys.modules.get("torch")
         if torch is not None and type(value) is torch.Tensor:  # the common result first: no other type tests
             return self.encode_tensor(torch, value, pending, export)
