@@ -1,6 +1,7 @@
 """The isolated-mode control protocol, worker side: framing and validation (docs/isolated.md).
 
-A message is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (an object).
+A message is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (an object), or, for
+small calls and their replies, of a binary frame that starts with ``INB1`` (see "the binary hot path" below).
 Requests are checked field by field before anything uses them: a malformed or hostile request is
 answered with a protocol error and never reads or writes outside a shared region. A frame whose length
 is out of range cannot be skipped safely, so it ends the worker (exit code 3).

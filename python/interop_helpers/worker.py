@@ -4,7 +4,9 @@ Run as ``python3 -m interop_helpers.worker --host-pid PID`` by the host (src/Int
 docs/isolated.md for the design; in short:
 
 - Control messages are length-prefixed UTF-8 JSON objects (``protocol.py``), one request at a time; the
-  reply carries the request's id. Every field is validated before it is used.
+  reply carries the request's id. Small calls (scalars and arrays) and their replies use a binary frame
+  instead (``protocol.check_binary_request`` / ``encode_binary_reply``). Every field is validated before it
+  is used.
 - Tensor payloads travel in shared memory. The host's request region is a file descriptor of the host
   process (a /dev/shm file it unlinked right after creating it), opened here through /proc/PID/fd/N.
   Result regions are ``memfd``s of this process that the host opens the same way. No name is left in

@@ -1,5 +1,6 @@
 // Design notes: the host side of the isolated-mode protocol (python/interop_helpers/protocol.py is the
-// worker side). A frame is a 4-byte little-endian length and a UTF-8 JSON object. Everything a reply says
+// worker side). A frame is a 4-byte little-endian length and a UTF-8 JSON object (or, for small calls and
+// their replies, a binary frame: WireBinary.cs). Everything a reply says
 // is checked here before it is used: field types, ids, dtypes (the one table, DType), shapes, and that every
 // array lies inside the region it names. Nothing reads or writes a mapping without SharedRegion.Slice's check.
 using System.Buffers.Binary;

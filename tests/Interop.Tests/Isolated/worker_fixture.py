@@ -55,6 +55,16 @@ def describe(t):
             "sum": float(t.double().sum()) if t.numel() else 0.0, "writeable": bool(t.numpy().flags.writeable)}
 
 
+def same(x, *rest):
+    """The first argument back (a binary call's reply carries it: docs/isolated.md, "Binary calls")."""
+    return x
+
+
+def dtype_of(x, *rest):
+    """What the worker received: the array's type and dtype, and the types and values of the scalars after it."""
+    return "%s %s %r" % (type(x).__name__, x.dtype, [(type(r).__name__, r) for r in rest])
+
+
 def keep(t):
     """Keeps the argument beyond the call (its shared region must not be reused)."""
     _kept.append(t)
