@@ -70,55 +70,61 @@ internal static class WireBinary
 
     private static byte[]? Build(JsonObject request)
     {
-        if (Text(request["op"]) != "call" || request.ContainsKey("kw_names") || request.ContainsKey("kw_values"))
+        // Every key the session writes for such a call, and nothing else (an unknown key means JSON carries it).
+        if (!request.TryGetPropertyValue("op", out var op) || Text(op) != "call" ||
+            !request.TryGetPropertyValue("target", out var targetNode) || targetNode is not JsonObject target ||
+            !request.TryGetPropertyValue("args", out var argsNode) || argsNode is not JsonArray args ||
+            !request.TryGetPropertyValue("id", out var idNode))
             return null;
-        if (request["target"] is not JsonObject target || request["args"] is not JsonArray args || request["id"] is not { } idNode)
-            return null;
-        foreach (var (key, _) in request)
+        var known = 4;
+        byte grad = 0;
+        if (request.TryGetPropertyValue("grad", out var gradNode))
         {
-            if (key is not ("op" or "target" or "args" or "id" or "grad" or "export" or "regions" or "drop_regions" or "release_regions" or "release_handles"))
+            known++;
+            grad = Text(gradNode) switch { "default" => 0, "no_grad" => 1, "inference" => 2, _ => 255 };
+            if (grad == 255)
                 return null;
         }
-        byte grad = Text(request["grad"] ?? "default") switch { "default" => 0, "no_grad" => 1, "inference" => 2, _ => 255 };
-        if (grad == 255)
-            return null;
         byte flags = 1;
-        if (request["export"] is { } export)
+        if (request.TryGetPropertyValue("export", out var export))
         {
+            known++;
             if (export is not JsonObject e || e.Count != 2)
                 return null;
             flags = (byte)((e["detach"]!.GetValue<bool>() ? 1 : 0) | (e["upcast"]!.GetValue<bool>() ? 2 : 0));
         }
+        var regions = List(request, "regions", ref known);
+        var drops = List(request, "drop_regions", ref known);
+        var releases = List(request, "release_regions", ref known);
+        var handles = List(request, "release_handles", ref known);
+        if (request.Count != known)
+            return null; // keyword arguments, or a key this layout does not carry
         byte baseCode = Text(target["base"]) switch { "module" => 0, "file" => 1, "handle" => 2, _ => 255 };
-        if (baseCode == 255 || target["attrs"] is not JsonArray attrs || attrs.Count > ushort.MaxValue || args.Count > ushort.MaxValue)
+        if (baseCode == 255 || target["attrs"] is not JsonArray attrs || attrs.Count > ushort.MaxValue || args.Count > ushort.MaxValue ||
+            regions.Count > ushort.MaxValue || drops.Count > ushort.MaxValue || releases.Count > ushort.MaxValue || handles.Count > ushort.MaxValue)
             return null;
-        var name = baseCode == 2 ? [] : s_strict.GetBytes(Text(target["name"]) ?? throw new FormatException());
-        var handle = baseCode == 2 ? Long(target["handle"]) : 0;
-        var attrBytes = attrs.Select(a => s_strict.GetBytes(Text(a) ?? throw new FormatException())).ToArray();
-        var regions = request["regions"] as JsonArray ?? [];
-        var lists = new[] { request["drop_regions"] as JsonArray ?? [], request["release_regions"] as JsonArray ?? [], request["release_handles"] as JsonArray ?? [] };
-        if (regions.Count > ushort.MaxValue || lists.Any(l => l.Count > ushort.MaxValue) || attrBytes.Any(a => a.Length > ushort.MaxValue))
-            return null;
+        var name = baseCode == 2 ? "" : Text(target["name"]) ?? throw new FormatException();
 
-        var body = new ArrayBufferWriterLite(RequestHeaderSize + name.Length + 64 * args.Count + 32);
+        var body = new ArrayBufferWriterLite(RequestHeaderSize + 3 * name.Length + 64 * args.Count + 16 * attrs.Count + 8 * (releases.Count + drops.Count + handles.Count + 3 * regions.Count));
         body.U32(Magic);
         body.U8(OpCall);
         body.U8(grad);
         body.U8(flags);
         body.U8(baseCode);
         body.I64(Long(idNode));
-        body.I64(handle);
+        body.I64(baseCode == 2 ? Long(target["handle"]) : 0);
         body.U16(args.Count);
         body.U16(attrs.Count);
-        body.U32((uint)name.Length);
+        var nameLength = body.Reserve(4);
         body.U16(regions.Count);
-        foreach (var list in lists)
-            body.U16(list.Count);
-        body.Bytes(name);
-        foreach (var attr in attrBytes)
+        body.U16(drops.Count);
+        body.U16(releases.Count);
+        body.U16(handles.Count);
+        BinaryPrimitives.WriteUInt32LittleEndian(body.At(nameLength, 4), (uint)body.Utf8(name));
+        foreach (var attr in attrs)
         {
-            body.U16(attr.Length);
-            body.Bytes(attr);
+            var length = body.Reserve(2);
+            BinaryPrimitives.WriteUInt16LittleEndian(body.At(length, 2), checked((ushort)body.Utf8(Text(attr) ?? throw new FormatException())));
         }
         foreach (var region in regions)
         {
@@ -126,11 +132,12 @@ internal static class WireBinary
             body.I64(Long(region["fd"]));
             body.I64(Long(region["size"]));
         }
-        foreach (var list in lists)
-        {
-            foreach (var item in list)
-                body.I64(Long(item));
-        }
+        foreach (var item in drops)
+            body.I64(Long(item));
+        foreach (var item in releases)
+            body.I64(Long(item));
+        foreach (var item in handles)
+            body.I64(Long(item));
         foreach (var arg in args)
         {
             if (arg is not JsonObject value || !AddArgument(body, value))
@@ -139,6 +146,17 @@ internal static class WireBinary
         if (body.Length > ControlBlock.AreaSize)
             return null;
         return body.ToFrame();
+    }
+
+    private static readonly JsonArray s_empty = [];
+
+    /// <summary>A housekeeping list of the request (counted in <paramref name="known"/>), or an empty one.</summary>
+    private static JsonArray List(JsonObject request, string name, ref int known)
+    {
+        if (!request.TryGetPropertyValue(name, out var node))
+            return s_empty;
+        known++;
+        return node as JsonArray ?? throw new FormatException();
     }
 
     private static bool AddArgument(ArrayBufferWriterLite body, JsonObject value)
@@ -233,7 +251,23 @@ internal static class WireBinary
         public void U32(uint v) => BinaryPrimitives.WriteUInt32LittleEndian(Next(4), v);
         public void I64(long v) => BinaryPrimitives.WriteInt64LittleEndian(Next(8), v);
         public void F64(double v) => BinaryPrimitives.WriteDoubleLittleEndian(Next(8), v);
-        public void Bytes(ReadOnlySpan<byte> b) => b.CopyTo(Next(b.Length));
+
+        /// <summary>Reserves <paramref name="n"/> bytes to fill in later (<see cref="At"/>); returns their position.</summary>
+        public int Reserve(int n)
+        {
+            var at = _used;
+            Next(n);
+            return at;
+        }
+
+        public Span<byte> At(int position, int n) => _buffer.AsSpan(position, n);
+
+        /// <summary>Writes <paramref name="text"/> as strict UTF-8 (an unpaired surrogate throws: JSON carries it); returns the byte count.</summary>
+        public int Utf8(string text)
+        {
+            var n = s_strict.GetByteCount(text);
+            return s_strict.GetBytes(text, Next(n));
+        }
 
         public byte[] ToFrame()
         {
