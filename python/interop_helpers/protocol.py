@@ -1,6 +1,7 @@
 """The isolated-mode control protocol, worker side: framing and validation (docs/isolated.md).
 
-A message is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (an object).
+A message is a 4-byte little-endian length followed by that many bytes of UTF-8 JSON (an object), or, for
+small calls and their replies, of a binary frame that starts with ``INB1`` (see "the binary hot path" below).
 Requests are checked field by field before anything uses them: a malformed or hostile request is
 answered with a protocol error and never reads or writes outside a shared region. A frame whose length
 is out of range cannot be skipped safely, so it ends the worker (exit code 3).
@@ -46,7 +47,7 @@ def read_message(stream):
 
 
 def write_message(stream, message):
-    body = _encode(message)
+    body = message if type(message) is bytes else _encode(message)
     stream.write(_HEADER.pack(len(body)) + body)
 
 
@@ -57,6 +58,8 @@ def _encode(message):
 
 
 def _parse_body(body):
+    if body[:4] == BINARY_MAGIC:
+        return bytes(body)  # a binary call (check_binary_request reads it); JSON bodies start with "{"
     try:
         return json.loads(bytes(body).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -246,6 +249,9 @@ def check_value(raw, depth=0):
     _fail("unknown value type %r" % _clip(kind))
 
 
+_NUMPY_DTYPES = {}  # table name -> numpy.dtype, made once each (np.dtype(name) costs a lookup per call)
+
+
 def view_array(np, region, value):
     """An ndarray over ``region`` as ``value`` describes, after checking it lies inside the region."""
     itemsize = dtypes.DTYPES[value["dtype"]][1]
@@ -256,10 +262,213 @@ def view_array(np, region, value):
     if end > len(region):
         raise ProtocolError("array of %d bytes at offset %d runs past the %d-byte region"
                             % (count * itemsize, value["offset"], len(region)))
-    dtype = np.dtype(dtypes.DTYPES[value["dtype"]][2])
+    dtype = _NUMPY_DTYPES.get(value["dtype"])
+    if dtype is None:
+        dtype = _NUMPY_DTYPES[value["dtype"]] = np.dtype(dtypes.DTYPES[value["dtype"]][2])
     if count == 0:
         return np.empty(value["shape"], dtype)
     return np.frombuffer(region, dtype=dtype, count=count, offset=value["offset"]).reshape(value["shape"])
+
+
+# ---- the binary hot path ----------------------------------------------------------------------------
+# A call with positional arguments that are None, bool, int64, float or arrays, and its reply when the result is one of
+# those (docs/isolated.md, "Binary calls"); everything else is JSON. All integers little-endian. The dtype code is the
+# row's index in the one dtype table (dtypes.DTYPES, DType.All in .NET; tests check that both orders agree).
+
+BINARY_MAGIC = b"INB1"
+BINARY_CALL = 1
+BINARY_OK = 1
+# magic, op, grad, export flags, target base, id, handle, argument count, attribute count, name bytes,
+# counts of: new regions, drop_regions, release_regions, release_handles
+_BIN_REQUEST = struct.Struct("<4sBBBBqqHHIHHHH")
+# magic, kind, value tag, 2 bytes zero, id, counts of: regions, result_regions, closed, retained
+_BIN_REPLY = struct.Struct("<4sBBHqHHHH")
+# dtype code, rank, 2 bytes zero, region id, offset (then rank int64 dimensions)
+_BIN_ARRAY = struct.Struct("<BBHIq")
+_BIN_REGION = struct.Struct("<qqq")  # id, fd, size
+_BIN_RESULT_REGION = struct.Struct("<qqqq")  # id, pid, fd, size
+_BIN_Q = struct.Struct("<q")
+_BIN_D = struct.Struct("<d")
+_BIN_B = struct.Struct("<B")
+_BIN_H = struct.Struct("<H")
+TAG_NONE, TAG_BOOL, TAG_INT, TAG_FLOAT, TAG_TENSOR, TAG_NDARRAY, TAG_ARRAY = range(7)
+_TAG_KINDS = {TAG_TENSOR: "tensor", TAG_NDARRAY: "ndarray", TAG_ARRAY: "array"}
+_KIND_TAGS = {"tensor": TAG_TENSOR, "ndarray": TAG_NDARRAY}
+_BASES = ("module", "file", "handle")
+_DTYPE_BY_CODE = tuple(dtypes.DTYPES)
+_CODE_BY_DTYPE = {name: code for code, name in enumerate(_DTYPE_BY_CODE)}
+_DIMS = [struct.Struct("<%dq" % n) for n in range(MAX_RANK + 1)]
+
+
+def _truncated(body, what):
+    _fail("binary frame of %d bytes ends inside %s" % (len(body), what))
+
+
+def _text(body, pos, length, what):
+    end = pos + length
+    if end > len(body):
+        _truncated(body, what)
+    try:
+        return body[pos:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        _fail("%s is not UTF-8" % what)
+
+
+def _ints(body, pos, count, what):
+    """``count`` int64 items at ``pos`` (each in 0..int64 max) and the position after them."""
+    if not count:
+        return [], pos
+    if pos + 8 * count > len(body):
+        _truncated(body, what)
+    items = list(_DIMS[count].unpack_from(body, pos)) if count <= MAX_RANK else \
+        [_BIN_Q.unpack_from(body, pos + 8 * k)[0] for k in range(count)]
+    for item in items:
+        if item < 0:
+            _fail("%s must be an integer in 0..%d, got %d" % (what, _INT64[1], item))
+    return items, pos + 8 * count
+
+
+def check_binary_request(body):
+    """A validated, normalised request (as check_request returns) from a binary call frame; ProtocolError naming the
+    first bad field, a truncated frame, or trailing bytes. Every read is bounds-checked before it is made."""
+    size = len(body)
+    if size < 40:
+        _truncated(body, "the binary request header")
+    (_, op, grad, flags, base, request_id, handle, argc, attrc, name_length,
+     new_regions, drops, releases, handle_releases) = _BIN_REQUEST.unpack_from(body, 0)
+    if op != BINARY_CALL:
+        _fail("binary op %d is not a call" % op)
+    if grad > 2:
+        _fail("binary grad mode %d is outside 0..2" % grad)
+    if flags & ~3:
+        _fail("binary export flags %#x has unknown bits" % flags)
+    if request_id < 0:
+        _fail("id must be an integer in 0..%d, got %d" % (_INT64[1], request_id))
+    pos = 40
+    if base == 2:
+        if handle < 1:
+            _fail("handle must be an integer in 1..%d, got %d" % (_INT64[1], handle))
+        if name_length:
+            _fail("a handle reference has no name")
+        ref = {"base": "handle", "handle": handle}
+    elif base < 2:
+        if handle:
+            _fail("a module or file reference has no handle")
+        name, pos = _text(body, pos, name_length, "the reference name")
+        ref = {"base": _BASES[base], "name": name}
+    else:
+        _fail("binary reference base %d is outside 0..2" % base)
+    attrs = []
+    for _ in range(attrc):
+        if pos + 2 > size:
+            _truncated(body, "an attribute name length")
+        attr, pos = _text(body, pos + 2, _BIN_H.unpack_from(body, pos)[0], "an attribute name")
+        attrs.append(attr)
+    ref["attrs"] = attrs
+    regions = []
+    for _ in range(new_regions):
+        if pos + 24 > size:
+            _truncated(body, "a region")
+        region_id, fd, region_size = _BIN_REGION.unpack_from(body, pos)
+        pos += 24
+        regions.append({"id": _int(region_id, "region id"), "fd": _int(fd, "region fd", 0, 1 << 30),
+                        "size": _int(region_size, "region size", 1, MAX_REGION)})
+    drop, pos = _ints(body, pos, drops, "drop_regions item")
+    release, pos = _ints(body, pos, releases, "release_regions item")
+    release_handles, pos = _ints(body, pos, handle_releases, "release_handles item")
+    args = []
+    append = args.append
+    for _ in range(argc):
+        if pos >= size:
+            _truncated(body, "an argument tag")
+        tag = body[pos]
+        pos += 1
+        if tag >= TAG_TENSOR:
+            if tag > TAG_ARRAY:
+                _fail("unknown binary argument tag %d" % tag)
+            if pos + 16 > size:
+                _truncated(body, "an array descriptor")
+            code, rank, zero, region, offset = _BIN_ARRAY.unpack_from(body, pos)
+            pos += 16
+            row = dtypes.DTYPES[_DTYPE_BY_CODE[code]] if code < len(_DTYPE_BY_CODE) else None
+            if row is None or row[2] is None:
+                _fail("unknown or unsupported dtype code %d" % code)
+            if rank > MAX_RANK:
+                _fail("rank %d exceeds %d" % (rank, MAX_RANK))
+            if zero:
+                _fail("array descriptor padding must be zero")
+            if pos + 8 * rank > size:
+                _truncated(body, "array dimensions")
+            shape = list(_DIMS[rank].unpack_from(body, pos))
+            pos += 8 * rank
+            for d in shape:
+                if not 0 <= d <= 1 << 48:
+                    _fail("dimension must be an integer in 0..%d, got %d" % (1 << 48, d))
+            if not 0 <= offset <= MAX_REGION:
+                _fail("offset must be an integer in 0..%d, got %d" % (MAX_REGION, offset))
+            if offset % row[1]:
+                _fail("offset %d is not a multiple of the item size %d" % (offset, row[1]))
+            append({"t": _TAG_KINDS[tag], "dtype": _DTYPE_BY_CODE[code], "shape": shape, "offset": offset, "region": region})
+        elif tag == TAG_INT or tag == TAG_FLOAT:
+            if pos + 8 > size:
+                _truncated(body, "a number argument")
+            layout = _BIN_Q if tag == TAG_INT else _BIN_D
+            append({"t": "int" if tag == TAG_INT else "float", "v": layout.unpack_from(body, pos)[0]})
+            pos += 8
+        elif tag == TAG_BOOL:
+            if pos >= size:
+                _truncated(body, "a bool argument")
+            if body[pos] > 1:
+                _fail("bool argument byte must be 0 or 1, got %d" % body[pos])
+            append({"t": "bool", "v": body[pos] == 1})
+            pos += 1
+        else:
+            append({"t": "none"})
+    if pos != size:
+        _fail("binary request has %d bytes after its last argument" % (size - pos))
+    return {"id": request_id, "op": "call", "regions": regions, "drop_regions": drop, "release_regions": release,
+            "release_handles": release_handles, "target": ref, "grad": GRAD_MODES[grad],
+            "export": _EXPORTS[flags], "kw_names": [], "kw_values": [], "args": args}
+
+
+_EXPORTS = [{"detach": bool(f & 1), "upcast": bool(f & 2)} for f in range(4)]  # read only (the worker never changes it)
+
+
+def encode_binary_reply(reply):
+    """The binary frame of a successful reply whose value is None, bool, int, float or one array; None otherwise
+    (the reply then travels as JSON)."""
+    value = reply.get("value")
+    kind = value["t"]
+    parts = []
+    if kind == "none":
+        tag = TAG_NONE
+    elif kind == "bool":
+        tag = TAG_BOOL
+        parts.append(_BIN_B.pack(value["v"]))
+    elif kind == "int":
+        tag = TAG_INT
+        parts.append(_BIN_Q.pack(value["v"]))
+    elif kind == "float":
+        tag = TAG_FLOAT
+        parts.append(_BIN_D.pack(parse_float(value["v"])))
+    elif kind in _KIND_TAGS:
+        tag = _KIND_TAGS[kind]
+        shape = value["shape"]
+        parts.append(_BIN_ARRAY.pack(_CODE_BY_DTYPE[value["dtype"]], len(shape), 0, value["region"], value["offset"]))
+        parts.append(_DIMS[len(shape)].pack(*shape))
+    else:
+        return None
+    regions = reply.get("regions", ())
+    results = reply.get("result_regions", ())
+    closed = reply.get("closed", ())
+    retained = reply.get("retained", ())
+    for r in regions:
+        parts.append(_BIN_RESULT_REGION.pack(r["id"], r["pid"], r["fd"], r["size"]))
+    for ids in (results, closed, retained):
+        for i in ids:
+            parts.append(_BIN_Q.pack(i))
+    header = _BIN_REPLY.pack(BINARY_MAGIC, BINARY_OK, tag, 0, reply["id"], len(regions), len(results), len(closed), len(retained))
+    return header + b"".join(parts)
 
 
 # ---- small encoders ---------------------------------------------------------------------------------
@@ -424,7 +633,7 @@ class ControlChannel:
         return _parse_body(self.map[_REQUEST_AREA:_REQUEST_AREA + length])
 
     def write(self, message):
-        body = _encode(message)
+        body = message if type(message) is bytes else _encode(message)
         words = self.words
         large = len(body) > CONTROL_AREA
         if large:

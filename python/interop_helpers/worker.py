@@ -4,7 +4,9 @@ Run as ``python3 -m interop_helpers.worker --host-pid PID`` by the host (src/Int
 docs/isolated.md for the design; in short:
 
 - Control messages are length-prefixed UTF-8 JSON objects (``protocol.py``), one request at a time; the
-  reply carries the request's id. Every field is validated before it is used.
+  reply carries the request's id. Small calls (scalars and arrays) and their replies use a binary frame
+  instead (``protocol.check_binary_request`` / ``encode_binary_reply``). Every field is validated before it
+  is used.
 - Tensor payloads travel in shared memory. The host's request region is a file descriptor of the host
   process (a /dev/shm file it unlinked right after creating it), opened here through /proc/PID/fd/N.
   Result regions are ``memfd``s of this process that the host opens the same way. No name is left in
@@ -32,6 +34,7 @@ from .protocol import ProtocolError
 # The protocol's grad-mode names (validated by protocol.check_request) → calls' grad-mode codes, built once.
 _GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, calls.INFERENCE_MODE)))
 
+_MAX_DEPTH = calls.MAX_DEPTH
 _REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
@@ -91,6 +94,7 @@ class Worker:
         self.out_arrays = []
         self.copied_bytes = 0  # bytes copied into result regions (tests check that output.empty results add none)
         self._np = None
+        self._torch_export = None
         self.has_torch = _version("torch") is not None
         output._allocator = self.allocate_output  # output.empty: arrays inside the running call's result region
 
@@ -253,14 +257,16 @@ class Worker:
         arrays.append(weakref.ref(array))
         if kind == "ndarray" or (kind == "array" and not self.has_torch):
             return array
-        import torch
-
+        torch = sys.modules.get("torch")  # a dictionary lookup per call instead of the import statement
+        if torch is None:
+            import torch
         return torch.from_numpy(array)
 
     def encode(self, value, pending, export, depth=0):
         # The host refuses deeper replies as a protocol breach (and replaces the worker): say so here instead, with the
         # ValueError an in-process session raises (calls.export_tree).
-        calls.check_depth(depth)
+        if depth > _MAX_DEPTH:
+            calls.check_depth(depth)
         torch = sys.modules.get("torch")
         if torch is not None and type(value) is torch.Tensor:  # the common result first: no other type tests
             return self.encode_tensor(torch, value, pending, export)
@@ -304,8 +310,11 @@ class Worker:
                 "repr": protocol.short_repr(value)}
 
     def encode_tensor(self, torch, value, pending, export):
-        from . import torch_export
+        torch_export = self._torch_export
+        if torch_export is None:
+            from . import torch_export
 
+            self._torch_export = torch_export  # imported once (torch is loaded by then), not per result
         calls.check_rank(value.dim())
         return self.pending_array(torch_export.export(value, detach=export["detach"], upcast=export["upcast"]),
                                   "tensor", pending)
@@ -466,8 +475,9 @@ class Worker:
             raw = channel.read()
             if raw is None:
                 return 0
+            binary = type(raw) is bytes  # a binary call (protocol.check_binary_request); else parsed JSON
             try:
-                request = protocol.check_request(raw)
+                request = protocol.check_binary_request(raw) if binary else protocol.check_request(raw)
             except ProtocolError as e:
                 channel.write(protocol.error_reply(raw.get("id") if isinstance(raw, dict) else None, e, protocol_error=True))
                 continue
@@ -481,6 +491,8 @@ class Worker:
             except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
                 reply = protocol.error_reply(request["id"], e)
                 del e
+            if binary and reply["ok"]:
+                reply = protocol.encode_binary_reply(reply) or reply  # results other than scalars and arrays: JSON
             channel.write(reply)
 
 

@@ -4,6 +4,7 @@ A real worker is started with ``--control-fd`` and this test process as its host
 process, written the way src/Interop/Isolated/ControlBlock.cs writes it (frames in shared memory, futex doorbells).
 """
 import json
+import struct
 import mmap
 import os
 import subprocess
@@ -43,7 +44,7 @@ class BlockHost:
         self.hello = json.loads(self.proc.stdout.read(int.from_bytes(header, "little")))
 
     def post(self, message, length=None):
-        body = json.dumps(dict(message, v=1)).encode()
+        body = message if type(message) is bytes else json.dumps(dict(message, v=1)).encode()
         self.map[4096:4096 + len(body)] = body
         self.words[REQUEST_LENGTH] = len(body) if length is None else length
         self.sequence += 1
@@ -63,7 +64,8 @@ class BlockHost:
             time.sleep(0.0005)
         n = self.words[REPLY_LENGTH]
         start = 4096 + protocol.CONTROL_AREA
-        return json.loads(bytes(self.map[start:start + n]))
+        body = bytes(self.map[start:start + n])
+        return body if body[:4] == protocol.BINARY_MAGIC else json.loads(body)
 
     def close(self):
         if self.proc.poll() is None:
@@ -246,3 +248,147 @@ def test_file_modules_are_reused_while_the_file_is_unchanged_and_reloaded_when_i
     finally:
         output._allocator = None
         sys.modules.pop("interop_cached_file", None)
+
+
+# ---- binary calls (protocol.check_binary_request / encode_binary_reply; WireBinary.cs is the host side) -------------
+
+
+def binary_call(request_id, base, name, attrs, args, handle=0, grad=0, flags=1, regions=(), lists=((), (), ())):
+    """A binary call frame as the host writes it (docs/isolated.md, "Binary calls"); args are (tag, payload bytes)."""
+    name = name.encode()
+    body = struct.pack("<4sBBBBqqHHIHHHH", b"INB1", 1, grad, flags, base, request_id, handle, len(args), len(attrs),
+                       len(name), len(regions), *(len(items) for items in lists)) + name
+    for a in attrs:
+        body += struct.pack("<H", len(a)) + a.encode()
+    for r in regions:
+        body += struct.pack("<qqq", *r)
+    for items in lists:
+        body += b"".join(struct.pack("<q", i) for i in items)
+    return body + b"".join(bytes([tag]) + payload for tag, payload in args)
+
+
+def decode_binary_reply(body):
+    magic, kind, tag, zero, request_id, nregions, nresults, nclosed, nretained = struct.unpack_from("<4sBBHqHHHH", body)
+    pos = 24
+    if tag == 0:
+        value = None
+    elif tag == 1:
+        value, pos = bool(body[pos]), pos + 1
+    elif tag == 2:
+        (value,), pos = struct.unpack_from("<q", body, pos), pos + 8
+    elif tag == 3:
+        (value,), pos = struct.unpack_from("<d", body, pos), pos + 8
+    else:
+        code, rank, _, region, offset = struct.unpack_from("<BBHIq", body, pos)
+        pos += 16
+        shape = struct.unpack_from("<%dq" % rank, body, pos)
+        pos += 8 * rank
+        value = ("array", list(protocol.dtypes.DTYPES)[code], list(shape), region, offset)
+    regions = [struct.unpack_from("<qqqq", body, pos + 32 * i) for i in range(nregions)]
+    pos += 32 * nregions
+    rest = struct.unpack_from("<%dq" % (nresults + nclosed + nretained), body, pos)
+    assert pos + 8 * len(rest) == len(body)
+    return {"id": request_id, "value": value, "regions": regions, "result_regions": list(rest[:nresults])}
+
+
+def _int_arg(v):
+    return (2, struct.pack("<q", v))
+
+
+def test_a_binary_call_gets_a_binary_reply_and_other_results_travel_as_json(host):
+    host.post(binary_call(7, 0, "builtins", ["abs"], [_int_arg(-5)]))
+    reply = decode_binary_reply(host.reply())
+    assert reply["id"] == 7 and reply["value"] == 5
+    host.post(binary_call(8, 0, "math", ["copysign"], [(3, struct.pack("<d", 2.5)), (3, struct.pack("<d", -0.0))]))
+    assert decode_binary_reply(host.reply())["value"] == -2.5
+    host.post(binary_call(9, 0, "builtins", ["str"], [(1, b"\x01")]))
+    reply = host.reply()  # a str result: JSON
+    assert reply["ok"] and reply["value"] == {"t": "str", "v": "True"}
+    host.post(binary_call(10, 0, "builtins", ["int"], [(0, b"")]))  # int(None) raises: a JSON error reply
+    reply = host.reply()
+    assert not reply["ok"] and reply["error"]["type"] == "builtins.TypeError" and "int()" in reply["error"]["message"]
+
+
+def test_a_binary_array_argument_is_read_from_its_region_and_an_array_result_comes_back(host):
+    fd = os.memfd_create("interop-request-test", 0)
+    os.ftruncate(fd, 1 << 20)
+    region = mmap.mmap(fd, 1 << 20)
+    try:
+        np.frombuffer(region, np.float32, 16)[:] = np.arange(16, dtype=np.float32)
+        array = (5, struct.pack("<BBHIq", list(protocol.dtypes.DTYPES).index("float32"), 1, 0, 3, 0) + struct.pack("<q", 16))
+        host.post(binary_call(1, 0, "numpy", ["negative"], [array], regions=[(3, fd, 1 << 20)]))
+        reply = decode_binary_reply(host.reply())
+        kind, dtype, shape, region_id, offset = reply["value"]
+        assert (dtype, shape) == ("float32", [16]) and reply["result_regions"] == [region_id]
+        rid, pid, rfd, size = reply["regions"][0]
+        with open("/proc/%d/fd/%d" % (pid, rfd), "rb") as f:
+            data = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ)
+            assert np.frombuffer(data, np.float32, 16, offset).tolist() == [-float(i) for i in range(16)]
+            data.close()
+    finally:
+        region.close()
+        os.close(fd)
+
+
+def _hostile_frames():
+    good = binary_call(1, 0, "builtins", ["abs"], [_int_arg(-1)])
+    f32 = list(protocol.dtypes.DTYPES).index("float32")
+    bf16 = list(protocol.dtypes.DTYPES).index("bfloat16")
+
+    def array(code=f32, rank=1, pad=0, region=1, offset=0, dims=(4,)):
+        return (5, struct.pack("<BBHIq", code, rank, pad, region, offset) + struct.pack("<%dq" % len(dims), *dims))
+
+    frames = [("truncated to %d bytes" % n, good[:n]) for n in range(4, len(good))]
+    frames += [
+        ("trailing bytes", good + b"\x00"),
+        ("op 2", good[:4] + b"\x02" + good[5:]),
+        ("grad 3", binary_call(1, 0, "builtins", ["abs"], [_int_arg(-1)], grad=3)),
+        ("export flags", binary_call(1, 0, "builtins", ["abs"], [_int_arg(-1)], flags=8)),
+        ("base 3", binary_call(1, 3, "builtins", ["abs"], [_int_arg(-1)])),
+        ("negative id", binary_call(-4, 0, "builtins", ["abs"], [_int_arg(-1)])),
+        ("handle 0", binary_call(1, 2, "", [], [], handle=0)),
+        ("handle with a name", binary_call(1, 2, "x", [], [], handle=3)),
+        ("module with a handle", binary_call(1, 0, "builtins", ["abs"], [], handle=3)),
+        ("name not UTF-8", binary_call(1, 0, "builtins", ["abs"], [])[:40] + b"\xff" * 8 + b"\x03\x00abs"),
+        ("attribute count past the end", binary_call(1, 0, "builtins", ["abs"] * 3, [])[:-6]),
+        ("argument count past the end", binary_call(1, 0, "builtins", ["abs"], [_int_arg(1)] * 2)[:-9]),
+        ("tag 9", binary_call(1, 0, "builtins", ["abs"], [(9, b"")])),
+        ("bool byte 2", binary_call(1, 0, "builtins", ["abs"], [(1, b"\x02")])),
+        ("dtype code 200", binary_call(1, 0, "builtins", ["id"], [array(code=200)])),
+        ("bfloat16 (no NumPy dtype)", binary_call(1, 0, "builtins", ["id"], [array(code=bf16)])),
+        ("rank 33", binary_call(1, 0, "builtins", ["id"], [array(rank=33, dims=(1,) * 33)])),
+        ("rank past the end", binary_call(1, 0, "builtins", ["id"], [array(rank=5, dims=(1,))])),
+        ("negative dimension", binary_call(1, 0, "builtins", ["id"], [array(dims=(-1,))])),
+        ("padding", binary_call(1, 0, "builtins", ["id"], [array(pad=1)])),
+        ("misaligned offset", binary_call(1, 0, "builtins", ["id"], [array(offset=2)])),
+        ("negative offset", binary_call(1, 0, "builtins", ["id"], [array(offset=-64)])),
+        ("region never announced", binary_call(1, 0, "builtins", ["id"], [array(region=77)])),
+        ("region fd negative", binary_call(1, 0, "builtins", ["abs"], [_int_arg(1)], regions=[(1, -1, 4096)])),
+        ("region size 0", binary_call(1, 0, "builtins", ["abs"], [_int_arg(1)], regions=[(1, 3, 0)])),
+        ("negative release", binary_call(1, 0, "builtins", ["abs"], [_int_arg(1)], lists=((), (-1,), ()))),
+    ]
+    return frames
+
+
+def test_hostile_binary_frames_get_protocol_error_replies_and_the_worker_keeps_serving(host):
+    frames = _hostile_frames()
+    for what, frame in frames:
+        host.post(frame)
+        reply = host.reply()
+        assert isinstance(reply, dict), what
+        assert reply["ok"] is False and reply["protocol"] is True, (what, reply)
+    host.post(binary_call(99, 0, "builtins", ["abs"], [_int_arg(-3)]))
+    assert decode_binary_reply(host.reply())["value"] == 3
+    assert host.proc.poll() is None
+
+
+def test_an_array_past_the_end_of_its_region_is_refused_in_a_binary_call(host):
+    fd = os.memfd_create("interop-request-test", 0)
+    os.ftruncate(fd, 4096)
+    try:
+        array = (5, struct.pack("<BBHIq", list(protocol.dtypes.DTYPES).index("float32"), 1, 0, 1, 4032) + struct.pack("<q", 17))
+        host.post(binary_call(1, 0, "builtins", ["id"], [array], regions=[(1, fd, 4096)]))
+        reply = host.reply()
+        assert reply["ok"] is False and reply["protocol"] is True and "runs past" in reply["error"]["message"]
+    finally:
+        os.close(fd)

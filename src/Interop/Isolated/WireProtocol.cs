@@ -1,5 +1,6 @@
 // Design notes: the host side of the isolated-mode protocol (python/interop_helpers/protocol.py is the
-// worker side). A frame is a 4-byte little-endian length and a UTF-8 JSON object. Everything a reply says
+// worker side). A frame is a 4-byte little-endian length and a UTF-8 JSON object (or, for small calls and
+// their replies, a binary frame: WireBinary.cs). Everything a reply says
 // is checked here before it is used: field types, ids, dtypes (the one table, DType), shapes, and that every
 // array lies inside the region it names. Nothing reads or writes a mapping without SharedRegion.Slice's check.
 using System.Buffers.Binary;
@@ -43,7 +44,10 @@ internal static class WireProtocol
     }
 
     /// <summary>Reads one frame; null at EOF (the worker is gone). Throws <see cref="WorkerProtocolException"/> on a bad frame.</summary>
-    public static JsonElement? Read(Stream stream)
+    public static JsonElement? Read(Stream stream) => ReadBody(stream) is { } body ? Parse(body) : null;
+
+    /// <summary>Reads one frame's body (JSON or binary, unparsed); null at EOF. Throws <see cref="WorkerProtocolException"/> on a bad length.</summary>
+    public static byte[]? ReadBody(Stream stream)
     {
         Span<byte> header = stackalloc byte[4];
         if (!ReadExactly(stream, header, allowEof: true))
@@ -54,7 +58,7 @@ internal static class WireProtocol
         var body = new byte[length];
         if (!ReadExactly(stream, body, allowEof: true))
             return null;
-        return Parse(body);
+        return body;
     }
 
     /// <summary>Parses and checks the envelope of a message body (JSON object, protocol version).</summary>

@@ -120,9 +120,26 @@ internal sealed class WireValue
         var dtype = WireProtocol.CheckDType(WireProtocol.Str(e, "dtype"));
         var shape = WireProtocol.List(e, "shape").Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out var n) ? n
             : throw new WorkerProtocolException("dimensions must be integers")).ToArray();
+        return CheckedArray(kind, dtype, shape, WireProtocol.Int(e, "offset"), WireProtocol.Int(e, "region", 0, int.MaxValue), lease);
+    }
+
+    /// <summary>The value of a binary reply (<see cref="WireBinary"/>), with the same checks as a JSON one.</summary>
+    public static WireValue FromBinary(BinaryValue value, RegionLease? lease) => value.Kind switch
+    {
+        WireKind.None => new WireValue { Kind = WireKind.None },
+        WireKind.Bool => new WireValue { Kind = WireKind.Bool, BoolValue = value.Bool },
+        WireKind.Int => new WireValue { Kind = WireKind.Int, IntValue = value.Int },
+        WireKind.Float => new WireValue { Kind = WireKind.Float, FloatValue = value.Float },
+        WireKind.Tensor or WireKind.NDArray => CheckedArray(value.Kind, value.DType!, value.Shape,
+            value.Offset >= 0 ? value.Offset : throw new WorkerProtocolException($"field 'offset' must be an integer in 0..{long.MaxValue}"),
+            value.Region <= int.MaxValue ? value.Region : throw new WorkerProtocolException($"field 'region' must be an integer in 0..{int.MaxValue}"), lease),
+        _ => throw new WorkerProtocolException($"unexpected value kind {value.Kind}"),
+    };
+
+    /// <summary>An array value after its checks: shape (rank, signs, overflow), region, alignment, extent inside the region.</summary>
+    private static WireValue CheckedArray(WireKind kind, DType dtype, long[] shape, long offset, long region, RegionLease? lease)
+    {
         var (_, bytes) = WireProtocol.CheckShape(shape, dtype);
-        var offset = WireProtocol.Int(e, "offset");
-        var region = WireProtocol.Int(e, "region", 0, int.MaxValue);
         if (lease is null || lease.Region.Id != region)
             throw new WorkerProtocolException($"array refers to region {region}, which this reply does not use");
         if (offset % dtype.ItemSize != 0)

@@ -253,7 +253,8 @@ internal sealed partial class WorkerProcess : IDisposable
             byte[] frame;
             try
             {
-                frame = WireProtocol.Frame(request);
+                // The small calls of the hot path as a binary frame (WireBinary), everything else as JSON.
+                frame = WireBinary.TryFrame(request) ?? WireProtocol.Frame(request);
             }
             catch (WorkerProtocolException)
             {
@@ -263,7 +264,7 @@ internal sealed partial class WorkerProcess : IDisposable
             Volatile.Write(ref _awaiting, id);
             using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout", id), null, t, Timeout.InfiniteTimeSpan) : null;
             using var registration = cancellationToken.Register(() => Abandon("cancelled", id));
-            JsonElement? raw;
+            RawReply? raw;
             try
             {
                 raw = _control is { } control ? ExchangeThroughBlock(control, frame) : ExchangeThroughPipes(frame);
@@ -345,18 +346,24 @@ internal sealed partial class WorkerProcess : IDisposable
         Leave();
     }
 
-    private JsonElement? ExchangeThroughPipes(byte[] frame)
+    private RawReply? ExchangeThroughPipes(byte[] frame)
     {
         _toWorker.Write(frame);
         _toWorker.Flush();
-        return WireProtocol.Read(_fromWorker);
+        return WireProtocol.ReadBody(_fromWorker) is { } body ? RawReply.Of(body) : null;
+    }
+
+    /// <summary>A reply whose envelope is checked: parsed JSON, or a binary frame whose layout is checked (WireBinary).</summary>
+    private readonly record struct RawReply(JsonElement Json, BinaryReply? Binary)
+    {
+        public static RawReply Of(byte[] body) => WireBinary.IsBinary(body) ? new(default, WireBinary.ReadReply(body)) : new(WireProtocol.Parse(body), null);
     }
 
     /// <summary>
     /// The frame through the control block (over the pipe when it is larger than the block's area), the reply likewise;
     /// null when the worker exited or the call was abandoned (as EOF on the pipe).
     /// </summary>
-    private JsonElement? ExchangeThroughBlock(ControlBlock control, byte[] frame)
+    private RawReply? ExchangeThroughBlock(ControlBlock control, byte[] frame)
     {
         // A large frame is announced first and written after: the worker reads the pipe only once it is told to, and a
         // frame larger than the pipe's buffer blocks this write until it does.
@@ -369,8 +376,8 @@ internal sealed partial class WorkerProcess : IDisposable
         }
         if (!control.WaitForReply(sequence, () => _abandonReason is not null || HasExited()))
             return null;
-        var body = control.ReadReply();
-        return body is null ? WireProtocol.Read(_fromWorker) : WireProtocol.Parse(body);
+        var body = control.ReadReply() ?? WireProtocol.ReadBody(_fromWorker);
+        return body is null ? null : RawReply.Of(body);
     }
 
     /// <summary>Counts a thread that uses the process or the regions; false once the last reference is gone.</summary>
@@ -603,6 +610,55 @@ internal sealed partial class WorkerProcess : IDisposable
             _releasedHandles.Enqueue(handle);
     }
 
+    private Reply ParseReply(RawReply raw, long id) => raw.Binary is { } binary ? ParseReply(binary, id) : ParseReply(raw.Json, id);
+
+    /// <summary>A binary reply (always a successful call's): the same checks and bookkeeping as a JSON one.</summary>
+    private Reply ParseReply(BinaryReply message, long id)
+    {
+        try
+        {
+            return ParseBinaryReply(message, id);
+        }
+        catch (WorkerProtocolException)
+        {
+            // Every binary reply is a successful call's: one that lies is a breach, and the worker is replaced.
+            Kill();
+            _dead = true;
+            throw;
+        }
+    }
+
+    private Reply ParseBinaryReply(BinaryReply message, long id)
+    {
+        if (message.Id != id)
+            throw new WorkerProtocolException($"reply id {message.Id} does not match request id {id}");
+        foreach (var retained in message.Retained)
+            ApplyRetained(retained);
+        foreach (var closed in message.Closed)
+        {
+            if (closed is >= int.MinValue and <= int.MaxValue)
+                CloseResultRegion((int)closed);
+        }
+        foreach (var (rid, pid, fd, size) in message.Regions)
+        {
+            OpenResultRegion(InRange(rid, "id", 1, int.MaxValue), InRange(pid, "pid", 1, int.MaxValue),
+                             InRange(fd, "fd", 0, int.MaxValue), InRange(size, "size", 1, 1L << 40));
+        }
+        var lease = LeaseFor(message.ResultRegions.Length, message.ResultRegions.Length == 1 && message.ResultRegions[0] is >= int.MinValue and <= int.MaxValue ? (int)message.ResultRegions[0] : -1);
+        try
+        {
+            return new Reply(WireValue.FromBinary(message.Value, lease), lease);
+        }
+        catch
+        {
+            lease?.Dispose();
+            throw;
+        }
+    }
+
+    private static long InRange(long value, string name, long min, long max) =>
+        value >= min && value <= max ? value : throw new WorkerProtocolException($"field '{name}' must be an integer in {min}..{max}");
+
     private Reply ParseReply(JsonElement message, long id)
     {
         var replyId = WireProtocol.Int(message, "id", -1);
@@ -629,44 +685,12 @@ internal sealed partial class WorkerProcess : IDisposable
         ApplyRetainedAndClosed(message);
         foreach (var region in WireProtocol.OptionalList(message, "regions"))
         {
-            var rid = (int)WireProtocol.Int(region, "id", 1, int.MaxValue);
-            var pid = (int)WireProtocol.Int(region, "pid", 1, int.MaxValue);
-            bool known;
-            lock (_resultRegions) // leases return on other threads (and finalizers) and change the map under this lock
-                known = _resultRegions.ContainsKey(rid);
-            if (pid != ProcessId || known)
-                throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
-            var fd = (int)WireProtocol.Int(region, "fd", 0, int.MaxValue);
-            var size = WireProtocol.Int(region, "size", 1, 1L << 40);
-            SharedRegion opened;
-            try
-            {
-                opened = SharedRegion.OpenFromWorker(rid, pid, fd, size);
-            }
-            catch (WorkerProtocolException e) when (_process.WaitForExit(500))
-            {
-                // Its descriptors closed with it: a worker killed right after it answered, not a breach of the protocol.
-                throw new ResultRegionGoneException(e.Message);
-            }
-            lock (_resultRegions)
-                _resultRegions[rid] = opened;
+            var rid = WireProtocol.Int(region, "id", 1, int.MaxValue);
+            var pid = WireProtocol.Int(region, "pid", 1, int.MaxValue);
+            OpenResultRegion(rid, pid, WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
         }
-        RegionLease? lease = null;
         var results = WireProtocol.OptionalList(message, "result_regions").ToArray();
-        if (results.Length > 1)
-            throw new WorkerProtocolException("a reply may use at most one result region");
-        if (results.Length == 1)
-        {
-            var rid = results[0].ValueKind == JsonValueKind.Number && results[0].TryGetInt32(out var x) ? x : -1;
-            SharedRegion? region;
-            lock (_resultRegions)
-            {
-                if (!_resultRegions.TryGetValue(rid, out region))
-                    throw new WorkerProtocolException($"reply uses result region {rid}, which was never announced");
-                _resultLeases[rid] = _resultLeases.GetValueOrDefault(rid) + 1;
-            }
-            lease = new RegionLease(region, ReturnLease);
-        }
+        var lease = LeaseFor(results.Length, results.Length == 1 && results[0].ValueKind == JsonValueKind.Number && results[0].TryGetInt32(out var x) ? x : -1);
         try
         {
             var value = WireValue.Decode(WireProtocol.Obj(message, "value"), lease, 0);
@@ -679,17 +703,57 @@ internal sealed partial class WorkerProcess : IDisposable
         }
     }
 
+    /// <summary>Maps a result region a reply announces (checked: this worker's, not known yet).</summary>
+    private void OpenResultRegion(long regionId, long processId, long fd, long size)
+    {
+        var rid = (int)regionId;
+        var pid = (int)processId;
+        bool known;
+        lock (_resultRegions) // leases return on other threads (and finalizers) and change the map under this lock
+            known = _resultRegions.ContainsKey(rid);
+        if (pid != ProcessId || known)
+            throw new WorkerProtocolException($"result region {rid} is announced twice or by another process");
+        SharedRegion opened;
+        try
+        {
+            opened = SharedRegion.OpenFromWorker(rid, pid, (int)fd, size);
+        }
+        catch (WorkerProtocolException e) when (_process.WaitForExit(500))
+        {
+            // Its descriptors closed with it: a worker killed right after it answered, not a breach of the protocol.
+            throw new ResultRegionGoneException(e.Message);
+        }
+        lock (_resultRegions)
+            _resultRegions[rid] = opened;
+    }
+
+    /// <summary>The lease on the one result region a reply uses (<paramref name="count"/> of them listed), or null when none.</summary>
+    private RegionLease? LeaseFor(int count, int rid)
+    {
+        RegionLease? lease = null;
+        if (count > 1)
+            throw new WorkerProtocolException("a reply may use at most one result region");
+        if (count == 1)
+        {
+            SharedRegion? region;
+            lock (_resultRegions)
+            {
+                if (!_resultRegions.TryGetValue(rid, out region))
+                    throw new WorkerProtocolException($"reply uses result region {rid}, which was never announced");
+                _resultLeases[rid] = _resultLeases.GetValueOrDefault(rid) + 1;
+            }
+            lease = new RegionLease(region, ReturnLease);
+        }
+        return lease;
+    }
+
     private void ApplyRetainedAndClosed(JsonElement message)
     {
         {
             foreach (var retained in WireProtocol.OptionalList(message, "retained"))
             {
-                if (_requestRegion is { } r && retained.ValueKind == JsonValueKind.Number && retained.TryGetInt32(out var kept) && kept == r.Id)
-                {
-                    // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
-                    r.Dispose();
-                    _requestRegion = null;
-                }
+                if (retained.ValueKind == JsonValueKind.Number && retained.TryGetInt32(out var kept))
+                    ApplyRetained(kept);
             }
         }
         {
@@ -698,6 +762,16 @@ internal sealed partial class WorkerProcess : IDisposable
                 if (closed.ValueKind == JsonValueKind.Number && closed.TryGetInt32(out var cid))
                     CloseResultRegion(cid);
             }
+        }
+    }
+
+    private void ApplyRetained(long kept)
+    {
+        if (_requestRegion is { } r && kept == r.Id)
+        {
+            // Python kept views of the inputs: this region now belongs to them; the next call gets a new one.
+            r.Dispose();
+            _requestRegion = null;
         }
     }
 

@@ -63,15 +63,17 @@ public class ControlBlockTests
 
     // ---- a real worker -----------------------------------------------------------------------------------
 
-    [TestCase("sequence")]
-    [TestCase("length")]
-    public void A_worker_that_scribbles_on_its_control_block_gets_WorkerProtocolException_and_is_replaced(string kind)
+    [TestCase("sequence", "reply sequence")]
+    [TestCase("length", "reply length")]
+    [TestCase("binary-truncated", "ends inside")]
+    [TestCase("binary-region", "never announced")]
+    public void A_worker_that_scribbles_on_its_control_block_gets_WorkerProtocolException_and_is_replaced(string kind, string named)
     {
         using var session = Session();
         using var fixture = session.LoadFile(Fixture);
         using var before = fixture.GetAttr("pid").Call();
         var e = Assert.Throws<WorkerProtocolException>(() => fixture.GetAttr("scribble_control").Call(kind))!;
-        Assert.That(e.Message, Does.Contain(kind == "sequence" ? "reply sequence" : "reply length"));
+        Assert.That(e.Message, Does.Contain(named));
         Assert.That(WaitUntilGone((int)before.AsInt64(), TimeSpan.FromSeconds(10)), Is.True, "the hostile worker is stopped");
         using var after = fixture.GetAttr("pid").Call();
         Assert.That(after.AsInt64(), Is.Not.EqualTo(before.AsInt64()), "the next call runs on a fresh worker");

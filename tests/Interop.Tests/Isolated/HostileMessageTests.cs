@@ -99,6 +99,150 @@ public class HostileMessageTests
         });
     }
 
+    // ---- binary replies (WireBinary) --------------------------------------------------------------------------
+
+    /// <summary>A binary reply frame as the worker writes it: a float32 array of <paramref name="dims"/> in region 1.</summary>
+    private static byte[] BinaryArrayReply(long offset = 0, long[]? dims = null, byte code = 11, byte tag = WireBinary.TagTensor,
+                                           uint region = 1, long[]? results = null, (long, long, long, long)[]? regions = null)
+    {
+        dims ??= [4];
+        results ??= [1];
+        regions ??= [];
+        var frame = new List<byte>();
+        void U8(byte b) => frame.Add(b);
+        void U16(int v) => frame.AddRange(BitConverter.GetBytes((ushort)v));
+        void U32(uint v) => frame.AddRange(BitConverter.GetBytes(v));
+        void I64(long v) => frame.AddRange(BitConverter.GetBytes(v));
+        U32(WireBinary.Magic);
+        U8(WireBinary.ReplyOk);
+        U8(tag);
+        U16(0);
+        I64(7);
+        U16(regions.Length);
+        U16(results.Length);
+        U16(0);
+        U16(0);
+        U8(code);
+        U8((byte)dims.Length);
+        U16(0);
+        U32(region);
+        I64(offset);
+        foreach (var d in dims)
+            I64(d);
+        foreach (var (id, pid, fd, size) in regions)
+        {
+            I64(id);
+            I64(pid);
+            I64(fd);
+            I64(size);
+        }
+        foreach (var r in results)
+            I64(r);
+        return frame.ToArray();
+    }
+
+    [Test]
+    public void A_binary_reply_is_read_field_by_field()
+    {
+        var reply = WireBinary.ReadReply(BinaryArrayReply(offset: 64, dims: [2, 3]));
+        Assert.That(reply.Id, Is.EqualTo(7));
+        Assert.That(reply.Value.Kind, Is.EqualTo(WireKind.Tensor));
+        Assert.That(reply.Value.DType, Is.SameAs(global::Interop.DTypes.DType.Float32), "code 11 is float32's row in the one table");
+        Assert.That(reply.Value.Shape, Is.EqualTo(new long[] { 2, 3 }));
+        Assert.That((reply.Value.Region, reply.Value.Offset), Is.EqualTo((1L, 64L)));
+        Assert.That(reply.ResultRegions, Is.EqualTo(new long[] { 1 }));
+    }
+
+    [Test]
+    public void A_binary_reply_cut_short_anywhere_is_refused()
+    {
+        var frame = BinaryArrayReply(dims: [2, 3], regions: [(1, 1, 3, 4096)]);
+        for (var length = 0; length < frame.Length; length++)
+        {
+            var e = Assert.Throws<WorkerProtocolException>(() => WireBinary.ReadReply(frame.AsSpan(0, length)), $"length {length}")!;
+            Assert.That(e.Message, Does.Contain(length < 4 ? "magic" : "ends inside"), $"length {length}");
+        }
+        Assert.That(() => WireBinary.ReadReply([.. frame, 0]), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("after its last field"));
+    }
+
+    [TestCase(200, WireBinary.TagTensor, "dtype code 200")]
+    [TestCase(10, WireBinary.TagTensor, "unsupported dtype code 10")] // bfloat16: NumPy cannot carry it
+    [TestCase(11, 9, "unknown binary value tag 9")]
+    [TestCase(11, WireBinary.TagArray, "unknown binary value tag 6")] // "array" is a request kind only
+    public void A_binary_reply_with_an_unknown_tag_or_dtype_is_refused(int code, int tag, string named)
+    {
+        var e = Assert.Throws<WorkerProtocolException>(() => WireBinary.ReadReply(BinaryArrayReply(code: (byte)code, tag: (byte)tag)))!;
+        Assert.That(e.Message, Does.Contain(named));
+    }
+
+    [Test]
+    public void A_binary_reply_with_rank_33_padding_or_a_bad_bool_is_refused()
+    {
+        Assert.That(() => WireBinary.ReadReply(BinaryArrayReply(dims: new long[33])), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("rank 33"));
+        var padded = BinaryArrayReply();
+        padded[26] = 1; // the array descriptor's padding
+        Assert.That(() => WireBinary.ReadReply(padded), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("padding"));
+        var header = BinaryArrayReply();
+        header[6] = 1; // the header's padding
+        Assert.That(() => WireBinary.ReadReply(header), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("padding"));
+        byte[] boolReply = [.. BinaryArrayReply()[..24], 2];
+        boolReply[5] = WireBinary.TagBool;
+        boolReply[18] = 0; // no result regions
+        Assert.That(() => WireBinary.ReadReply(boolReply), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("0 or 1"));
+    }
+
+    [TestCase(4000L, new long[] { 100 }, "runs past")]
+    [TestCase(0L, new long[] { 1025 }, "runs past")]
+    [TestCase(long.MaxValue - 7, new long[] { 1 }, "runs past")]
+    [TestCase(0L, new long[] { 4294967296, 4294967296 }, "overflows")]
+    [TestCase(0L, new long[] { -1 }, "negative")]
+    [TestCase(2L, new long[] { 2 }, "multiple of the item size")]
+    [TestCase(-64L, new long[] { 2 }, "offset")]
+    public void A_binary_reply_array_outside_its_region_is_refused_by_the_same_checks_as_JSON(long offset, long[] dims, string named)
+    {
+        using var region = SharedRegion.CreateForRequests(1, 4096);
+        using var lease = new RegionLease(region, _ => { });
+        var reply = WireBinary.ReadReply(BinaryArrayReply(offset, dims));
+        var e = Assert.Throws<WorkerProtocolException>(() => WireValue.FromBinary(reply.Value, lease))!;
+        Assert.That(e.Message, Does.Contain(named));
+        var other = WireBinary.ReadReply(BinaryArrayReply(region: 2));
+        Assert.That(() => WireValue.FromBinary(other.Value, lease), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("does not use"));
+        var exact = WireValue.FromBinary(WireBinary.ReadReply(BinaryArrayReply(4032, [2, 8])).Value, lease);
+        Assert.That(exact.Bytes.Length, Is.EqualTo(64), "an array that ends exactly at the region's end is accepted");
+    }
+
+    // ---- binary requests: what the host sends as a binary frame, and what stays JSON --------------------------
+
+    private static JsonObject Call(params JsonNode[] args) => new()
+    {
+        ["op"] = "call",
+        ["id"] = 3L,
+        ["target"] = new JsonObject { ["base"] = "file", ["name"] = "/tmp/m.py", ["attrs"] = new JsonArray("f") },
+        ["args"] = new JsonArray(args),
+    };
+
+    [Test]
+    public void Calls_with_scalar_and_array_arguments_travel_as_binary_frames_and_others_as_JSON()
+    {
+        var array = new JsonObject { ["t"] = "array", ["dtype"] = "float32", ["shape"] = new JsonArray(16L), ["offset"] = 0L, ["region"] = 1 };
+        var frame = WireBinary.TryFrame(Call(array, new JsonObject { ["t"] = "float", ["v"] = "NaN" }, new JsonObject { ["t"] = "none" }));
+        Assert.That(frame, Is.Not.Null);
+        Assert.That(WireBinary.IsBinary(frame!.AsSpan(4)), Is.True);
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(frame), Is.EqualTo(frame!.Length - 4), "the length prefix");
+        Assert.That(WireBinary.TryFrame(Call(new JsonObject { ["t"] = "str", ["v"] = "x" })), Is.Null, "a str argument");
+        Assert.That(WireBinary.TryFrame(Call(new JsonObject { ["t"] = "int", ["v"] = ulong.MaxValue })), Is.Null, "a uint64 above int64");
+        var kw = Call();
+        kw["kw_names"] = new JsonArray("a");
+        kw["kw_values"] = new JsonArray(new JsonObject { ["t"] = "none" });
+        Assert.That(WireBinary.TryFrame(kw), Is.Null, "keyword arguments");
+        var resolve = Call();
+        resolve["op"] = "resolve";
+        Assert.That(WireBinary.TryFrame(resolve), Is.Null, "other ops");
+        var surrogate = Call();
+        surrogate["target"]!["name"] = "/tmp/\udc80.py";
+        Assert.That(WireBinary.TryFrame(surrogate), Is.Null, "a name that is not valid UTF-16 (JSON escapes it)");
+    }
+
     // ---- host -> worker: requests a real worker must refuse ---------------------------------------------------
 
     private static WorkerProcess StartWorker() =>

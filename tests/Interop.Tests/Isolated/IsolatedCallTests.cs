@@ -32,6 +32,35 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void Binary_calls_carry_every_NumPy_dtype_and_the_scalars_both_ways()
+    {
+        // Positional scalars and arrays: binary frames both ways (WireBinary), whose dtype code is the row's index in
+        // both tables; a str result (dtype_of) comes back as JSON.
+        using var same = _fixture.GetAttr("same");
+        using var dtypeOf = _fixture.GetAttr("dtype_of");
+        var numpy = new CallOptions { Arrays = ArrayConversion.NumPy };
+        foreach (var dtype in DTypes.DType.All.Where(d => d.NumPyName is not null && d.ClrType is not null))
+        {
+            var array = Array.CreateInstance(dtype.ClrType!, 3);
+            using var seen = dtypeOf.Call([array, 7L, -0.0, true, null], numpy);
+            Assert.That(seen.AsString(), Is.EqualTo($"ndarray {dtype.NumPyName} [('int', 7), ('float', -0.0), ('bool', True), ('NoneType', None)]"), dtype.Name);
+            using var back = same.Call([array], numpy);
+            Assert.That((back.DType, back.Shape.ToArray()), Is.EqualTo((dtype, new long[] { 3 })), dtype.Name);
+        }
+        using var integer = same.Call(long.MinValue);
+        using var real = same.Call(-0.0);
+        using var flag = same.Call(false);
+        using var none = same.Call((object?)null);
+        Assert.Multiple(() =>
+        {
+            Assert.That(integer.AsInt64(), Is.EqualTo(long.MinValue));
+            Assert.That(double.IsNegative(real.AsDouble()) && real.AsDouble() == 0, Is.True, "-0.0 keeps its sign");
+            Assert.That(flag.AsBool(), Is.False);
+            Assert.That(none.IsNone, Is.True);
+        });
+    }
+
+    [Test]
     public void The_worker_is_another_process_and_scalars_round_trip()
     {
         using var pid = _fixture.GetAttr("pid").Call();

@@ -1,6 +1,7 @@
 """Functions the isolated-mode tests call in the worker process (loaded with PythonSession.LoadFile)."""
 import ctypes
 import os
+import struct
 import time
 
 _kept = []
@@ -52,6 +53,16 @@ def scale(t, factor=2.0):
 def describe(t):
     return {"type": type(t).__module__ + "." + type(t).__name__, "dtype": str(t.dtype), "shape": list(t.shape),
             "sum": float(t.double().sum()) if t.numel() else 0.0, "writeable": bool(t.numpy().flags.writeable)}
+
+
+def same(x, *rest):
+    """The first argument back (a binary call's reply carries it: docs/isolated.md, "Binary calls")."""
+    return x
+
+
+def dtype_of(x, *rest):
+    """What the worker received: the array's type and dtype, and the types and values of the scalars after it."""
+    return "%s %s %r" % (type(x).__name__, x.dtype, [(type(r).__name__, r) for r in rest])
 
 
 def keep(t):
@@ -161,11 +172,27 @@ def scribble_control(kind):
 
     host = int(sys.argv[sys.argv.index("--host-pid") + 1])
     fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
+    from interop_helpers import protocol
+
     handle = os.open("/proc/%d/fd/%d" % (host, fd), os.O_RDWR)
-    block = mmap.mmap(handle, 4096, mmap.MAP_SHARED)
+    block = mmap.mmap(handle, protocol.CONTROL_SIZE, mmap.MAP_SHARED)
     os.close(handle)
     words = memoryview(block).cast("I")
-    if kind == "sequence":
+    if kind.startswith("binary"):
+        # A binary reply (docs/isolated.md, "Binary calls") for the request now running: cut short, or naming a
+        # result region that was never announced.
+        import json
+
+        request_id = json.loads(bytes(block[4096:4096 + words[18]]))["id"]  # this call's request (JSON: a str argument)
+        value = struct.pack("<BBHIq", 11, 1, 0, 999, 0) + struct.pack("<q", 4)
+        body = struct.pack("<4sBBHqHHHH", b"INB1", 1, 4, 0, request_id, 0, 1, 0, 0) + value + struct.pack("<q", 999)
+        if kind == "binary-truncated":
+            body = body[:30]
+        start = 4096 + protocol.CONTROL_AREA
+        block[start:start + len(body)] = body
+        words[34] = len(body)
+        words[32] = words[16]
+    elif kind == "sequence":
         words[32] = (words[16] + 1000) & 0xFFFFFFFF  # neither the previous reply's number nor this request's
     elif kind == "length":
         words[34] = 0x7FFFFFFF  # far past the reply area
