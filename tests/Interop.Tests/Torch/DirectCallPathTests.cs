@@ -75,6 +75,14 @@ public class DirectCallPathTests
         def describe(r):
             return f"{r.dtype} {list(r.shape)} {r.tolist()}"
 
+        def describe_values(r):
+            values = r.reshape(-1).tolist()
+            return f"{r.dtype} {list(r.shape)}|" + ",".join(repr(float(v)) for v in values)
+
+        def resize_unchecked(a):
+            a.resize(8, refcheck=False)  # refused while a buffer export is held (BufferError), whatever refcheck says
+            return a.shape[0]
+
         def policy_outcome(t, detach, upcast):
             from interop_helpers import torch_export as te
             try:
@@ -296,6 +304,60 @@ public class DirectCallPathTests
             Assert.That(Count(), Is.EqualTo(before));
             Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(buffers));
             Assert.That(PendingReleases.Queued, Is.Zero);
+        });
+    }
+
+    // Tensor arguments are copied into a fresh np.empty through a plain writable buffer request (PythonBuffer.CopyIntoContiguous);
+    // bool arrays through the full request, which canonicalises them. Values, shapes and dtypes must survive either way.
+    private static IEnumerable<TestCaseData> ArgumentArrays()
+    {
+        yield return new TestCaseData(new float[] { 0f, -1.5f, float.MaxValue, float.Epsilon }, "float32 [4]");
+        yield return new TestCaseData(new double[,] { { 1, 2, 3 }, { 4, 5, 6 } }, "float64 [2, 3]");
+        yield return new TestCaseData(new long[] { long.MinValue, -1, long.MaxValue }, "int64 [3]");
+        yield return new TestCaseData(Array.Empty<int>(), "int32 [0]");
+        yield return new TestCaseData(new byte[] { 0, 255 }, "uint8 [2]");
+        yield return new TestCaseData(new short[,,] { { { -7 } } }, "int16 [1, 1, 1]");
+        yield return new TestCaseData(new bool[] { true, false, true }, "bool [3]");
+    }
+
+    [TestCaseSource(nameof(ArgumentArrays))]
+    public void Tensor_arguments_arrive_with_their_values_shapes_and_dtypes_as_arrays_and_tensors(Array input, string dtypeAndShape)
+    {
+        var expected = input.Cast<object>().Select(v => Convert.ToDouble(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        foreach (var arrays in new[] { ArrayConversion.NumPy, ArrayConversion.Torch })
+        {
+            using var f = _helpers.GetAttr("describe_values");
+            using var described = f.Call([input], new CallOptions { Arrays = arrays });
+            var parts = described.AsString().Split('|');
+            Assert.That(parts[0], Is.EqualTo((arrays == ArrayConversion.Torch ? "torch." : "") + dtypeAndShape), arrays.ToString());
+            Assert.That(parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture)),
+                        Is.EqualTo(expected), arrays.ToString());
+        }
+    }
+
+    [Test]
+    public void The_plain_buffer_copy_refuses_wrong_sizes_and_non_contiguous_or_read_only_exporters_and_releases_the_buffer()
+    {
+        using var fresh = NDArray.Evaluate("np.zeros(4, dtype=np.float32)");
+        using var strided = NDArray.Evaluate("np.zeros(8, dtype=np.float32)[::2]");
+        using var readOnly = NDArray.Evaluate("np.frombuffer(bytes(16), dtype=np.float32)");
+        var before = RefCount(fresh);
+        float[] values = [1.5f, -2f, 3f, float.MinValue];
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+        Assert.Multiple(() =>
+        {
+            using (PythonRuntime.AcquireGil())
+            {
+                Assert.Throws<LayoutException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, bytes.AsSpan(0, 12)), "too few bytes");
+                Assert.Throws<LayoutException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, new byte[20]), "too many bytes");
+                Assert.Throws<PythonErrorException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(strided.ObjectAddress, bytes), "not contiguous: NumPy refuses a plain request");
+                Assert.Throws<PythonErrorException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(readOnly.ObjectAddress, bytes), "read-only");
+                global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, bytes);
+            }
+            Assert.That(fresh.ToArray<float>(), Is.EqualTo(values), "the right size is copied");
+            Assert.That(RefCount(fresh), Is.EqualTo(before), "every request released its buffer (NumPy's view holds a reference)");
+            using var resized = Call("resize_unchecked", fresh);
+            Assert.That(resized.AsInt64(), Is.EqualTo(8), "no export is left on the array: NumPy can resize it");
         });
     }
 
