@@ -3,8 +3,8 @@
 //   TensorArgument.TryCreate, shared with every session kind) are COPIED into a fresh NumPy array and handed to
 //   torch.from_numpy when PyTorch is installed; NDArray, TorchTensor, raw PyObject and PythonRef of this session
 //   pass by reference. Objects created here are owned by a Temporaries list and released after the call.
-// - Python -> .NET (ToValue) receives results already exported by interop_helpers.calls (tensors are NumPy arrays
-//   sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
+// - Python -> .NET (ToValue) receives results already exported by interop_helpers.calls, or by Export here for
+//   default-grad calls (tensors are NumPy arrays sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
 // All methods require the GIL.
 using System.Collections;
 using System.Runtime.CompilerServices;

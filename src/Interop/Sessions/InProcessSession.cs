@@ -2,6 +2,8 @@
 // - Every Python call runs with the GIL (PythonRuntime.Run) and goes through interop_helpers.calls.call, which
 //   applies the grad mode and exports tensors in the result through the export policy; so this file only
 //   converts .NET arguments to Python objects and exported results to PythonValue (InProcessConversions).
+//   A default-grad call without an output sink asks calls.call for the raw result and exports it through
+//   InProcessConversions.Export (plain values and plain tensors without Python frames, the rest by calls.export_tree).
 //   The call itself goes straight through CPython's vectorcall (Native/DirectCall), with one GIL acquisition per call.
 // - When PyTorch is installed, the session imports it first through TorchTensor.Import (the one guarded import),
 //   so that the one-libtorch-per-process guard runs before any user code can import torch.
