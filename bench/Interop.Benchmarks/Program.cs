@@ -20,6 +20,8 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "models")
             return ModelTransferBench.Run(args); // TorchSharp here, Python torch in a worker: no BenchmarkDotNet
+        if (args.Length > 0 && args[0] == "profile")
+            return CallPathProfile.Run(args); // phases of the in-process call path: a Stopwatch harness, no BenchmarkDotNet
         if (args.Length > 0 && args[0] == "throughput")
             return IsolatedThroughputBench.Run(args); // 8 concurrent callers: a Stopwatch harness, no BenchmarkDotNet
         if (args.Length > 0 && args[0] == "bulk")

@@ -45,11 +45,15 @@ def grad_context(mode):
     raise ValueError(f"unknown grad mode {mode!r}: expected 0 (default), 1 (no_grad) or 2 (inference_mode)")
 
 
-def call(fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=False):
-    """``fn(*args, **kwargs)`` in ``grad_mode``, with tensors in the result exported (see the module docstring)."""
+def call(fn, args=(), kwargs=None, grad_mode=GRAD_DEFAULT, detach=True, upcast=False, export=True):
+    """``fn(*args, **kwargs)`` in ``grad_mode``, with tensors in the result exported (see the module docstring).
+
+    ``export=False`` (only with the default grad mode) returns the result as is: the in-process session then exports
+    a plain tensor itself (``Tensor.numpy()``, as ``torch_export.export``'s shortcut does) and hands anything else to
+    ``export_tree``, so the result is the same."""
     if grad_mode == GRAD_DEFAULT:  # the common case without a context manager (~0.15 us per call)
         result = fn(*args, **kwargs) if kwargs else fn(*args)
-        return export_tree(result, detach=detach, upcast=upcast)
+        return export_tree(result, detach=detach, upcast=upcast) if export else result
     with grad_context(grad_mode):
         result = fn(*args, **(kwargs or {}))
         return export_tree(result, detach=detach, upcast=upcast)

@@ -50,6 +50,13 @@ def test_export_options_reach_the_policy():
         calls.call(lambda: needs_grad, detach=False)
 
 
+def test_export_false_returns_the_raw_result_of_a_default_grad_call_and_other_modes_still_export():
+    t = torch.arange(3, dtype=torch.float32)
+    assert calls.call(lambda: t, export=False) is t, "the in-process session exports it itself"
+    assert isinstance(calls.call(lambda: t), np.ndarray), "the default is unchanged (the worker relies on it)"
+    assert isinstance(calls.call(lambda: t, grad_mode=calls.NO_GRAD, export=False), np.ndarray), "only the default mode skips the export"
+
+
 def test_numpy_scalars_become_python_scalars_and_big_endian_arrays_native():
     assert type(calls.export_tree(np.float32(1.5))) is float
     # np.float64 subclasses float: it must not take the plain-value shortcut, or .NET would receive a NumPy scalar

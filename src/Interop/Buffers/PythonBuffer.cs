@@ -113,6 +113,32 @@ internal sealed unsafe class PythonBuffer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Copies <paramref name="source"/> into the memory of a C-contiguous writable exporter of exactly that many bytes (a
+    /// fresh <c>np.empty</c>), through a plain PyBUF_WRITABLE request on a stack Py_buffer: no format, shape or
+    /// strides are asked for, and no owner object is made, because the exporter guarantees contiguity for such a
+    /// request (NumPy refuses a non-contiguous array) and the byte count is checked. Requires the GIL.
+    /// </summary>
+    /// <exception cref="LayoutException">The exporter's buffer does not hold exactly <paramref name="source"/>.Length bytes.</exception>
+    public static void CopyIntoContiguous(nint exporter, ReadOnlySpan<byte> source)
+    {
+        Gil.AssertHeld();
+        PyBuffer view = default;
+        // Safety: exporter is alive (the caller holds it) and the GIL is held; view lives on this stack frame until released below.
+        if (CPython.PyObject_GetBuffer(exporter, &view, (int)PyBufferFlags.Writable) != 0)
+            throw PythonErrors.FetchPending("PyObject_GetBuffer");
+        try
+        {
+            if (view.Len != source.Length)
+                throw new LayoutException($"The buffer holds {view.Len} bytes where {source.Length} were expected; refusing an inconsistent exporter.");
+            source.CopyTo(new Span<byte>(view.Buf, source.Length));
+        }
+        finally
+        {
+            CPython.PyBuffer_Release(&view);
+        }
+    }
+
     // The formats parsed last (a few, e.g. "<f" and "f"): exporters hand out the same few strings over and over, so most
     // acquisitions compare a few bytes instead of allocating a string and parsing it. Entries are immutable; a race
     // between threads only costs a parse.

@@ -287,11 +287,15 @@ public sealed class NDArray : IDisposable
         var array = EmptyRaw(typestr, shape);
         try
         {
+            if (dtype != DType.Bool)
+            {
+                PythonBuffer.CopyIntoContiguous(array, bytes); // np.empty's array is C-contiguous: no full buffer request needed
+                return array;
+            }
             using var buffer = PythonBuffer.Acquire(array, writable: true);
             fixed (byte* source = bytes)
                 Buffer.MemoryCopy(source, (void*)buffer.Pointer, buffer.ByteLength, bytes.Length);
-            if (dtype == DType.Bool)
-                StridedCopy.CanonicalizeBooleans((byte*)buffer.Pointer, count);
+            StridedCopy.CanonicalizeBooleans((byte*)buffer.Pointer, count);
             return array;
         }
         catch

@@ -3,8 +3,8 @@
 //   TensorArgument.TryCreate, shared with every session kind) are COPIED into a fresh NumPy array and handed to
 //   torch.from_numpy when PyTorch is installed; NDArray, TorchTensor, raw PyObject and PythonRef of this session
 //   pass by reference. Objects created here are owned by a Temporaries list and released after the call.
-// - Python -> .NET (ToValue) receives results already exported by interop_helpers.calls (tensors are NumPy arrays
-//   sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
+// - Python -> .NET (ToValue) receives results already exported by interop_helpers.calls, or by Export here for
+//   default-grad calls (tensors are NumPy arrays sharing the prepared tensor's memory). An array becomes a tensor value over its Python buffer (zero-copy).
 // All methods require the GIL.
 using System.Collections;
 using System.Runtime.CompilerServices;
@@ -196,6 +196,60 @@ internal static class InProcessConversions
         }
     }
 
+    /// <summary>
+    /// Exports the raw result of <c>calls.call(..., export=False)</c> (a default-grad call), taking over the new reference
+    /// <paramref name="result"/> and returning a new one: what <c>calls.export_tree(result, detach=, upcast=)</c> returns,
+    /// with its two common cases taken here without Python frames: None, bools and exact ints and floats stay as they
+    /// are (export_tree returns them unchanged), and a plain tensor goes straight to <c>Tensor.numpy()</c>
+    /// (<see cref="TorchTensor.ExportPlainResult"/>). Everything else, and a tensor <c>Tensor.numpy()</c> refuses, goes
+    /// through export_tree itself, so results and errors are the same. Requires the GIL and torch imported.
+    /// </summary>
+    public static nint Export(nint result, nint detach, nint upcast)
+    {
+        Gil.AssertHeld();
+        InitializePlain();
+        if (result == s_none || result == s_true || result == s_false)
+            return result;
+        var type = DirectCall.TypeOf(result);
+        if (type == s_intType || type == s_floatType)
+            return result;
+        try
+        {
+            var exported = TorchTensor.ExportPlainResult(result);
+            if (exported != 0)
+                return exported;
+            s_exportTree ??= ExportTreeFunction();
+            s_exportKeywords ??= new PyTuple([new PyString("detach"), new PyString("upcast")]);
+            ReadOnlySpan<nint> args = [result, detach, upcast];
+            return DirectCall.CallRaw(CPython.Address(s_exportTree), args, 1, CPython.Address(s_exportKeywords), "calls.export_tree");
+        }
+        finally
+        {
+            OwnedReference.DecRef(result);
+        }
+    }
+
+    private static PyObject ExportTreeFunction()
+    {
+        using var calls = Py.Import(PythonRuntime.HelperPackage + ".calls");
+        return calls.GetAttr("export_tree");
+    }
+
+    private static PyObject? s_exportTree, s_exportKeywords; // calls.export_tree and ("detach", "upcast"): made once with the GIL, never disposed
+
+    private static void InitializePlain()
+    {
+        if (s_floatType != 0)
+            return;
+        using var zero = new PyInt(0);
+        using var half = new PyFloat(0.5);
+        s_none = CPython.Address(PyObject.None);
+        s_true = CPython.Address(PythonBools.Get(true));
+        s_false = CPython.Address(PythonBools.Get(false));
+        s_intType = DirectCall.TypeOf(zero);
+        s_floatType = DirectCall.TypeOf(half); // last: its presence says all are set
+    }
+
     // None, True, False and the exact types int and float: static, immortal objects, looked up once with the GIL;
     // numpy.ndarray (a static type too) once the first array result has been converted below.
     private static nint s_none, s_true, s_false, s_intType, s_floatType, s_ndarrayType;
@@ -207,16 +261,7 @@ internal static class InProcessConversions
     public static PythonValue ToValue(InProcessSession session, nint obj)
     {
         Gil.AssertHeld();
-        if (s_floatType == 0)
-        {
-            using var zero = new PyInt(0);
-            using var half = new PyFloat(0.5);
-            s_none = CPython.Address(PyObject.None);
-            s_true = CPython.Address(PythonBools.Get(true));
-            s_false = CPython.Address(PythonBools.Get(false));
-            s_intType = DirectCall.TypeOf(zero);
-            s_floatType = DirectCall.TypeOf(half);
-        }
+        InitializePlain();
         PythonValue? plain = null;
         if (s_ndarrayType != 0 && DirectCall.TypeOf(obj) == s_ndarrayType)
         {

@@ -2,6 +2,8 @@
 // - Every Python call runs with the GIL (PythonRuntime.Run) and goes through interop_helpers.calls.call, which
 //   applies the grad mode and exports tensors in the result through the export policy; so this file only
 //   converts .NET arguments to Python objects and exported results to PythonValue (InProcessConversions).
+//   A default-grad call without an output sink asks calls.call for the raw result and exports it through
+//   InProcessConversions.Export (plain values and plain tensors without Python frames, the rest by calls.export_tree).
 //   The call itself goes straight through CPython's vectorcall (Native/DirectCall), with one GIL acquisition per call.
 // - When PyTorch is installed, the session imports it first through TorchTensor.Import (the one guarded import),
 //   so that the one-libtorch-per-process guard runs before any user code can import torch.
@@ -126,18 +128,28 @@ internal sealed class InProcessSession : PythonSession
                 using var sink = output is null ? null : OutputSink(output);
                 var detach = CPython.Address(PythonBools.Get(o.Export.Detach));
                 var upcast = CPython.Address(PythonBools.Get(o.Export.Upcast));
-                // calls.call(callee, args, kwargs, grad_mode, detach, upcast) straight through CPython's vectorcall
+                // A default-grad call without an output sink returns its raw result (export=False), exported below by
+                // InProcessConversions.Export: the same result and errors, without export_tree's Python frames for the
+                // common results (plain values, a plain tensor). Other calls export inside calls.call, in their grad mode.
+                var exportHere = sink is null && HasTorch && o.GradMode == Sessions.GradMode.Default;
+                // calls.call(callee, args, kwargs, grad_mode, detach, upcast[, export]) straight through CPython's vectorcall
                 // (Native/DirectCall): no argument tuple, no pythonnet invocation; errors come back as PythonErrorException.
-                ReadOnlySpan<nint> callArgs = sink is null
-                    ? [CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast]
-                    : [CPython.Address(sink), CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast];
+                ReadOnlySpan<nint> callArgs = sink is not null
+                    ? [CPython.Address(sink), CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast]
+                    : exportHere
+                        ? [CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast, CPython.Address(PythonBools.Get(false))]
+                        : [CPython.Address(callee.Object), pyArgs, CPython.Address(pyKwargs), grad, detach, upcast];
                 var function = CPython.Address(sink is null ? CallFunction : CallWithOutputFunction);
                 nint result;
                 interrupt?.Enter();
                 try
                 {
                     using (Diagnostics.PythonWarnings.Capture("PythonRef.Call")) // the callee's warnings reach PythonWarnings.Raised
+                    {
                         result = DirectCall.CallRaw(function, callArgs, callArgs.Length, 0, "PythonRef.Call");
+                        if (exportHere)
+                            result = InProcessConversions.Export(result, detach, upcast);
+                    }
                 }
                 finally
                 {

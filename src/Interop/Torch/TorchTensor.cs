@@ -329,23 +329,48 @@ public sealed class TorchTensor : IDisposable
     // torch_export._Tensor) of a dtype in torch_export._NUMPY_DTYPES goes straight to Tensor.numpy(), which refuses
     // (torch_export._NUMPY_REFUSALS) whatever the policy would change or refuse; then 0, and the full policy runs. The
     // objects are the module's own, so the rule has one definition (python/interop_helpers/torch_export.py).
-    private static PyObject? s_plainTensorType, s_numpyDTypes, s_numpyRefusals, s_numpyMethod, s_dtypeName;
+    private static PyObject? s_plainTensorType, s_numpyDTypes, s_numpyRefusals, s_numpyMethod, s_dimMethod, s_dtypeName;
+
+    private static void LoadExportObjects()
+    {
+        if (s_numpyMethod is not null)
+            return;
+        using var policy = ImportExportModule(); // guarded: imports torch only through Import()
+        s_plainTensorType = policy.GetAttr("_Tensor");
+        s_numpyDTypes = policy.GetAttr("_NUMPY_DTYPES");
+        s_numpyRefusals = policy.GetAttr("_NUMPY_REFUSALS");
+        s_dtypeName = new PyString("dtype");
+        s_dimMethod = s_plainTensorType.GetAttr("dim");
+        s_numpyMethod = s_plainTensorType.GetAttr("numpy"); // last: its presence says all are loaded
+    }
 
     private static nint ExportShortcut(nint tensor)
     {
-        if (s_numpyMethod is null)
-        {
-            using var policy = ImportExportModule(); // guarded: imports torch only through Import()
-            s_plainTensorType = policy.GetAttr("_Tensor");
-            s_numpyDTypes = policy.GetAttr("_NUMPY_DTYPES");
-            s_numpyRefusals = policy.GetAttr("_NUMPY_REFUSALS");
-            s_dtypeName = new PyString("dtype");
-            s_numpyMethod = s_plainTensorType.GetAttr("numpy");
-        }
+        LoadExportObjects();
         if (DirectCall.TypeOf(tensor) != CPython.Address(s_plainTensorType!) ||
             !DirectCall.AttributeIn(tensor, s_dtypeName!, s_numpyDTypes!, "tensor.dtype"))
             return 0;
-        return DirectCall.TryCallRaw(CPython.Address(s_numpyMethod), tensor, CPython.Address(s_numpyRefusals!), "Tensor.numpy");
+        return DirectCall.TryCallRaw(CPython.Address(s_numpyMethod!), tensor, CPython.Address(s_numpyRefusals!), "Tensor.numpy");
+    }
+
+    /// <summary>
+    /// The in-process session's export of a call's result when it is a plain tensor (<c>interop_helpers.calls.export_tree</c>'s
+    /// tensor branch without its Python frames): <c>Tensor.numpy()</c> of a plain <c>torch.Tensor</c> of a NumPy dtype with
+    /// at most <see cref="Sessions.ConversionLimits.MaxRank"/> dimensions, as a new reference; 0 for anything else
+    /// (another type, a subclass, more dimensions, or a tensor <c>Tensor.numpy()</c> refuses), which the caller hands to
+    /// <c>export_tree</c>: the full policy then gives the same result or raises the same error as before. Requires the GIL
+    /// and torch imported (through <see cref="Import"/>); <paramref name="result"/> is borrowed.
+    /// </summary>
+    internal static nint ExportPlainResult(nint result)
+    {
+        Gil.AssertHeld();
+        LoadExportObjects();
+        if (DirectCall.TypeOf(result) != CPython.Address(s_plainTensorType!))
+            return 0;
+        var dim = DirectCall.CallRaw(CPython.Address(s_dimMethod!), result, "Tensor.dim");
+        var inRange = DirectCall.TryAsInt64(dim, out var rank) && rank <= Sessions.ConversionLimits.MaxRank;
+        OwnedReference.DecRef(dim);
+        return inRange ? ExportShortcut(result) : 0; // beyond the limit: export_tree raises check_rank's error
     }
 
     // The object is read with the GIL held: Dispose releases it with the GIL, so a Dispose on another thread either

@@ -75,6 +75,26 @@ public class DirectCallPathTests
         def describe(r):
             return f"{r.dtype} {list(r.shape)} {r.tolist()}"
 
+        def describe_values(r):
+            values = r.reshape(-1).tolist()
+            return f"{r.dtype} {list(r.shape)}|" + ",".join(repr(float(v)) for v in values)
+
+        def resize_unchecked(a):
+            a.resize(8, refcheck=False)  # refused while a buffer export is held (BufferError), whatever refcheck says
+            return a.shape[0]
+
+        KEPT = {}
+
+        def keep(name, expression):
+            import torch
+            KEPT[name] = eval(expression, {"torch": torch, "np": np})
+
+        def kept(name):
+            return KEPT[name]
+
+        def refcount_kept(name):
+            return sys.getrefcount(KEPT[name])
+
         def policy_outcome(t, detach, upcast):
             from interop_helpers import torch_export as te
             try:
@@ -247,6 +267,86 @@ public class DirectCallPathTests
         Assert.That(actual, Is.EqualTo(expected.AsString()));
     }
 
+    // Results of every kind: the export fixtures (tensors the policy shares, copies or refuses) and the other values a
+    // call may return (plain values, containers holding tensors, subclasses, arrays that export_tree changes or refuses).
+    private static readonly string[] s_resultFixtures =
+    [
+        .. s_exportFixtures,
+        "torch.zeros([1] * 33)", "torch.arange(4, dtype=torch.int64)", "torch.arange(4, dtype=torch.uint8)",
+        "[torch.ones(2), 1, 'a', None]", "(torch.ones(2, requires_grad=True),)", "{'w': torch.eye(2), 'n': 2.5}",
+        "None", "True", "7", "2 ** 70", "2.5", "1 + 2j", "b'xy'", "'text'", "'\\ud800'", "np.arange(3, dtype='>i4')",
+        "np.float32(1.5)", "np.zeros([1] * 32)", "np.arange(6.0).reshape(2, 3)[:, ::-1]", "[[[[]]]]", "object()",
+    ];
+
+    [Test]
+    public void Call_results_are_exported_as_the_full_path_exports_them([ValueSource(nameof(s_resultFixtures))] string expression,
+        [Values(true, false)] bool detach, [Values(false, true)] bool upcast)
+    {
+        // A default-grad call exports plain results and plain tensors on the .NET side (calls.call(export=False)); a session
+        // with an output sink calls calls.call_with_output, which exports inside calls.call (export_tree) in the same grad
+        // mode: the oracle. The object is made once, so both calls return the same one.
+        Call("keep", expression, expression).Dispose();
+        var options = new CallOptions { Export = new ExportOptions { Detach = detach, Upcast = upcast } };
+        var fast = Outcome(_helpers);
+        using var other = PythonSession.InProcess();
+        other.Output = TextWriter.Null;
+        using var sameModule = other.LoadFile(Path.Combine(_directory, "direct_helpers.py"));
+        var full = Outcome(sameModule);
+        Assert.That(full, Does.Not.Contain("KeyError"), "both sessions call the same module, which holds the object");
+        Assert.That(fast, Is.EqualTo(full));
+
+        string Outcome(PythonRef helpers)
+        {
+            try
+            {
+                using var f = helpers.GetAttr("kept");
+                using var value = f.Call([expression], options);
+                return Describe(value);
+            }
+            catch (InteropException e)
+            {
+                return "!" + e.GetType().Name + ": " + e.Message;
+            }
+        }
+    }
+
+    private static string Describe(PythonValue value) => value.Kind switch
+    {
+        PythonValueKind.Tensor => $"{value} {value.PythonType} {Convert.ToHexString(TensorArgument.CopyOf(value.AsTensorData()).Bytes)}",
+        PythonValueKind.Sequence => $"{value.PythonType}({string.Join(", ", value.Items.Select(Describe))})",
+        PythonValueKind.Mapping => $"{{{string.Join(", ", value.Entries.Select(e => Describe(e.Key) + ": " + Describe(e.Value)))}}}",
+        PythonValueKind.Bytes => "bytes " + Convert.ToHexString(value.AsBytes()),
+        _ => $"{value} {value.PythonType}",
+    };
+
+    [Test]
+    public void Many_tensor_results_leave_no_references_buffers_or_queued_releases_behind()
+    {
+        Call("keep", "many", "torch.arange(16, dtype=torch.float32)").Dispose();
+        using var kept = _helpers.GetAttr("kept");
+        long Count()
+        {
+            using var v = Call("refcount_kept", "many");
+            return v.AsInt64();
+        }
+        var before = Count();
+        var buffers = LiveObjects.PythonBuffers;
+        for (var i = 0; i < 1000; i++)
+        {
+            using var v = kept.Call(["many"]);
+            Assert.That(v.AsReadOnlySpan<float>()[15], Is.EqualTo(15f));
+        }
+        using (var refused = Call("keep", "many_bf16", "torch.ones(2, dtype=torch.bfloat16)"))
+            for (var i = 0; i < 100; i++)
+                Assert.Throws<TensorDTypeNotSupportedByNumPyException>(() => kept.Call(["many_bf16"]).Dispose());
+        Assert.Multiple(() =>
+        {
+            Assert.That(Count(), Is.EqualTo(before), "the tensor's references");
+            Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(buffers));
+            Assert.That(PendingReleases.Queued, Is.Zero);
+        });
+    }
+
     [Test]
     public void A_disposed_array_is_refused_before_reaching_CPython()
     {
@@ -296,6 +396,60 @@ public class DirectCallPathTests
             Assert.That(Count(), Is.EqualTo(before));
             Assert.That(LiveObjects.PythonBuffers, Is.EqualTo(buffers));
             Assert.That(PendingReleases.Queued, Is.Zero);
+        });
+    }
+
+    // Tensor arguments are copied into a fresh np.empty through a plain writable buffer request (PythonBuffer.CopyIntoContiguous);
+    // bool arrays through the full request, which canonicalises them. Values, shapes and dtypes must survive either way.
+    private static IEnumerable<TestCaseData> ArgumentArrays()
+    {
+        yield return new TestCaseData(new float[] { 0f, -1.5f, float.MaxValue, float.Epsilon }, "float32 [4]");
+        yield return new TestCaseData(new double[,] { { 1, 2, 3 }, { 4, 5, 6 } }, "float64 [2, 3]");
+        yield return new TestCaseData(new long[] { long.MinValue, -1, long.MaxValue }, "int64 [3]");
+        yield return new TestCaseData(Array.Empty<int>(), "int32 [0]");
+        yield return new TestCaseData(new byte[] { 0, 255 }, "uint8 [2]");
+        yield return new TestCaseData(new short[,,] { { { -7 } } }, "int16 [1, 1, 1]");
+        yield return new TestCaseData(new bool[] { true, false, true }, "bool [3]");
+    }
+
+    [TestCaseSource(nameof(ArgumentArrays))]
+    public void Tensor_arguments_arrive_with_their_values_shapes_and_dtypes_as_arrays_and_tensors(Array input, string dtypeAndShape)
+    {
+        var expected = input.Cast<object>().Select(v => Convert.ToDouble(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        foreach (var arrays in new[] { ArrayConversion.NumPy, ArrayConversion.Torch })
+        {
+            using var f = _helpers.GetAttr("describe_values");
+            using var described = f.Call([input], new CallOptions { Arrays = arrays });
+            var parts = described.AsString().Split('|');
+            Assert.That(parts[0], Is.EqualTo((arrays == ArrayConversion.Torch ? "torch." : "") + dtypeAndShape), arrays.ToString());
+            Assert.That(parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture)),
+                        Is.EqualTo(expected), arrays.ToString());
+        }
+    }
+
+    [Test]
+    public void The_plain_buffer_copy_refuses_wrong_sizes_and_non_contiguous_or_read_only_exporters_and_releases_the_buffer()
+    {
+        using var fresh = NDArray.Evaluate("np.zeros(4, dtype=np.float32)");
+        using var strided = NDArray.Evaluate("np.zeros(8, dtype=np.float32)[::2]");
+        using var readOnly = NDArray.Evaluate("np.frombuffer(bytes(16), dtype=np.float32)");
+        var before = RefCount(fresh);
+        float[] values = [1.5f, -2f, 3f, float.MinValue];
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+        Assert.Multiple(() =>
+        {
+            using (PythonRuntime.AcquireGil())
+            {
+                Assert.Throws<LayoutException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, bytes.AsSpan(0, 12)), "too few bytes");
+                Assert.Throws<LayoutException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, new byte[20]), "too many bytes");
+                Assert.Throws<PythonErrorException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(strided.ObjectAddress, bytes), "not contiguous: NumPy refuses a plain request");
+                Assert.Throws<PythonErrorException>(() => global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(readOnly.ObjectAddress, bytes), "read-only");
+                global::Interop.Buffers.PythonBuffer.CopyIntoContiguous(fresh.ObjectAddress, bytes);
+            }
+            Assert.That(fresh.ToArray<float>(), Is.EqualTo(values), "the right size is copied");
+            Assert.That(RefCount(fresh), Is.EqualTo(before), "every request released its buffer (NumPy's view holds a reference)");
+            using var resized = Call("resize_unchecked", fresh);
+            Assert.That(resized.AsInt64(), Is.EqualTo(8), "no export is left on the array: NumPy can resize it");
         });
     }
 
