@@ -33,7 +33,8 @@ internal static class WireBinary
 
     public const byte TagNone = 0, TagBool = 1, TagInt = 2, TagFloat = 3, TagTensor = 4, TagNDArray = 5, TagArray = 6;
 
-    private static readonly UTF8Encoding s_strict = new(false, throwOnInvalidBytes: true);
+    /// <summary>UTF-8 that throws on an unpaired surrogate (such text travels as JSON).</summary>
+    internal static readonly UTF8Encoding Strict = new(false, throwOnInvalidBytes: true);
 
     /// <summary>Whether a message body is a binary frame.</summary>
     public static bool IsBinary(ReadOnlySpan<byte> body) => body.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(body) == Magic;
@@ -265,8 +266,8 @@ internal static class WireBinary
         /// <summary>Writes <paramref name="text"/> as strict UTF-8 (an unpaired surrogate throws: JSON carries it); returns the byte count.</summary>
         public int Utf8(string text)
         {
-            var n = s_strict.GetByteCount(text);
-            return s_strict.GetBytes(text, Next(n));
+            var n = Strict.GetByteCount(text);
+            return Strict.GetBytes(text, Next(n));
         }
 
         public byte[] ToFrame()
