@@ -4,9 +4,9 @@
 //   containers or references) travels as a binary frame, and only its successful reply whose value is None, bool,
 //   int64, float or one array comes back as one; everything else (hello, resolve, ping, shutdown, errors, other
 //   values) stays JSON. A binary body starts with the magic "INB1"; a JSON body starts with "{".
-// - The request is translated from the JSON request the session built (the same encoder, the same refusals), so
-//   both encodings carry exactly the same call; the translation answers null (JSON is sent) for anything it does not
-//   carry. All integers are little-endian; the dtype code is the row's index in DType.All.
+// - The session frames hot-path calls straight from their arguments (BinaryCall.cs); TryFrame translates a request
+//   built as JSON nodes, and both give the same bytes for the same call (tests compare them). The translation answers
+//   null (JSON is sent) for anything it does not carry. All integers are little-endian; the dtype code is the row's index in DType.All.
 // - The reply is read with bounds checks on every field (truncated frames, counts past the end, trailing bytes, tags,
 //   dtype codes, padding): WorkerProtocolException, never a read outside the copied body. The region and extent checks
 //   of arrays are WireValue's, shared with JSON replies.
