@@ -418,30 +418,42 @@ class Worker:
             return
         pending = []
         grad = request["grad"]
-        with self.grad_mode(grad):
-            target = self.resolve(request["target"])
-            if op == "resolve":
-                result = target
-            else:
-                args = [self.decode(a, arrays) for a in request["args"]]
-                kwargs = {k: self.decode(v, arrays) for k, v in zip(request["kw_names"], request["kw_values"])}
-                result = target(*args, **kwargs)
-                del args, kwargs
-            del target
-            if op == "resolve":
-                # A module or file path answers with its type only (any worker can resolve it again); an attribute
-                # of a worker object gets its own handle, so it outlives the reference it came from.
-                handle = 0
-                if request["target"]["base"] == "handle":
-                    handle = self.next_handle
-                    self.next_handle += 1
-                    self.handles[handle] = result
-                reply["value"] = {"t": "object", "handle": handle, "repr": protocol.short_repr(result),
-                                  "type": type(result).__module__ + "." + type(result).__qualname__}
-            else:
-                reply["value"] = self.encode(result, pending, request["export"])
-            del result
+        if grad == "default":  # the common case without a context manager (calls.grad_context's nullcontext)
+            self._run(request, op, reply, arrays, pending)
+        else:
+            with self.grad_mode(grad):
+                self._run(request, op, reply, arrays, pending)
         self.place_arrays(pending, reply)
+
+    def _run(self, request, op, reply, arrays, pending):
+        """Resolves the target, calls it (or answers a resolve), and encodes the value into ``reply``."""
+        target = self.resolve(request["target"])
+        if op == "resolve":
+            result = target
+        else:
+            args = [self.decode(a, arrays) for a in request["args"]]
+            kw_names = request["kw_names"]
+            if kw_names:
+                kwargs = {k: self.decode(v, arrays) for k, v in zip(kw_names, request["kw_values"])}
+                result = target(*args, **kwargs)
+                del kwargs
+            else:
+                result = target(*args)  # no keyword arguments: no dict to build
+            del args
+        del target
+        if op == "resolve":
+            # A module or file path answers with its type only (any worker can resolve it again); an attribute
+            # of a worker object gets its own handle, so it outlives the reference it came from.
+            handle = 0
+            if request["target"]["base"] == "handle":
+                handle = self.next_handle
+                self.next_handle += 1
+                self.handles[handle] = result
+            reply["value"] = {"t": "object", "handle": handle, "repr": protocol.short_repr(result),
+                              "type": type(result).__module__ + "." + type(result).__qualname__}
+        else:
+            reply["value"] = self.encode(result, pending, request["export"])
+        del result
 
     def retained(self, arrays):
         """Request regions whose arrays outlived the call: the host must not reuse them."""

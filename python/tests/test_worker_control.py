@@ -3,6 +3,7 @@
 A real worker is started with ``--control-fd`` and this test process as its host: the block is a memfd of this
 process, written the way src/Interop/Isolated/ControlBlock.cs writes it (frames in shared memory, futex doorbells).
 """
+import contextlib
 import json
 import struct
 import mmap
@@ -392,3 +393,32 @@ def test_an_array_past_the_end_of_its_region_is_refused_in_a_binary_call(host):
         assert reply["ok"] is False and reply["protocol"] is True and "runs past" in reply["error"]["message"]
     finally:
         os.close(fd)
+
+
+# ---- the call itself: grad modes and keyword arguments -----------------------------------------------------
+
+
+def test_a_default_call_skips_the_grad_context_and_the_others_enter_it(serving, monkeypatch):
+    w, module = serving
+    entered = []
+
+    def grad_mode(grad):
+        entered.append(grad)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(w, "grad_mode", grad_mode)
+
+    def pair(a, b=0):
+        return a + b
+
+    setattr(module, "pair", pair)
+    target = {"base": "module", "name": module.__name__, "attrs": ["pair"]}
+    plain = w.handle(protocol.check_request({"v": 1, "op": "call", "id": 1, "target": target,
+                                             "args": [{"t": "int", "v": 2}]}))
+    assert plain["ok"] and plain["value"] == {"t": "int", "v": 2}
+    assert entered == []
+    keywords = w.handle(protocol.check_request({"v": 1, "op": "call", "id": 2, "target": target, "grad": "no_grad",
+                                                "args": [{"t": "int", "v": 2}], "kw_names": ["b"],
+                                                "kw_values": [{"t": "int", "v": 5}]}))
+    assert keywords["ok"] and keywords["value"] == {"t": "int", "v": 7}
+    assert entered == ["no_grad"]

@@ -100,21 +100,10 @@ internal sealed class IsolatedSession : PythonSession
 
     private WorkerProcess.Reply Exchange(Target target, IReadOnlyList<object?> args, CallOptions? options, string op, CancellationToken cancellationToken, out WorkerProcess worker)
     {
-        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref target), options?.Arrays ?? ArrayConversion.Default);
-        var encodedArgs = new JsonArray();
-        var names = new JsonArray();
-        var values = new JsonArray();
-        for (var i = 0; i < args.Count; i++)
-            encodedArgs.Add(EncodeArgument(encoder, args[i], $"argument {i}"));
-        if (options?.KeywordArguments is { } kwargs)
-        {
-            foreach (var (name, value) in kwargs)
-            {
-                ConversionLimits.CheckText(name, $"keyword argument '{name}' (its name)");
-                names.Add(name);
-                values.Add(EncodeArgument(encoder, value, $"keyword argument '{name}'"));
-            }
-        }
+        // The small calls of the hot path are framed straight from their arguments; every other call (and every
+        // argument the encoder refuses) goes through the JSON encoder.
+        WorkerProcess.OutgoingRequest request = (op == "call" && options is not null ? BinaryCall.TryCreate(target, args, options) : null)
+            ?? (WorkerProcess.OutgoingRequest)EncodeJson(ref target, args, options, op);
         var timeout = options?.Timeout ?? _options.DefaultTimeout;
         for (var attempt = 0; ; attempt++)
         {
@@ -124,34 +113,9 @@ internal sealed class IsolatedSession : PythonSession
             var reserved = target.Worker is null;
             worker = target.Worker ?? PickWorker();
             var chosen = worker;
-            var finalTarget = target;
             try
             {
-                return worker.Exchange(context =>
-                {
-                    if (encoder.HasPayloads)
-                        encoder.WritePayloads(context.RequestRegion(encoder.PayloadBytes));
-                    // Defaults are left out (the worker reads them as default): smaller frames, less to parse.
-                    var request = new JsonObject
-                    {
-                        ["op"] = op,
-                        ["target"] = finalTarget.ToJson(),
-                        ["args"] = encodedArgs,
-                    };
-                    if (names.Count > 0)
-                    {
-                        request["kw_names"] = names;
-                        request["kw_values"] = values;
-                    }
-                    if (options is not null)
-                    {
-                        if (options.GradMode != GradMode.Default)
-                            request["grad"] = options.GradMode switch { GradMode.NoGrad => "no_grad", GradMode.InferenceMode => "inference", _ => "default" };
-                        if (!options.Export.Detach || options.Export.Upcast)
-                            request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
-                    }
-                    return request;
-                }, op == "call" ? timeout : null, cancellationToken, loadReserved: reserved);
+                return worker.Exchange(request, op == "call" ? timeout : null, cancellationToken, loadReserved: reserved);
             }
             catch (WorkerProcess.WorkerGoneException gone)
             {
@@ -169,6 +133,66 @@ internal sealed class IsolatedSession : PythonSession
                     Retire(chosen);
             }
         }
+    }
+
+    /// <summary>Encodes a request as JSON (a reference argument may pin <paramref name="target"/> to its worker).</summary>
+    private JsonCall EncodeJson(ref Target target, IReadOnlyList<object?> args, CallOptions? options, string op)
+    {
+        var pinned = target;
+        var encoder = new ArgumentEncoder(value => EncodeReference(value, ref pinned), options?.Arrays ?? ArrayConversion.Default);
+        var encodedArgs = new JsonArray();
+        JsonArray? names = null, values = null;
+        for (var i = 0; i < args.Count; i++)
+            encodedArgs.Add(EncodeArgument(encoder, args[i], $"argument {i}"));
+        if (options?.KeywordArguments is { } kwargs)
+        {
+            names = [];
+            values = [];
+            foreach (var (name, value) in kwargs)
+            {
+                ConversionLimits.CheckText(name, $"keyword argument '{name}' (its name)");
+                names.Add(name);
+                values.Add(EncodeArgument(encoder, value, $"keyword argument '{name}'"));
+            }
+        }
+        target = pinned;
+        return new JsonCall(encoder, BuildRequest(op, pinned, encodedArgs, names, values, options));
+    }
+
+    /// <summary>A request encoded as JSON: its payloads are copied, then its region ids filled in.</summary>
+    private sealed class JsonCall(ArgumentEncoder encoder, JsonObject request) : WorkerProcess.OutgoingRequest
+    {
+        public override void WritePayloads(WorkerProcess.RequestContext context)
+        {
+            if (encoder.HasPayloads)
+                encoder.WritePayloads(context.RequestRegion(encoder.PayloadBytes));
+        }
+
+        public override byte[] Frame(long id, WorkerProcess.RequestContext context) => WorkerProcess.JsonFrame(request, id, context);
+    }
+
+    /// <summary>The JSON request of a call or resolve (defaults left out: the worker reads them as default).</summary>
+    internal static JsonObject BuildRequest(string op, Target target, JsonArray args, JsonArray? names, JsonArray? values, CallOptions? options)
+    {
+        var request = new JsonObject
+        {
+            ["op"] = op,
+            ["target"] = target.ToJson(),
+            ["args"] = args,
+        };
+        if (names is { Count: > 0 })
+        {
+            request["kw_names"] = names;
+            request["kw_values"] = values;
+        }
+        if (options is not null)
+        {
+            if (options.GradMode != GradMode.Default)
+                request["grad"] = options.GradMode switch { GradMode.NoGrad => "no_grad", GradMode.InferenceMode => "inference", _ => "default" };
+            if (!options.Export.Detach || options.Export.Upcast)
+                request["export"] = new JsonObject { ["detach"] = options.Export.Detach, ["upcast"] = options.Export.Upcast };
+        }
+        return request;
     }
 
     private JsonObject EncodeArgument(ArgumentEncoder encoder, object? value, string where)

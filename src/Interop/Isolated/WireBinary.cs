@@ -4,9 +4,9 @@
 //   containers or references) travels as a binary frame, and only its successful reply whose value is None, bool,
 //   int64, float or one array comes back as one; everything else (hello, resolve, ping, shutdown, errors, other
 //   values) stays JSON. A binary body starts with the magic "INB1"; a JSON body starts with "{".
-// - The request is translated from the JSON request the session built (the same encoder, the same refusals), so
-//   both encodings carry exactly the same call; the translation answers null (JSON is sent) for anything it does not
-//   carry. All integers are little-endian; the dtype code is the row's index in DType.All.
+// - The session frames hot-path calls straight from their arguments (BinaryCall.cs); TryFrame translates a request
+//   built as JSON nodes, and both give the same bytes for the same call (tests compare them). The translation answers
+//   null (JSON is sent) for anything it does not carry. All integers are little-endian; the dtype code is the row's index in DType.All.
 // - The reply is read with bounds checks on every field (truncated frames, counts past the end, trailing bytes, tags,
 //   dtype codes, padding): WorkerProtocolException, never a read outside the copied body. The region and extent checks
 //   of arrays are WireValue's, shared with JSON replies.
@@ -33,7 +33,8 @@ internal static class WireBinary
 
     public const byte TagNone = 0, TagBool = 1, TagInt = 2, TagFloat = 3, TagTensor = 4, TagNDArray = 5, TagArray = 6;
 
-    private static readonly UTF8Encoding s_strict = new(false, throwOnInvalidBytes: true);
+    /// <summary>UTF-8 that throws on an unpaired surrogate (such text travels as JSON).</summary>
+    internal static readonly UTF8Encoding Strict = new(false, throwOnInvalidBytes: true);
 
     /// <summary>Whether a message body is a binary frame.</summary>
     public static bool IsBinary(ReadOnlySpan<byte> body) => body.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(body) == Magic;
@@ -265,8 +266,8 @@ internal static class WireBinary
         /// <summary>Writes <paramref name="text"/> as strict UTF-8 (an unpaired surrogate throws: JSON carries it); returns the byte count.</summary>
         public int Utf8(string text)
         {
-            var n = s_strict.GetByteCount(text);
-            return s_strict.GetBytes(text, Next(n));
+            var n = Strict.GetByteCount(text);
+            return Strict.GetBytes(text, Next(n));
         }
 
         public byte[] ToFrame()

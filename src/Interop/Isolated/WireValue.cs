@@ -270,22 +270,27 @@ internal sealed class ArgumentEncoder
         using var hold = region.Acquire();
         foreach (var (node, payload) in _arrays)
         {
-            var offset = (long)node["offset"]!;
-            var length = payload.ByteLength;
-            // Payloads larger than a quarter of the last-level cache bypass it (Buffers/StreamingCopy.cs): the worker
-            // reads them from memory either way, and a copy through the cache costs read-for-ownership traffic.
-            var threshold = length >= StreamingCopy.StreamingThreshold ? 0 : long.MaxValue;
-            if (payload.IsStrided)
-                payload.CopyTo(region.Slice(offset, checked((int)length))); // one copy: gathered straight into the region
-            else
-                for (long done = 0; done < length;)
-                {
-                    var n = (int)Math.Min(CopyChunk, length - done);
-                    StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
-                    done += n;
-                }
+            CopyPayload(payload, region, (long)node["offset"]!);
             node["region"] = region.Id;
         }
+    }
+
+    /// <summary>Copies one payload into <paramref name="region"/> at <paramref name="offset"/> (the caller holds the region).</summary>
+    internal static void CopyPayload(TensorArgument payload, SharedRegion region, long offset)
+    {
+        var length = payload.ByteLength;
+        // Payloads larger than a quarter of the last-level cache bypass it (Buffers/StreamingCopy.cs): the worker
+        // reads them from memory either way, and a copy through the cache costs read-for-ownership traffic.
+        var threshold = length >= StreamingCopy.StreamingThreshold ? 0 : long.MaxValue;
+        if (payload.IsStrided)
+            payload.CopyTo(region.Slice(offset, checked((int)length))); // one copy: gathered straight into the region
+        else
+            for (long done = 0; done < length;)
+            {
+                var n = (int)Math.Min(CopyChunk, length - done);
+                StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
+                done += n;
+            }
     }
 
     public bool HasPayloads => _arrays.Count > 0;

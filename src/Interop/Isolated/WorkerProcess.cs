@@ -99,7 +99,7 @@ internal sealed partial class WorkerProcess : IDisposable
     /// <summary>Number of calls waiting for or holding the gate.</summary>
     public int Load => _load;
 
-    /// <summary>Counts a call the pool has just routed here; the matching <see cref="Exchange"/> passes <c>loadReserved: true</c>.</summary>
+    /// <summary>Counts a call the pool has just routed here; the matching <see cref="Exchange(OutgoingRequest, TimeSpan?, CancellationToken, bool)"/> passes <c>loadReserved: true</c>.</summary>
     public void ReserveLoad() => Interlocked.Increment(ref _load);
 
     /// <summary>The last lines of the worker's stderr.</summary>
@@ -237,7 +237,11 @@ internal sealed partial class WorkerProcess : IDisposable
     /// <paramref name="loadReserved"/>: the pool already counted this call in <see cref="Load"/> (<see cref="ReserveLoad"/>,
     /// under its lock), so that concurrent callers choosing a worker see it as busy at once.
     /// </remarks>
-    public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken, bool loadReserved = false)
+    public Reply Exchange(Func<RequestContext, JsonObject> prepare, TimeSpan? timeout, CancellationToken cancellationToken, bool loadReserved = false) =>
+        Exchange(new JsonRequest(prepare), timeout, cancellationToken, loadReserved);
+
+    /// <summary>Sends a request (its payloads written first, then its frame with id and housekeeping) and reads the reply.</summary>
+    public Reply Exchange(OutgoingRequest request, TimeSpan? timeout, CancellationToken cancellationToken, bool loadReserved = false)
     {
         var held = HeldByThisThread; // inside Hold() (WorkerProcess.Hold.cs): the gate is already ours
         if (!Admit(loadReserved, takeGate: !held, cancellationToken))
@@ -246,24 +250,26 @@ internal sealed partial class WorkerProcess : IDisposable
         {
             ThrowIfDead();
             var context = new RequestContext(this);
-            var request = prepare(context);
+            request.WritePayloads(context);
             var id = ++_nextId;
-            request["id"] = id;
-            AddHousekeeping(request, context);
+            AddHousekeeping(context);
             byte[] frame;
             try
             {
                 // The small calls of the hot path as a binary frame (WireBinary), everything else as JSON.
-                frame = WireBinary.TryFrame(request) ?? WireProtocol.Frame(request);
+                frame = request.Frame(id, context);
             }
             catch (WorkerProtocolException)
             {
-                UndoHousekeeping(request, context); // nothing was sent: the worker lives on and hears it all next time
+                UndoHousekeeping(context); // nothing was sent: the worker lives on and hears it all next time
                 throw;
             }
             Volatile.Write(ref _awaiting, id);
-            using var timer = timeout is { } t && t != Timeout.InfiniteTimeSpan ? new Timer(_ => Abandon("timeout", id), null, t, Timeout.InfiniteTimeSpan) : null;
-            using var registration = cancellationToken.Register(() => Abandon("cancelled", id));
+            // No timer and no registration (nor their closures) for a call without a timeout or a cancellable token.
+            var watch = timeout is { } t && t != Timeout.InfiniteTimeSpan || cancellationToken.CanBeCanceled ? new Watch(this, id) : null;
+            using var timer = watch is not null && timeout is { } limit && limit != Timeout.InfiniteTimeSpan
+                ? new Timer(static w => ((Watch)w!).Fire("timeout"), watch, limit, Timeout.InfiniteTimeSpan) : null;
+            using var registration = watch is not null ? cancellationToken.Register(static w => ((Watch)w!).Fire("cancelled"), watch) : default;
             RawReply? raw;
             try
             {
@@ -514,14 +520,84 @@ internal sealed partial class WorkerProcess : IDisposable
 
     // ---- regions ---------------------------------------------------------------------------------------
 
-    /// <summary>Per-request scratch: where payloads go and which regions the request announces.</summary>
-    internal sealed class RequestContext(WorkerProcess worker)
+    /// <summary>What a caller sends: its payloads go out first (<see cref="WritePayloads"/>), then its frame.</summary>
+    internal abstract class OutgoingRequest
     {
-        public JsonArray NewRegions { get; } = [];
-        public List<int> DroppedRegions { get; } = [];
+        /// <summary>Writes the payloads (into <see cref="RequestContext.RequestRegion"/>), before the id and housekeeping are known.</summary>
+        public abstract void WritePayloads(RequestContext context);
+
+        /// <summary>The frame (length prefix included) with the request id and the housekeeping of <paramref name="context"/>.</summary>
+        /// <exception cref="WorkerProtocolException">The request cannot be framed (too large); nothing was sent.</exception>
+        public abstract byte[] Frame(long id, RequestContext context);
+    }
+
+    /// <summary>A request built as JSON nodes (sent as a binary frame when WireBinary carries it).</summary>
+    private sealed class JsonRequest(Func<RequestContext, JsonObject> prepare) : OutgoingRequest
+    {
+        private JsonObject? _request;
+
+        public override void WritePayloads(RequestContext context) => _request = prepare(context);
+
+        public override byte[] Frame(long id, RequestContext context) => JsonFrame(_request!, id, context);
+    }
+
+    /// <summary>The frame of a JSON request with its id and housekeeping: binary when WireBinary carries it, else JSON.</summary>
+    internal static byte[] JsonFrame(JsonObject request, long id, RequestContext context)
+    {
+        request["id"] = id;
+        context.AddTo(request);
+        return WireBinary.TryFrame(request) ?? WireProtocol.Frame(request);
+    }
+
+    /// <summary>The timer's and the token's state: which call they abandon.</summary>
+    private sealed class Watch(WorkerProcess worker, long id)
+    {
+        public void Fire(string reason) => worker.Abandon(reason, id);
+    }
+
+    /// <summary>Per-request scratch: where payloads go and the housekeeping the request carries.</summary>
+    internal sealed class RequestContext(WorkerProcess? worker)
+    {
+        private static readonly List<(long Id, long Fd, long Size)> s_noRegions = [];
+        private static readonly List<int> s_noInts = [];
+        private static readonly List<long> s_noLongs = [];
+        private List<(long Id, long Fd, long Size)>? _newRegions;
+        private List<int>? _dropped, _released;
+        private List<long>? _handles;
+
+        /// <summary>Request regions this request announces (id, fd, size).</summary>
+        public List<(long Id, long Fd, long Size)> NewRegions => _newRegions ?? s_noRegions;
+
+        /// <summary>Request regions the worker may unmap.</summary>
+        public List<int> DroppedRegions => _dropped ?? s_noInts;
+
+        /// <summary>Result regions this process no longer reads.</summary>
+        public List<int> ReleasedResults => _released ?? s_noInts;
+
+        /// <summary>Object handles this process released.</summary>
+        public List<long> ReleasedHandles => _handles ?? s_noLongs;
+
+        public void AddNewRegion(long id, long fd, long size) => (_newRegions ??= []).Add((id, fd, size));
+        public void AddDropped(int id) => (_dropped ??= []).Add(id);
+        public void AddReleased(int id) => (_released ??= []).Add(id);
+        public void AddHandle(long handle) => (_handles ??= []).Add(handle);
 
         /// <summary>The request region, at least <paramref name="size"/> bytes (a new one is announced when needed).</summary>
-        public SharedRegion RequestRegion(long size) => worker.EnsureRequestRegion(size, this);
+        public SharedRegion RequestRegion(long size) =>
+            (worker ?? throw new InvalidOperationException("this request context has no worker")).EnsureRequestRegion(size, this);
+
+        /// <summary>Adds the housekeeping to a JSON request; empty lists are left out (the worker reads a missing list as empty).</summary>
+        public void AddTo(JsonObject request)
+        {
+            if (_newRegions is { Count: > 0 } regions)
+                request["regions"] = new JsonArray(regions.Select(r => (JsonNode)new JsonObject { ["id"] = r.Id, ["fd"] = r.Fd, ["size"] = r.Size }).ToArray());
+            if (_dropped is { Count: > 0 } dropped)
+                request["drop_regions"] = new JsonArray(dropped.Select(i => (JsonNode)i).ToArray());
+            if (_released is { Count: > 0 } released)
+                request["release_regions"] = new JsonArray(released.Select(i => (JsonNode)i).ToArray());
+            if (_handles is { Count: > 0 } handles)
+                request["release_handles"] = new JsonArray(handles.Select(h => (JsonNode)h).ToArray());
+        }
     }
 
     private SharedRegion EnsureRequestRegion(long size, RequestContext context)
@@ -532,7 +608,7 @@ internal sealed partial class WorkerProcess : IDisposable
         var capacity = RequestCapacity(size);
         var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
         _requestRegion = region;
-        context.NewRegions.Add(new JsonObject { ["id"] = region.Id, ["fd"] = region.FileDescriptor, ["size"] = region.Size });
+        context.AddNewRegion(region.Id, region.FileDescriptor, region.Size);
         return region;
     }
 
@@ -560,47 +636,26 @@ internal sealed partial class WorkerProcess : IDisposable
         }
     }
 
-    private void AddHousekeeping(JsonObject request, RequestContext context)
+    private void AddHousekeeping(RequestContext context)
     {
-        // Empty lists are left out (the worker reads a missing list as empty): smaller frames, less to parse.
-        context.DroppedRegions.AddRange(_forgottenRegions);
+        foreach (var id in _forgottenRegions)
+            context.AddDropped(id);
         _forgottenRegions.Clear();
-        if (context.NewRegions.Count > 0)
-            request["regions"] = context.NewRegions;
-        if (context.DroppedRegions.Count > 0)
-            request["drop_regions"] = new JsonArray(context.DroppedRegions.Select(i => (JsonNode)i).ToArray());
-        if (!_releasedResults.IsEmpty)
-        {
-            var released = new JsonArray();
-            while (_releasedResults.TryDequeue(out var id))
-                released.Add(id);
-            request["release_regions"] = released;
-        }
-        if (!_releasedHandles.IsEmpty)
-        {
-            var handles = new JsonArray();
-            while (_releasedHandles.TryDequeue(out var h))
-                handles.Add(h);
-            request["release_handles"] = handles;
-        }
+        while (_releasedResults.TryDequeue(out var id))
+            context.AddReleased(id);
+        while (_releasedHandles.TryDequeue(out var h))
+            context.AddHandle(h);
     }
 
-    private void UndoHousekeeping(JsonObject request, RequestContext context)
+    private void UndoHousekeeping(RequestContext context)
     {
         if (context.NewRegions.Count > 0)
             ForgetRequestRegion(); // never announced: the next request makes and announces a new one
-        if (request["drop_regions"] is JsonArray dropped)
-            _forgottenRegions.AddRange(dropped.Select(n => (int)n!));
-        if (request["release_regions"] is JsonArray released)
-        {
-            foreach (var id in released)
-                _releasedResults.Enqueue((int)id!);
-        }
-        if (request["release_handles"] is JsonArray handles)
-        {
-            foreach (var handle in handles)
-                _releasedHandles.Enqueue((long)handle!);
-        }
+        _forgottenRegions.AddRange(context.DroppedRegions);
+        foreach (var id in context.ReleasedResults)
+            _releasedResults.Enqueue(id);
+        foreach (var handle in context.ReleasedHandles)
+            _releasedHandles.Enqueue(handle);
     }
 
     /// <summary>Queues a handle release for the next request (object handles are freed lazily).</summary>
@@ -847,7 +902,7 @@ internal sealed partial class WorkerProcess : IDisposable
 
     /// <summary>
     /// Stops the worker (asking first) and drops the owner's reference: the pipes, the Process object and the regions
-    /// that no result still uses are released now, or by the last caller still inside <see cref="Exchange"/>.
+    /// that no result still uses are released now, or by the last caller still inside <see cref="Exchange(OutgoingRequest, TimeSpan?, CancellationToken, bool)"/>.
     /// </summary>
     public void Dispose()
     {
