@@ -281,6 +281,75 @@ public class DirectCopyTests : TorchSharpFixture
             Assert.That(w.ToArray<float>(), Is.EqualTo(Enumerable.Range(0, 35).Select(i => i + 0.5f).ToArray()));
     }
 
+    // Tied weights: several entries of one side are the same memory. PyTorch's rule (copy_ entry after entry) is that the
+    // last entry written wins; the direct route copies large batches with several threads, which must not let an earlier
+    // entry's piece land after a later one's. An 8 MiB entry first (so the batch is copied in parallel: two pieces of
+    // 4 MiB), then 66 entries of 64 KiB that are one tensor: a piece of the first 64 of them (4 MiB), and a short piece of
+    // the last two, which another thread finishes long before the long one when both run at once.
+    private const int TiedCount = 66, TiedElements = 16 << 10, BigElements = 2 << 20;
+
+    [Test]
+    public void Entries_that_share_the_targets_memory_end_with_the_last_entrys_values_by_direct_write()
+    {
+        using var scope = NewDisposeScope();
+        using var python = Py(_fixture, "aliased_state", TiedCount, TiedElements, BigElements);
+        using var holder = python.AsRef();
+        using var target = holder.GetAttr("state");
+        var state = new Dictionary<string, Tensor> { ["big"] = full(BigElements, -1f) };
+        for (var i = 0; i < TiedCount; i++)
+            state.Add($"t{i}", full(TiedElements, (float)i));
+        var expected = Enumerable.Repeat((float)(TiedCount - 1), TiedElements).ToArray();
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            Assert.That(ModelWeights.CopyStateDictTo(state, target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+            using var shared = Py(_fixture, "value_of", target, "t0");
+            Assert.That(shared.ToArray<float>(), Is.EqualTo(expected), $"attempt {attempt}: the last entry wins, as with copy_ in order");
+        }
+        ModelWeights.SimulateDirectRefusal = true;
+        Assert.That(ModelWeights.CopyStateDictTo(state, target).Route, Is.EqualTo(WeightRoute.SharedRegion));
+        using (var shared = Py(_fixture, "value_of", target, "t0"))
+            Assert.That(shared.ToArray<float>(), Is.EqualTo(expected), "the shared-region route agrees");
+    }
+
+    [Test]
+    public void Entries_that_share_the_destinations_memory_end_with_the_last_entrys_values_by_direct_read()
+    {
+        using var scope = NewDisposeScope();
+        using var python = Py(_fixture, "distinct_state", TiedCount, TiedElements, BigElements);
+        using var holder = python.AsRef();
+        using var source = holder.GetAttr("state");
+        var module = new TiedNet(TiedCount, TiedElements, BigElements);
+        Assert.That(module.state_dict(), Has.Count.EqualTo(TiedCount + 1), "one view of the shared storage under each name");
+        var expected = Enumerable.Repeat((float)(TiedCount - 1), TiedElements).ToArray();
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            using (no_grad())
+                module.state_dict()["t0"].zero_();
+            Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.DirectCopy));
+            Assert.That(module.state_dict()["t0"].data<float>().ToArray(), Is.EqualTo(expected), $"attempt {attempt}: the last entry wins, as with copy_ in order");
+        }
+        ModelWeights.SimulateDirectRefusal = true;
+        using (no_grad())
+            module.state_dict()["t0"].zero_();
+        Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.SharedRegion));
+        Assert.That(module.state_dict()["t0"].data<float>().ToArray(), Is.EqualTo(expected), "the shared-region route agrees");
+    }
+
+    /// <summary>
+    /// A buffer big, then buffers t0.. that are views of one storage of <c>elements</c> float32 zeros (TorchSharp lists a
+    /// parameter registered under several names once, so the aliases here are views).
+    /// </summary>
+    private sealed class TiedNet : nn.Module
+    {
+        public TiedNet(int count, int elements, int big) : base(nameof(TiedNet))
+        {
+            register_buffer("big", zeros(big));
+            var shared = zeros(elements);
+            for (var i = 0; i < count; i++)
+                register_buffer($"t{i}", shared.view(elements));
+        }
+    }
+
     /// <summary>TorchSharp twin of model_fixture.Mixed: one parameter or buffer per dtype, zeros.</summary>
     private sealed class MixedNet : nn.Module
     {

@@ -130,6 +130,18 @@ def big_state(count, mib):
     return Holder({f"w{i}": torch.full((n,), float(i), dtype=torch.float32) for i in range(count)})
 
 
+def aliased_state(count, elements, big):
+    """Holder of {'big': `big` float32 zeros, 't0'..: one float32 tensor of `elements` zeros under `count` names (tied
+    weights: those entries are the same memory)."""
+    shared = torch.zeros(elements, dtype=torch.float32)
+    return Holder({"big": torch.zeros(big, dtype=torch.float32), **{f"t{i}": shared for i in range(count)}})
+
+
+def distinct_state(count, elements, big):
+    """Holder of {'big': `big` float32 values -1, 't0'..: count float32 tensors of `elements` values, entry i filled with i}."""
+    return Holder({"big": torch.full((big,), -1.0), **{f"t{i}": torch.full((elements,), float(i)) for i in range(count)}})
+
+
 def value_of(mapping, name):
     """A copy of one entry of a plain mapping (a Holder's state)."""
     return mapping[name].clone()
