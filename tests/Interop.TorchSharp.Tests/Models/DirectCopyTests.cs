@@ -350,6 +350,57 @@ public class DirectCopyTests : TorchSharpFixture
         }
     }
 
+    [TestCase(1 << 20)] // 4 MiB: the freed memory is unmapped (EFAULT, blamed on the worker)
+    [TestCase(1000)] // 4 KB: the freed memory stays in the worker's heap (its old values, read silently)
+    public void A_source_reached_by_path_and_changed_before_the_worker_is_held_is_read_as_it_is_under_the_hold(int elements)
+    {
+        // A reference by attribute path is bound to no worker, so the transfer can hold the worker only once
+        // open_described has answered. Another caller's request may run in between: here it gives the parameter new
+        // memory (param.data = ...), which frees the memory open_described described. The copy must read what the
+        // parameter holds under the hold, not the freed memory.
+        using (Py(_fixture, "make_swappable", elements)) { }
+        using var source = _fixture.GetAttr("SWAPPABLE");
+        var swapped = 0;
+        var module = new SwapWhileDescribedNet(elements, () =>
+        {
+            // Runs while LoadWeightsFrom waits for the worker's description (this side describes its module meanwhile):
+            // once open_described has returned, another caller's request changes the module.
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (true)
+            {
+                using var count = Py(_fixture, "described_count");
+                if (count.AsInt64() > 0 || DateTime.UtcNow > deadline)
+                    break;
+                Thread.Sleep(1);
+            }
+            using (Py(_fixture, "swap_weights", 2.0)) { }
+            swapped++;
+        });
+        var result = module.LoadWeightsFrom(source);
+        Assert.That(swapped, Is.EqualTo(1), "the module was changed between the description and the hold");
+        Assert.That(result.Route, Is.EqualTo(WeightRoute.DirectCopy));
+        var values = module.state_dict()["w"].data<float>().ToArray();
+        Assert.That(values.Count(v => v != 2f), Is.Zero, $"the parameter's values under the hold, not its freed memory (first value {values[0]})");
+    }
+
+    /// <summary>One parameter w of <c>elements</c> float32 zeros; the first state_dict() also runs <c>during</c>.</summary>
+    private sealed class SwapWhileDescribedNet : nn.Module
+    {
+        private Action? _during;
+
+        public SwapWhileDescribedNet(int elements, Action during) : base(nameof(SwapWhileDescribedNet))
+        {
+            _during = during;
+            register_parameter("w", new Parameter(zeros(elements)));
+        }
+
+        public override Dictionary<string, Tensor> state_dict(Dictionary<string, Tensor>? destination = null, string? prefix = null)
+        {
+            Interlocked.Exchange(ref _during, null)?.Invoke();
+            return base.state_dict(destination, prefix);
+        }
+    }
+
     /// <summary>TorchSharp twin of model_fixture.Mixed: one parameter or buffer per dtype, zeros.</summary>
     private sealed class MixedNet : nn.Module
     {
