@@ -343,8 +343,10 @@ public static class ModelWeights
                 hold = worker?.Hold();
                 // Described before this hold (a source reached by path is bound to no worker): another caller's request may
                 // have run in between and given a tensor new memory (param.data = ...), freeing what was described. Every
-                // entry is pinned again under the hold (pin_batch: the tensors as they are now).
-                Array.Clear(places);
+                // entry is pinned again under the hold (pin_batch: the tensors as they are now). Not for a checkpoint: its
+                // state was just loaded and no other caller can reach its tensors.
+                if (source is PythonRef)
+                    Array.Clear(places);
             }
             var (pairs, missing, unexpected) = Match(entries, destination, options);
             var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
