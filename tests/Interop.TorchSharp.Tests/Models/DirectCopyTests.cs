@@ -401,6 +401,56 @@ public class DirectCopyTests : TorchSharpFixture
         }
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_session_disposed_by_another_thread_during_a_direct_transfer_ends_it_with_a_typed_exception(bool toPython)
+    {
+        // The transfer holds the worker; Dispose on another thread must neither hang nor let the transfer copy from or to
+        // a worker that is gone without saying so: either it finished (every byte right) or it ends with a typed exception.
+        var session = NewSession();
+        try
+        {
+            using var fixture = session.LoadFile(ModelSupport.FixturePath);
+            using var python = Py(fixture, "big_state", 4, 4);
+            using var holder = python.AsRef();
+            using var state = holder.GetAttr("state");
+            using var scope = NewDisposeScope();
+            var module = new BigNet(4, 4);
+            Task? disposing = null;
+            ModelWeights.BeforeDirectCopy = (_, name) =>
+            {
+                if (name != "w2" || disposing is not null)
+                    return;
+                disposing = Task.Run(session.Dispose);
+                disposing.Wait(TimeSpan.FromMilliseconds(500)); // Dispose may wait for the hold: go on after a while
+            };
+            Exception? e = null;
+            try
+            {
+                _ = toPython ? module.CopyWeightsTo(state) : module.LoadWeightsFrom(state);
+            }
+            catch (Exception caught)
+            {
+                e = caught;
+            }
+            Assert.That(disposing, Is.Not.Null);
+            Assert.That(disposing!.Wait(TimeSpan.FromSeconds(30)), Is.True, "Dispose returned");
+            if (e is null && !toPython)
+            {
+                // Finished before the worker went (Dispose gives it a grace period): then every byte is the worker's.
+                for (var i = 0; i < 4; i++)
+                    Assert.That(module.state_dict()[$"w{i}"].data<float>().ToArray(), Has.All.EqualTo((float)i), $"w{i}");
+            }
+            else if (e is not null)
+                Assert.That(e, Is.InstanceOf<WorkerCrashedException>().Or.InstanceOf<ObjectDisposedException>(), e.ToString());
+        }
+        finally
+        {
+            ModelWeights.BeforeDirectCopy = null;
+            session.Dispose();
+        }
+    }
+
     /// <summary>TorchSharp twin of model_fixture.Mixed: one parameter or buffer per dtype, zeros.</summary>
     private sealed class MixedNet : nn.Module
     {
