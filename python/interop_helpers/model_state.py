@@ -178,7 +178,9 @@ class _HugePages:
     forth), once per range, and only for the 2 MiB-aligned part that lies wholly inside the tensors' own bytes. Ranges
     less than a page apart are taken as one (small tensors allocated one after the other: the gap holds no whole page,
     so no page that was not resident is made so). The contents and addresses stay as they are; failures (an older
-    kernel, no free huge page) are ignored and the copy takes its usual speed.
+    kernel, no free huge page, memory of a file mapping) are ignored and the copy takes its usual speed; after a few
+    failures in a row the collapses stop, unless one has worked in this process (a probe on memory of its own, at the
+    first use), so ranges that cannot be collapsed do not turn them off for later models.
 
     Only for transfers of at most ``MAX_BYTES`` in all: collapsing runs at a fraction of a memcpy's speed (compaction),
     so for a large model the one-time cost would take many transfers to win back, and there the host's parallel reads
@@ -194,6 +196,10 @@ class _HugePages:
         self._seen = {}  # (address, nbytes) -> True once collapsed (or tried)
         self._madvise = None
         self._failures = 0
+        # True once a collapse succeeded (the kernel has MADV_COLLAPSE): from then on a failure is about its range
+        # (memory of a file mapping, e.g. torch.load(mmap=True) or a numpy memmap: EINVAL; no free huge page at the
+        # moment), so it no longer stops the collapses of later ranges.
+        self._worked = False
 
     def _call(self):
         if self._madvise is None:
@@ -206,10 +212,35 @@ class _HugePages:
                     madvise = libc.madvise
                     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                     madvise.restype = ctypes.c_int
-                    self._madvise = madvise
+                    if self._probe(madvise):
+                        self._madvise = madvise
+                        self._worked = True
                 except (OSError, AttributeError):
                     pass
         return self._madvise
+
+    def _probe(self, madvise):
+        """Whether the kernel collapses memory of this process's own (anonymous, private): one 2 MiB page, once per
+        process. Without it, the first failures could come from ranges that cannot be collapsed (a file mapping) and
+        would be taken for a kernel without MADV_COLLAPSE."""
+        import ctypes
+        import mmap
+
+        size = self.SIZE
+        try:
+            block = mmap.mmap(-1, 2 * size, flags=mmap.MAP_PRIVATE)  # anonymous, private (-1 alone: shared memory)
+            try:
+                view = (ctypes.c_char * (2 * size)).from_buffer(block)
+                try:
+                    start = (ctypes.addressof(view) + size - 1) & ~(size - 1)
+                    ctypes.memset(start, 1, size)  # resident, so there is something to collapse
+                    return madvise(start, size, self.MADV_COLLAPSE) == 0
+                finally:
+                    del view
+            finally:
+                block.close()
+        except Exception:  # noqa: BLE001 - no huge pages then, never a failed transfer
+            return False
 
     @staticmethod
     def _merged(places):
@@ -258,8 +289,9 @@ class _HugePages:
         for start, length in todo:
             if madvise(start, length, self.MADV_COLLAPSE) == 0:
                 self._failures = 0
-            else:
-                self._failures += 1  # an older kernel (EINVAL) or no huge pages to be had: stop after a few
+                self._worked = True
+            elif not self._worked:
+                self._failures += 1  # never worked here: an older kernel (EINVAL) or no huge pages to be had: stop after a few
                 if self._failures >= 4:
                     return
 

@@ -188,6 +188,56 @@ def test_huge_pages_stop_being_asked_for_after_repeated_failures():
     assert len(calls) == 4
 
 
+def test_huge_pages_go_on_after_failing_ranges_once_a_collapse_has_worked():
+    # Memory of a file mapping (a numpy memmap, torch.load(mmap=True)) cannot be collapsed: EINVAL, as from a kernel
+    # without MADV_COLLAPSE. Once a collapse has worked here, such ranges must not turn collapses off for later ones.
+    calls = []
+    size = model_state._HugePages.SIZE
+    pages = model_state._HugePages()
+    good = size * 10
+    pages._madvise = lambda start, length, advice: calls.append(start) or (0 if start < size * 50 else -1)
+    for ranges in ([(good, size)], [(size * (100 + 4 * i), size) for i in range(6)], [(size * 20, size)]):
+        pages.collapse_repeated(ranges)
+        pages.collapse_repeated(ranges)
+    assert calls == [good] + [size * (100 + 4 * i) for i in range(6)] + [size * 20]
+
+
+def test_file_mapped_tensors_do_not_turn_huge_pages_off_for_later_models(tmp_path):
+    np = pytest.importorskip("numpy")
+    pages = model_state._HugePages()
+    real = pages._call()
+    if not real:
+        pytest.skip("this kernel does not collapse (no MADV_COLLAPSE, Linux < 6.1, or not Linux)")
+    results = []
+
+    def recording(start, length, advice):
+        result = real(start, length, advice)
+        results.append(result)
+        return result
+
+    pages._madvise = recording
+    saved, model_state._HUGE_PAGES = model_state._HUGE_PAGES, pages
+    try:
+        maps = []
+        for i in range(5):  # five models over file mappings, each described twice: five failing collapses
+            mm = np.memmap(tmp_path / f"m{i}.bin", dtype=np.float32, mode="w+", shape=(1 << 20,))
+            mm[:] = i
+            maps.append(mm)
+            source = {"w": torch.from_numpy(mm)}
+            model_state.open_described(source, huge_pages=True)
+            model_state.open_described(source, huge_pages=True)
+        if 0 in results:
+            pytest.skip("file mappings collapse on this file system")
+        assert len(results) == 5
+        anonymous = {"w": torch.ones(2 << 20)}  # 8 MiB of this process's own memory
+        model_state.open_described(anonymous, huge_pages=True)
+        model_state.open_described(anonymous, huge_pages=True)
+        assert results[5:] == [0], "the later model's memory is collapsed"
+        del maps
+    finally:
+        model_state._HUGE_PAGES = saved
+
+
 def test_open_described_with_huge_pages_keeps_the_bytes_and_the_places():
     big = torch.arange(3 << 20, dtype=torch.float32)  # 12 MiB: whole 2 MiB pages inside
     before = big.clone()

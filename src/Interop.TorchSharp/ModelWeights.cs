@@ -334,17 +334,24 @@ public static class ModelWeights
                 throw new WorkerProtocolException("open_described must return [state, description, places]");
             using var handle = opened.Items[0].AsRef();
             var entries = ParseDescription(opened.Items[1]);
+            var places = ParsePlaces(opened.Items[2], entries.Count, "open_described", nullable: true);
             var handleWorker = (handle as IsolatedRef)?.Target.Worker;
             if (!ReferenceEquals(handleWorker, worker))
             {
                 hold?.Dispose();
                 worker = handleWorker;
                 hold = worker?.Hold();
+                // Described before this hold (a source reached by path is bound to no worker): another caller's request may
+                // have run in between and given a tensor new memory (param.data = ...), freeing what was described. Every
+                // entry is pinned again under the hold (pin_batch: the tensors as they are now). Not for a checkpoint: its
+                // state was just loaded and no other caller can reach its tensors.
+                if (source is PythonRef)
+                    Array.Clear(places);
             }
             var (pairs, missing, unexpected) = Match(entries, destination, options);
             var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
             var sources = pairs.Select(p => p.Source).ToList();
-            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, ParsePlaces(opened.Items[2], entries.Count, "open_described", nullable: true), targets, options, progress))
+            if (worker is not null && TryLoadDirect(helpers, handle, worker, sources, places, targets, options, progress))
                 return new WeightLoadResult(missing, unexpected, progress.Done, progress.Bytes) { Route = WeightRoute.DirectCopy };
             foreach (var batch in Plan(session, sources, options))
             {

@@ -282,13 +282,16 @@ internal sealed class ArgumentEncoder
         // Payloads larger than a quarter of the last-level cache bypass it (Buffers/StreamingCopy.cs): the worker
         // reads them from memory either way, and a copy through the cache costs read-for-ownership traffic.
         var threshold = length >= StreamingCopy.StreamingThreshold ? 0 : long.MaxValue;
-        if (payload.IsStrided)
-            payload.CopyTo(region.Slice(offset, checked((int)length))); // one copy: gathered straight into the region
+        if (payload.IsStrided && length <= CopyChunk)
+            payload.CopyTo(region.Slice(offset, (int)length)); // one copy: gathered straight into the region
         else
             for (long done = 0; done < length;)
             {
-                var n = (int)Math.Min(CopyChunk, length - done);
-                StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
+                var n = (int)Math.Min(CopyChunk, length - done); // CopyChunk is a multiple of every item size
+                if (payload.IsStrided)
+                    payload.CopyRangeTo(done, region.Slice(offset + done, n)); // gathered straight into the region, in chunks (over 2 GiB: no span holds it)
+                else
+                    StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
                 done += n;
             }
     }

@@ -106,6 +106,11 @@ internal static class WorkerMemory
         if (!CopyPiece(worker, segments, chunks, pieces[0], write, mayRefuse: true))
             return false;
         var threads = total >= ParallelBytes ? Math.Min(Math.Min(Environment.ProcessorCount, MaxThreads), pieces.Count - 1) : 1;
+        // Destinations that overlap (tied weights, views of one storage) are copied in order on this thread, so that the
+        // later segment's bytes are the ones that stay (as copy_ entry after entry leaves them): threads would let an
+        // earlier piece land after a later one.
+        if (threads > 1 && DestinationsOverlap(segments, write))
+            threads = 1;
         if (threads <= 1)
         {
             for (var i = 1; i < pieces.Count; i++)
@@ -133,6 +138,30 @@ internal static class WorkerMemory
         });
         failure?.Throw();
         return true;
+    }
+
+    /// <summary>
+    /// Whether any two segments' destinations share a byte: this process's ranges when reading, the worker's when writing.
+    /// </summary>
+    internal static bool DestinationsOverlap(IReadOnlyList<Segment> segments, bool write)
+    {
+        var ranges = new List<(ulong Start, ulong End)>(segments.Count);
+        foreach (var segment in segments)
+        {
+            if (segment.Length <= 0)
+                continue;
+            var start = write ? (ulong)segment.Address : (ulong)segment.Local;
+            ranges.Add((start, start + (ulong)segment.Length));
+        }
+        ranges.Sort();
+        var end = 0UL; // the furthest end so far
+        foreach (var (start, stop) in ranges)
+        {
+            if (start < end)
+                return true;
+            end = Math.Max(end, stop);
+        }
+        return false;
     }
 
     /// <summary>

@@ -59,6 +59,13 @@ public sealed class TensorArgument
     public void CopyTo(Span<byte> destination) => _source.CopyTo(destination);
 
     /// <summary>
+    /// Copies the C-order bytes [<paramref name="offset"/>, <paramref name="offset"/> + destination length) into
+    /// <paramref name="destination"/>, gathering a strided tensor's elements straight from its memory (no gathered copy):
+    /// the unit of a copy of more than 2 GiB, which no span holds. Offset and length are multiples of the item size.
+    /// </summary>
+    internal void CopyRangeTo(long offset, Span<byte> destination) => _source.CopyRangeTo(offset, destination);
+
+    /// <summary>
     /// An argument over native memory at <paramref name="address"/>: <paramref name="shape"/>, strides in bytes (not
     /// negative; C order when empty), no copy until a session copies it during the call. <paramref name="keepAlive"/>
     /// (e.g. the tensor that owns the memory) is referenced until the argument is collected; the caller keeps the
@@ -224,6 +231,9 @@ public sealed class TensorArgument
             Chunk(0, checked((int)ByteLength)).CopyTo(destination);
         }
 
+        /// <summary>Copies the C-order bytes [offset, offset + destination.Length) into <paramref name="destination"/>.</summary>
+        public virtual void CopyRangeTo(long offset, Span<byte> destination) => Chunk(offset, destination.Length).CopyTo(destination);
+
         protected void CheckRange(long offset, int length)
         {
             if (offset < 0 || length < 0 || offset > ByteLength || length > ByteLength - offset)
@@ -278,6 +288,21 @@ public sealed class TensorArgument
             // Safety: the caller keeps the strided memory valid (FromMemory's contract); the destination is checked above.
             fixed (byte* to = destination)
                 StridedCopy.Gather((byte*)address, s, st, itemSize, 1, to);
+            GC.KeepAlive(_keepAlive);
+        }
+
+        public override void CopyRangeTo(long offset, Span<byte> destination)
+        {
+            CheckRange(offset, destination.Length);
+            if (offset % itemSize != 0 || destination.Length % itemSize != 0)
+                throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset} + {destination.Length}) do not start and end on {itemSize}-byte elements");
+            if (destination.Length == 0)
+                return;
+            var s = shape.Select(d => (nint)d).ToArray();
+            var st = byteStrides.Select(d => (nint)d).ToArray();
+            // Safety: as CopyTo; the element range is checked against the byte range above and again by Gather.
+            fixed (byte* to = destination)
+                StridedCopy.Gather((byte*)address, s, st, itemSize, 1, to, start: (nint)(offset / itemSize), count: destination.Length / itemSize);
             GC.KeepAlive(_keepAlive);
         }
     }

@@ -70,6 +70,39 @@ public class LargeTensorTests
     }
 
     [Test]
+    public void A_strided_argument_of_more_than_2_pow_31_bytes_is_gathered_whole_in_chunks()
+    {
+        // Rows of 3 float32 (12 bytes, so the 64 MiB copy chunks end inside rows) repeated by a 0 stride: 2 GiB + 16 bytes
+        // of argument over 12 bytes of memory. No span holds it: it used to end in an OverflowException.
+        const long rowCount = (1L << 31) / 12 + 2;
+        var memory = Marshal.AllocHGlobal(12);
+        try
+        {
+            Marshal.Copy(new[] { 1.5f, 2.5f, 3.5f }, 0, memory, 3);
+            var argument = TensorArgument.FromMemory(memory, DType.Float32, [rowCount, 3], [0, 4], keepAlive: null);
+            Assert.That(argument.ByteLength, Is.GreaterThan((long)int.MaxValue));
+            // The rows at both ends and on each side of every chunk boundary.
+            var chunk = ArgumentEncoder.CopyChunk;
+            var indices = new SortedSet<long> { 0, 1, rowCount - 1 };
+            for (long b = chunk; b < argument.ByteLength; b += chunk)
+            {
+                indices.Add(b / 12);
+                indices.Add(Math.Min(b / 12 + 1, rowCount - 1));
+            }
+            using var session = Session();
+            using var fixture = session.LoadFile(Fixture);
+            using var rows = fixture.GetAttr("rows").Call(argument, indices.Select(i => (object?)i).ToList());
+            Assert.That(rows.Items, Has.Count.EqualTo(indices.Count));
+            foreach (var row in rows.Items)
+                Assert.That(row.Items.Select(v => v.AsDouble()), Is.EqualTo(new[] { 1.5, 2.5, 3.5 }));
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(memory);
+        }
+    }
+
+    [Test]
     public void A_request_region_for_a_2_GiB_argument_reserves_at_most_64_MiB_more_not_the_next_power_of_two()
     {
         Assert.Multiple(() =>

@@ -101,6 +101,25 @@ public class WorkerMemoryTests
         }
     }
 
+    // Destinations that overlap (tied weights) are copied in order on one thread, so the later segment's bytes stay;
+    // the check looks at this process's ranges for reads and the worker's for writes.
+    [TestCase(false, 0x1000, 0x9000, 0x1100, 0x10, false)] // disjoint local ranges
+    [TestCase(false, 0x1000, 0x9000, 0x5000, 0x9000, true)] // the same local memory twice, apart in the worker
+    [TestCase(true, 0x1000, 0x9000, 0x5000, 0x9000, false)] // writes: the worker's ranges are disjoint, the local ones may meet
+    [TestCase(true, 0x9000, 0x1000, 0x9000, 0x1100, true)] // writes: the same worker memory twice
+    [TestCase(false, 0x1000, 0x1000, 0x1400, 0x1400, true)] // a later range inside an earlier one
+    public void Overlapping_destinations_are_recognised(bool write, long address0, long local0, long address1, long local1, bool overlap)
+    {
+        var segments = new List<WorkerMemory.Segment>
+        {
+            new(address0, 0x1000, (nint)local0, "a"),
+            new(0x100000, 0x10, (nint)0x100000, "elsewhere"),
+            new(address1, 0x10, (nint)local1, "b"),
+            new(0x50, 0, (nint)0x1000, "empty"), // no bytes: overlaps nothing
+        };
+        Assert.That(WorkerMemory.DestinationsOverlap(segments, write), Is.EqualTo(overlap));
+    }
+
     [Test]
     public void A_bad_range_among_good_ones_names_itself_and_the_ranges_before_it_were_read()
     {

@@ -281,6 +281,176 @@ public class DirectCopyTests : TorchSharpFixture
             Assert.That(w.ToArray<float>(), Is.EqualTo(Enumerable.Range(0, 35).Select(i => i + 0.5f).ToArray()));
     }
 
+    // Tied weights: several entries of one side are the same memory. PyTorch's rule (copy_ entry after entry) is that the
+    // last entry written wins; the direct route copies large batches with several threads, which must not let an earlier
+    // entry's piece land after a later one's. An 8 MiB entry first (so the batch is copied in parallel: two pieces of
+    // 4 MiB), then 66 entries of 64 KiB that are one tensor: a piece of the first 64 of them (4 MiB), and a short piece of
+    // the last two, which another thread finishes long before the long one when both run at once.
+    private const int TiedCount = 66, TiedElements = 16 << 10, BigElements = 2 << 20;
+
+    [Test]
+    public void Entries_that_share_the_targets_memory_end_with_the_last_entrys_values_by_direct_write()
+    {
+        using var scope = NewDisposeScope();
+        using var python = Py(_fixture, "aliased_state", TiedCount, TiedElements, BigElements);
+        using var holder = python.AsRef();
+        using var target = holder.GetAttr("state");
+        var state = new Dictionary<string, Tensor> { ["big"] = full(BigElements, -1f) };
+        for (var i = 0; i < TiedCount; i++)
+            state.Add($"t{i}", full(TiedElements, (float)i));
+        var expected = Enumerable.Repeat((float)(TiedCount - 1), TiedElements).ToArray();
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            Assert.That(ModelWeights.CopyStateDictTo(state, target).Route, Is.EqualTo(WeightRoute.DirectCopy));
+            using var shared = Py(_fixture, "value_of", target, "t0");
+            Assert.That(shared.ToArray<float>(), Is.EqualTo(expected), $"attempt {attempt}: the last entry wins, as with copy_ in order");
+        }
+        ModelWeights.SimulateDirectRefusal = true;
+        Assert.That(ModelWeights.CopyStateDictTo(state, target).Route, Is.EqualTo(WeightRoute.SharedRegion));
+        using (var shared = Py(_fixture, "value_of", target, "t0"))
+            Assert.That(shared.ToArray<float>(), Is.EqualTo(expected), "the shared-region route agrees");
+    }
+
+    [Test]
+    public void Entries_that_share_the_destinations_memory_end_with_the_last_entrys_values_by_direct_read()
+    {
+        using var scope = NewDisposeScope();
+        using var python = Py(_fixture, "distinct_state", TiedCount, TiedElements, BigElements);
+        using var holder = python.AsRef();
+        using var source = holder.GetAttr("state");
+        var module = new TiedNet(TiedCount, TiedElements, BigElements);
+        Assert.That(module.state_dict(), Has.Count.EqualTo(TiedCount + 1), "one view of the shared storage under each name");
+        var expected = Enumerable.Repeat((float)(TiedCount - 1), TiedElements).ToArray();
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            using (no_grad())
+                module.state_dict()["t0"].zero_();
+            Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.DirectCopy));
+            Assert.That(module.state_dict()["t0"].data<float>().ToArray(), Is.EqualTo(expected), $"attempt {attempt}: the last entry wins, as with copy_ in order");
+        }
+        ModelWeights.SimulateDirectRefusal = true;
+        using (no_grad())
+            module.state_dict()["t0"].zero_();
+        Assert.That(module.LoadWeightsFrom(source).Route, Is.EqualTo(WeightRoute.SharedRegion));
+        Assert.That(module.state_dict()["t0"].data<float>().ToArray(), Is.EqualTo(expected), "the shared-region route agrees");
+    }
+
+    /// <summary>
+    /// A buffer big, then buffers t0.. that are views of one storage of <c>elements</c> float32 zeros (TorchSharp lists a
+    /// parameter registered under several names once, so the aliases here are views).
+    /// </summary>
+    private sealed class TiedNet : nn.Module
+    {
+        public TiedNet(int count, int elements, int big) : base(nameof(TiedNet))
+        {
+            register_buffer("big", zeros(big));
+            var shared = zeros(elements);
+            for (var i = 0; i < count; i++)
+                register_buffer($"t{i}", shared.view(elements));
+        }
+    }
+
+    [TestCase(1 << 20)] // 4 MiB: the freed memory is unmapped (EFAULT, blamed on the worker)
+    [TestCase(1000)] // 4 KB: the freed memory stays in the worker's heap (its old values, read silently)
+    public void A_source_reached_by_path_and_changed_before_the_worker_is_held_is_read_as_it_is_under_the_hold(int elements)
+    {
+        // A reference by attribute path is bound to no worker, so the transfer can hold the worker only once
+        // open_described has answered. Another caller's request may run in between: here it gives the parameter new
+        // memory (param.data = ...), which frees the memory open_described described. The copy must read what the
+        // parameter holds under the hold, not the freed memory.
+        using (Py(_fixture, "make_swappable", elements)) { }
+        using var source = _fixture.GetAttr("SWAPPABLE");
+        var swapped = 0;
+        var module = new SwapWhileDescribedNet(elements, () =>
+        {
+            // Runs while LoadWeightsFrom waits for the worker's description (this side describes its module meanwhile):
+            // once open_described has returned, another caller's request changes the module.
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (true)
+            {
+                using var count = Py(_fixture, "described_count");
+                if (count.AsInt64() > 0 || DateTime.UtcNow > deadline)
+                    break;
+                Thread.Sleep(1);
+            }
+            using (Py(_fixture, "swap_weights", 2.0)) { }
+            swapped++;
+        });
+        var result = module.LoadWeightsFrom(source);
+        Assert.That(swapped, Is.EqualTo(1), "the module was changed between the description and the hold");
+        Assert.That(result.Route, Is.EqualTo(WeightRoute.DirectCopy));
+        var values = module.state_dict()["w"].data<float>().ToArray();
+        Assert.That(values.Count(v => v != 2f), Is.Zero, $"the parameter's values under the hold, not its freed memory (first value {values[0]})");
+    }
+
+    /// <summary>One parameter w of <c>elements</c> float32 zeros; the first state_dict() also runs <c>during</c>.</summary>
+    private sealed class SwapWhileDescribedNet : nn.Module
+    {
+        private Action? _during;
+
+        public SwapWhileDescribedNet(int elements, Action during) : base(nameof(SwapWhileDescribedNet))
+        {
+            _during = during;
+            register_parameter("w", new Parameter(zeros(elements)));
+        }
+
+        public override Dictionary<string, Tensor> state_dict(Dictionary<string, Tensor>? destination = null, string? prefix = null)
+        {
+            Interlocked.Exchange(ref _during, null)?.Invoke();
+            return base.state_dict(destination, prefix);
+        }
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void A_session_disposed_by_another_thread_during_a_direct_transfer_ends_it_with_a_typed_exception(bool toPython)
+    {
+        // The transfer holds the worker; Dispose on another thread must neither hang nor let the transfer copy from or to
+        // a worker that is gone without saying so: either it finished (every byte right) or it ends with a typed exception.
+        var session = NewSession();
+        try
+        {
+            using var fixture = session.LoadFile(ModelSupport.FixturePath);
+            using var python = Py(fixture, "big_state", 4, 4);
+            using var holder = python.AsRef();
+            using var state = holder.GetAttr("state");
+            using var scope = NewDisposeScope();
+            var module = new BigNet(4, 4);
+            Task? disposing = null;
+            ModelWeights.BeforeDirectCopy = (_, name) =>
+            {
+                if (name != "w2" || disposing is not null)
+                    return;
+                disposing = Task.Run(session.Dispose);
+                disposing.Wait(TimeSpan.FromMilliseconds(500)); // Dispose may wait for the hold: go on after a while
+            };
+            Exception? e = null;
+            try
+            {
+                _ = toPython ? module.CopyWeightsTo(state) : module.LoadWeightsFrom(state);
+            }
+            catch (Exception caught)
+            {
+                e = caught;
+            }
+            Assert.That(disposing, Is.Not.Null);
+            Assert.That(disposing!.Wait(TimeSpan.FromSeconds(30)), Is.True, "Dispose returned");
+            if (e is null && !toPython)
+            {
+                // Finished before the worker went (Dispose gives it a grace period): then every byte is the worker's.
+                for (var i = 0; i < 4; i++)
+                    Assert.That(module.state_dict()[$"w{i}"].data<float>().ToArray(), Has.All.EqualTo((float)i), $"w{i}");
+            }
+            else if (e is not null)
+                Assert.That(e, Is.InstanceOf<WorkerCrashedException>().Or.InstanceOf<ObjectDisposedException>(), e.ToString());
+        }
+        finally
+        {
+            ModelWeights.BeforeDirectCopy = null;
+            session.Dispose();
+        }
+    }
+
     /// <summary>TorchSharp twin of model_fixture.Mixed: one parameter or buffer per dtype, zeros.</summary>
     private sealed class MixedNet : nn.Module
     {

@@ -130,6 +130,62 @@ def big_state(count, mib):
     return Holder({f"w{i}": torch.full((n,), float(i), dtype=torch.float32) for i in range(count)})
 
 
+def aliased_state(count, elements, big):
+    """Holder of {'big': `big` float32 zeros, 't0'..: one float32 tensor of `elements` zeros under `count` names (tied
+    weights: those entries are the same memory)."""
+    shared = torch.zeros(elements, dtype=torch.float32)
+    return Holder({"big": torch.zeros(big, dtype=torch.float32), **{f"t{i}": shared for i in range(count)}})
+
+
+def distinct_state(count, elements, big):
+    """Holder of {'big': `big` float32 values -1, 't0'..: count float32 tensors of `elements` values, entry i filled with i}."""
+    return Holder({"big": torch.full((big,), -1.0), **{f"t{i}": torch.full((elements,), float(i)) for i in range(count)}})
+
+
+class Swappable(nn.Module):
+    """One parameter w of n float32 ones."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(n))
+
+
+SWAPPABLE = None
+_described = [0]
+
+
+def make_swappable(n):
+    """A fresh module SWAPPABLE (reached by attribute path: a reference bound to no worker), and a count of the
+    open_described calls that have returned (described_count), for a test that changes the module right after one."""
+    global SWAPPABLE
+    from interop_helpers import model_state
+
+    SWAPPABLE = Swappable(n)
+    honest = getattr(model_state.open_described, "_honest", model_state.open_described)
+    _described[0] = 0
+
+    def counting(*args, **kwargs):
+        result = honest(*args, **kwargs)
+        _described[0] += 1
+        return result
+
+    counting._honest = honest
+    model_state.open_described = counting
+
+
+def described_count():
+    return _described[0]
+
+
+def swap_weights(value):
+    """Gives SWAPPABLE.w new memory filled with value (param.data = ...: the old storage is freed)."""
+    from interop_helpers import model_state
+
+    model_state.open_described = getattr(model_state.open_described, "_honest", model_state.open_described)
+    SWAPPABLE.w.data = torch.full_like(SWAPPABLE.w, float(value))
+    return SWAPPABLE.w.data_ptr()
+
+
 def value_of(mapping, name):
     """A copy of one entry of a plain mapping (a Holder's state)."""
     return mapping[name].clone()
