@@ -22,19 +22,7 @@ public class IsolatedBenchmarks
     [Params(64L, 1L * Sizes.MiB, 16L * Sizes.MiB, 256L * Sizes.MiB)]
     public long Bytes { get; set; }
 
-    private static string Script
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
-                if (File.Exists(candidate))
-                    return candidate;
-            }
-            throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
-        }
-    }
+    private static string Script => BenchHost.IsolatedScript();
 
     [GlobalSetup]
     public void Setup()

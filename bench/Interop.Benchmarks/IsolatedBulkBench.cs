@@ -27,7 +27,7 @@ public static class IsolatedBulkBench
         // interleaved with the first's, so that both see the same load.
         var compare = args.Contains("--compare-streaming");
         var streaming = StreamingCopy.StreamingThreshold;
-        Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB");
+        Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB");
         Console.WriteLine();
         Console.WriteLine("| size | memcpy | row | median | ratio | host CPU/call | worker CPU/call |");
         Console.WriteLine("|---|---:|---|---:|---:|---:|---:|");
@@ -36,7 +36,7 @@ public static class IsolatedBulkBench
         {
             StreamingCopy.StreamingThreshold = threshold; // read by the worker's start (its GLIBC_TUNABLES) and by each copy
             var session = PythonSession.Isolated(new WorkerOptions { WorkerCount = 1 });
-            var module = session.LoadFile(ScriptPath());
+            var module = session.LoadFile(BenchHost.IsolatedScript());
             configs.Add((name, threshold, session, module, s_functions.Select(module.GetAttr).ToArray(), ((IsolatedSession)session).WorkerProcessIds[0]));
         }
         var rows = configs.SelectMany(config => Enumerable.Range(0, s_functions.Length).Select(k => (Config: config, K: k))).ToArray();
@@ -66,7 +66,7 @@ public static class IsolatedBulkBench
                 {
                     var (config, k) = rows[row];
                     StreamingCopy.StreamingThreshold = config.Threshold;
-                    var (h0, w0) = (Process.GetCurrentProcess().TotalProcessorTime, WorkerCpu(config.Worker));
+                    var (h0, w0) = (Process.GetCurrentProcess().TotalProcessorTime, BenchHost.ProcessCpu(config.Worker));
                     for (var i = 0; i < perRound; i++)
                     {
                         var t0 = Stopwatch.GetTimestamp();
@@ -74,7 +74,7 @@ public static class IsolatedBulkBench
                         times[row].Add(Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
                     }
                     hostCpu[row] += (Process.GetCurrentProcess().TotalProcessorTime - h0).TotalMicroseconds;
-                    workerCpu[row] += (WorkerCpu(config.Worker) - w0).TotalMicroseconds;
+                    workerCpu[row] += (BenchHost.ProcessCpu(config.Worker) - w0).TotalMicroseconds;
                 }
             }
             var baseline = Median(memcpy);
@@ -94,7 +94,7 @@ public static class IsolatedBulkBench
             config.Session.Dispose();
         }
         Console.WriteLine();
-        Console.WriteLine($"load average {LoadAverage()} at the end");
+        Console.WriteLine($"load average {BenchHost.LoadAverage()} at the end");
         return 0;
     }
 
@@ -108,26 +108,5 @@ public static class IsolatedBulkBench
     {
         values.Sort();
         return values[values.Count / 2];
-    }
-
-    private static TimeSpan WorkerCpu(int pid)
-    {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        var ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
-        return TimeSpan.FromMilliseconds(ticks * 10);
-    }
-
-    private static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
-
-    private static string ScriptPath()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
     }
 }

@@ -22,7 +22,7 @@ public static class IsolatedThroughputBench
         var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] is not ("--spin" or "--elements")).ToArray();
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 7;
         var perCaller = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 400;
-        var script = ScriptPath();
+        var script = BenchHost.IsolatedScript();
         if (args.Contains("--pipes"))
             WorkerProcess.UseControlBlocks = false; // the transport before the control block, for comparison
         if (args.Contains("--no-spin"))
@@ -30,7 +30,7 @@ public static class IsolatedThroughputBench
         var spinAt = Array.IndexOf(args, "--spin");
         if (spinAt > 0 && spinAt + 1 < args.Length)
             ControlBlock.SpinMicroseconds = long.Parse(args[spinAt + 1], System.Globalization.CultureInfo.InvariantCulture);
-        Console.WriteLine($"transport: {(WorkerProcess.UseControlBlocks ? $"control block, host spin {ControlBlock.SpinMicroseconds} µs" : "pipes")}; {Environment.ProcessorCount} CPUs, load average {LoadAverage()} at the start; {rounds} rounds of {Callers} callers x {perCaller} calls; medians");
+        Console.WriteLine($"transport: {(WorkerProcess.UseControlBlocks ? $"control block, host spin {ControlBlock.SpinMicroseconds} µs" : "pipes")}; {Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {Callers} callers x {perCaller} calls; medians");
         Console.WriteLine();
         Console.WriteLine("| workers | calls/s (median) | min..max | per call (wall / calls) | single caller round trip (median) | host CPU per call | worker CPU per call |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
@@ -47,10 +47,10 @@ public static class IsolatedThroughputBench
             Round(identity, input, 50);
             Latency(identity, input, 3000); // and the JIT's later tiers: the first pool would otherwise run slower code
             var worker = ((IsolatedSession)session).WorkerProcessIds[0];
-            var (hostCpu0, workerCpu0) = (Process.GetCurrentProcess().TotalProcessorTime, WorkerCpu(worker));
+            var (hostCpu0, workerCpu0) = (Process.GetCurrentProcess().TotalProcessorTime, BenchHost.ProcessCpu(worker));
             var single = Latency(identity, input, 4000);
             var hostCpu = (Process.GetCurrentProcess().TotalProcessorTime - hostCpu0).TotalMicroseconds / 4000;
-            var workerCpu = (WorkerCpu(worker) - workerCpu0).TotalMicroseconds / 4000;
+            var workerCpu = (BenchHost.ProcessCpu(worker) - workerCpu0).TotalMicroseconds / 4000;
             var rates = new List<double>();
             for (var i = 0; i < rounds; i++)
                 rates.Add(Round(identity, input, perCaller));
@@ -59,7 +59,7 @@ public static class IsolatedThroughputBench
             Console.WriteLine($"| {workers} | {median:N0} | {rates[0]:N0}..{rates[^1]:N0} | {1e6 / median:0.0} µs | {single:0.0} µs | {hostCpu:0.0} µs | {workerCpu:0.0} µs |");
         }
         Console.WriteLine();
-        Console.WriteLine($"load average {LoadAverage()} at the end");
+        Console.WriteLine($"load average {BenchHost.LoadAverage()} at the end");
         return 0;
     }
 
@@ -101,27 +101,5 @@ public static class IsolatedThroughputBench
         }
         Array.Sort(times);
         return times[calls / 2];
-    }
-
-    /// <summary>User + system CPU time of a process (from /proc/PID/stat, in clock ticks of 10 ms).</summary>
-    private static TimeSpan WorkerCpu(int pid)
-    {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        var ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
-        return TimeSpan.FromMilliseconds(ticks * 10);
-    }
-
-    private static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
-
-    private static string ScriptPath()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
     }
 }

@@ -1,0 +1,29 @@
+namespace Interop.Benchmarks;
+
+/// <summary>What the Stopwatch harnesses and the isolated benchmarks read from the machine and the repository.</summary>
+internal static class BenchHost
+{
+    /// <summary>User + system CPU time of a process (from /proc/PID/stat, in clock ticks of 10 ms).</summary>
+    public static TimeSpan ProcessCpu(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        var ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
+        return TimeSpan.FromMilliseconds(ticks * 10);
+    }
+
+    /// <summary>The 1-minute load average, as /proc/loadavg prints it.</summary>
+    public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
+
+    /// <summary>bench/Interop.Benchmarks/isolated_bench.py, found above the build output.</summary>
+    public static string IsolatedScript()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
+    }
+}
