@@ -46,11 +46,13 @@ public static class TensorComparer
         var a = actual.CastTo(common).CastTo(compute);
         var b = expected.CastTo(common).CastTo(compute);
         var n = checked((int)a.ElementCount);
+        var positions = options.Semantics == ComparisonSemantics.PyTorch1 && compute.Kind == DTypeKind.Complex
+            ? TorchOneLoops.Of(actual, expected, compute) : null;
         var close = new bool[n];
         var mismatches = 0;
         for (var i = 0; i < n; i++)
         {
-            close[i] = IsClose(a, b, i, compute, rtol, atol, options.EqualNan, options.Semantics);
+            close[i] = IsClose(a, b, i, compute, rtol, atol, options.EqualNan, options.Semantics, positions);
             if (!close[i])
                 mismatches++;
         }
@@ -58,7 +60,7 @@ public static class TensorComparer
             return new CloseResult(CloseCheck.None, null, rtol, atol) { ElementCount = n };
         return a.Shape.Count == 0
             ? ScalarFailure(a, b, compute, rtol, atol, options.Semantics)
-            : TensorFailure(a, b, close, mismatches, compute, rtol, atol, options.Semantics);
+            : TensorFailure(a, b, close, mismatches, compute, rtol, atol, options.Semantics, positions);
     }
 
     /// <summary>
@@ -103,7 +105,8 @@ public static class TensorComparer
 
     // ---- isclose ---------------------------------------------------------------------------------------------
 
-    private static bool IsClose(TensorOperand a, TensorOperand b, int i, DType dtype, double rtol, double atol, bool equalNan, ComparisonSemantics semantics)
+    private static bool IsClose(TensorOperand a, TensorOperand b, int i, DType dtype, double rtol, double atol, bool equalNan, ComparisonSemantics semantics,
+                                TorchOneLoops? positions)
     {
         var n = (int)a.ElementCount;
         var tolerant = rtol != 0 || atol != 0;
@@ -125,9 +128,10 @@ public static class TensorComparer
                     return false;
                 var kind = Kinds.Float(dtype);
                 var (pr, pi) = Complex.Scale(kind, rtol, yr, yi);
-                var allowed = Rounding.Convert(kind, Rounding.Convert(kind, atol) + Complex.Abs(kind, pr, pi, semantics, i, n));
+                // |rtol * b| and |a - b| each run over their own result's memory (positions: see TorchOneLoops).
+                var allowed = Rounding.Convert(kind, Rounding.Convert(kind, atol) + Complex.Abs(kind, pr, pi, semantics, positions?.Scaled[i] ?? i, n));
                 var (dr, di) = Complex.Subtract(kind, xr, xi, yr, yi);
-                var error = Complex.Abs(kind, dr, di, semantics, i, n);
+                var error = Complex.Abs(kind, dr, di, semantics, positions?.Difference[i] ?? i, n);
                 return double.IsFinite(error) && error <= allowed;
             }
             default:
@@ -170,7 +174,7 @@ public static class TensorComparer
     // ---- statistics ------------------------------------------------------------------------------------------
 
     private static CloseResult TensorFailure(TensorOperand a, TensorOperand b, bool[] close, int mismatches, DType dtype,
-                                             double rtol, double atol, ComparisonSemantics semantics)
+                                             double rtol, double atol, ComparisonSemantics semantics, TorchOneLoops? positions)
     {
         var n = close.Length;
         var absolute = new double[n];
@@ -205,7 +209,9 @@ public static class TensorComparer
                     var kind = Kinds.Float(dtype);
                     var (dr, di) = Complex.Subtract(kind, xr, xi, yr, yi);
                     absolute[i] = Complex.Abs(kind, dr, di, semantics, i, n);
-                    relative[i] = Rounding.Convert(kind, absolute[i] / Complex.Abs(kind, yr, yi, semantics, i, n));
+                    // A strided view of expected (flatten gave a view, not a copy) takes the scalar loop throughout.
+                    var place = positions is { ExpectedFlatIsStrided: true } ? n : i;
+                    relative[i] = Rounding.Convert(kind, absolute[i] / Complex.Abs(kind, yr, yi, semantics, place, n));
                     break;
                 }
                 default:
@@ -346,6 +352,130 @@ public static class TensorComparer
     }
 
     /// <summary>Complex arithmetic as PyTorch's kernels do it, in the components' precision.</summary>
+    /// <summary>
+    /// Where each element falls in PyTorch 1.13's loops over <c>rtol * other</c> and <c>self - other</c> in
+    /// <c>torch.isclose</c> (after <c>_promote_for_comparison</c>), for <see cref="Complex.Abs"/>. Each result is
+    /// allocated dense in the order TensorIterator takes from its inputs' strides (<c>reorder_dimensions</c>: the
+    /// smallest stride innermost, ties to the smaller size, the first operand that decides wins, ambiguous pairs left
+    /// as they are), and <c>abs</c> runs over that memory in one loop. The statistics flatten first: <c>a - b</c> is then
+    /// a dense 1-D result (the logical index is the position), and <c>|b|</c> runs the vectorised loop only when the
+    /// flattened <c>b</c> is contiguous; a strided view (flatten returns a view where the strides allow one) takes the
+    /// scalar loop (hypot) for every element. Not modelled: loops split over threads (2^15 elements or more).
+    /// </summary>
+    private sealed class TorchOneLoops
+    {
+        /// <summary>Element i's place in the memory of <c>rtol * other</c> (and of <c>self - other</c>).</summary>
+        public required int[] Scaled { get; init; }
+
+        public required int[] Difference { get; init; }
+
+        /// <summary><c>expected.flatten()</c> is a non-contiguous view (so <c>torch.abs</c> of it is never vectorised).</summary>
+        public required bool ExpectedFlatIsStrided { get; init; }
+
+        public static TorchOneLoops Of(TensorOperand actual, TensorOperand expected, DType compute)
+        {
+            var self = PromotedStrides(actual, compute);
+            var other = PromotedStrides(expected, compute);
+            return new TorchOneLoops
+            {
+                Scaled = Positions(actual.Shape, [other]),
+                Difference = Positions(actual.Shape, [self, other]),
+                ExpectedFlatIsStrided = FlattensToStridedView(expected.Shape, other),
+            };
+        }
+
+        // flatten() is a view when the dimensions larger than 1 are nested (each stride the next one's stride times its
+        // size); that view is contiguous only with an innermost stride of 1.
+        private static bool FlattensToStridedView(IReadOnlyList<long> shape, long[] strides)
+        {
+            var dims = Enumerable.Range(0, shape.Count).Where(d => shape[d] > 1).ToArray();
+            if (dims.Length == 0 || shape.Any(size => size == 0))
+                return false;
+            for (var k = 0; k + 1 < dims.Length; k++)
+            {
+                if (strides[dims[k]] != strides[dims[k + 1]] * shape[dims[k + 1]])
+                    return false; // not viewable: flatten copies into a contiguous tensor
+            }
+            return strides[dims[^1]] != 1;
+        }
+
+        // .to(dtype) (1.13's promotions) keeps a non-overlapping and dense operand's strides and makes any other
+        // C-contiguous; an operand already of the dtype is not copied.
+        private static long[] PromotedStrides(TensorOperand x, DType compute)
+        {
+            var strides = x.Strides.ToArray();
+            return x.DType == compute || IsNonOverlappingAndDense(x.Shape, strides) ? strides : TensorOperand.CStrides(x.Shape);
+        }
+
+        private static bool IsNonOverlappingAndDense(IReadOnlyList<long> shape, long[] strides)
+        {
+            long required = 1;
+            foreach (var d in Enumerable.Range(0, shape.Count).Where(d => shape[d] > 1).OrderBy(d => strides[d]))
+            {
+                if (strides[d] != required)
+                    return false;
+                required *= shape[d];
+            }
+            return true;
+        }
+
+        private static int[] Positions(IReadOnlyList<long> shape, long[][] operands)
+        {
+            var rank = shape.Count;
+            var perm = Enumerable.Range(0, rank).Reverse().ToArray(); // perm[0]: the innermost dimension
+            for (var i = 1; i < rank; i++)
+            {
+                var dim1 = i;
+                for (var dim0 = i - 1; dim0 >= 0; dim0--)
+                {
+                    var comparison = ShouldSwap(perm[dim0], perm[dim1]);
+                    if (comparison > 0)
+                    {
+                        (perm[dim0], perm[dim1]) = (perm[dim1], perm[dim0]);
+                        dim1 = dim0;
+                    }
+                    else if (comparison < 0)
+                        break;
+                }
+            }
+            var dense = new long[rank];
+            long step = 1;
+            foreach (var d in perm)
+            {
+                dense[d] = step;
+                step *= shape[d];
+            }
+            var count = checked((int)step);
+            var positions = new int[count];
+            var index = new long[rank];
+            for (var i = 0; i < count; i++)
+            {
+                long place = 0;
+                for (var d = 0; d < rank; d++)
+                    place += index[d] * dense[d];
+                positions[i] = (int)place;
+                for (var d = rank - 1; d >= 0 && ++index[d] == shape[d]; d--)
+                    index[d] = 0;
+            }
+            return positions;
+
+            int ShouldSwap(int dim0, int dim1)
+            {
+                foreach (var strides in operands)
+                {
+                    long stride0 = strides[dim0], stride1 = strides[dim1];
+                    if (stride0 == 0 || stride1 == 0)
+                        continue;
+                    if (stride0 != stride1)
+                        return stride0 < stride1 ? -1 : 1;
+                    if (shape[dim0] > shape[dim1])
+                        return 1;
+                }
+                return 0;
+            }
+        }
+    }
+
     private static class Complex
     {
         /// <summary><c>rtol * z</c>: a complex product with (rtol, 0), so an infinite component gives a NaN.</summary>
@@ -370,12 +500,13 @@ public static class TensorComparer
         /// |z|: PyTorch 2 rounds sqrt(re² + im²) once (hypot); PyTorch 1.13's vectorised kernel squares, adds and
         /// takes the square root in the components' precision (so it overflows above ~1e154 / ~1e19, and |inf + nan j| is NaN).
         /// </summary>
-        public static double Abs(FloatKind kind, double re, double im, ComparisonSemantics semantics, int index, int count)
+        public static double Abs(FloatKind kind, double re, double im, ComparisonSemantics semantics, int position, int count)
         {
             // PyTorch 1.13 (AVX2 kernels) vectorises |z| over chunks of 4 complex128 / 8 complex64 elements and
-            // computes the remainder with std::abs (hypot): the same value gets different magnitudes by position.
+            // computes the remainder with std::abs (hypot): the same value gets different magnitudes by its position
+            // in the loop, which is its place in the memory of the tensor |z| is taken of (TorchOneLoops).
             var chunk = kind == FloatKind.Float64 ? 4 : 8;
-            if (semantics == ComparisonSemantics.PyTorch1 && index < count - (count % chunk))
+            if (semantics == ComparisonSemantics.PyTorch1 && position < count - (count % chunk))
             {
                 if (kind == FloatKind.Float64)
                     return Math.Sqrt((re * re) + (im * im));

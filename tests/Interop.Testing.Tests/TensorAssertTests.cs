@@ -92,4 +92,40 @@ public class TensorAssertTests
         Assert.That(tensor, TensorIs.CloseTo(new float[,] { { 1, 2, 3 }, { 4, 5, 6 } }));
         Assert.Throws<ArgumentException>(() => TensorOperand.From("not a tensor"));
     }
+    [Test]
+    public void PyTorch1_takes_a_complex_magnitude_by_the_elements_place_in_memory_not_its_logical_index()
+    {
+        // Replayed from a pair the agreement test found (seed 1848157404, PyTorch 1.13 passed it): PyTorch 1.13's |z| for
+        // the first 4 of 6 complex128 elements in a loop squares the parts (overflow above ~1e154), the rest use hypot.
+        // The loop runs over memory: in a column-major (2, 3) tensor, element (0, 2) is 5th in memory, 3rd logically.
+        var actual = new System.Numerics.Complex[] { new(1, 2), new(3, 4), new(1.627010486416853E+308, -166.93390615680406), new(5, 6), new(7, 8), new(9, 10) };
+        var expected = (System.Numerics.Complex[])actual.Clone();
+        expected[2] = new(1.6270108118190152E+308, -166.93390615680406);
+        var options = new CloseOptions { Rtol = 2e-7, Atol = 2e-7, Semantics = ComparisonSemantics.PyTorch1 };
+        // Logical (row-major) order of (2, 3) is 0..5; the column-major storage holds element (r, c) at r + 2 c.
+        TensorOperand ColumnMajor(System.Numerics.Complex[] logical)
+        {
+            var storage = new byte[6 * 16];
+            for (var r = 0; r < 2; r++)
+                for (var c = 0; c < 3; c++)
+                {
+                    var z = logical[(r * 3) + c];
+                    BitConverter.TryWriteBytes(storage.AsSpan((r + (2 * c)) * 16), z.Real);
+                    BitConverter.TryWriteBytes(storage.AsSpan(((r + (2 * c)) * 16) + 8), z.Imaginary);
+                }
+            return TensorOperand.FromStorage(storage, DType.Complex128, [2, 3], [1, 2], 0);
+        }
+        var rowMajor = TensorAssert.Compare(TensorOperand.FromArray(To2D(actual)), TensorOperand.FromArray(To2D(expected)), options);
+        var columnMajor = TensorAssert.Compare(ColumnMajor(actual), ColumnMajor(expected), options);
+        Assert.Multiple(() =>
+        {
+            Assert.That(columnMajor.Passed, Is.True, "5th in memory: hypot, within tolerance (PyTorch 1.13 passed this pair)");
+            Assert.That(rowMajor.Passed, Is.False, "3rd in memory: the vectorised square overflows to inf");
+            Assert.That(rowMajor.Message, Does.Contain("Greatest absolute difference: inf at index (0, 2)"));
+            Assert.That(TensorAssert.Compare(ColumnMajor(actual), ColumnMajor(expected), options with { Semantics = ComparisonSemantics.PyTorch2 }).Passed,
+                Is.True, "PyTorch 2 uses hypot everywhere");
+        });
+
+        static System.Numerics.Complex[,] To2D(System.Numerics.Complex[] v) => new[,] { { v[0], v[1], v[2] }, { v[3], v[4], v[5] } };
+    }
 }
