@@ -36,6 +36,37 @@ public class StreamingPayloadTests
     }
 
     [Test]
+    public void Small_payloads_take_two_request_regions_in_turn_and_large_ones_one()
+    {
+        // The host must not write the lines the worker has just read (WorkerProcess._requestRegions says why): calls
+        // up to AlternateLimit alternate between two regions; every call still sees its own values.
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var where = fixture.GetAttr("data_address");
+        var small = new List<long>();
+        for (var call = 0; call < 6; call++)
+        {
+            using var seen = where.Call(new float[] { call, 1, 2, 3 });
+            var items = seen.Items;
+            Assert.That(items[1].AsDouble(), Is.EqualTo(call), $"call {call} saw its own argument");
+            small.Add(items[0].AsInt64());
+        }
+        Assert.That(small.Distinct().Count(), Is.EqualTo(2), "two regions");
+        for (var call = 2; call < 6; call++)
+            Assert.That(small[call], Is.EqualTo(small[call - 2]).And.Not.EqualTo(small[call - 1]), $"call {call} alternates");
+        var big = new float[(WorkerProcess.AlternateLimit / sizeof(float)) + 16];
+        var large = new List<long>();
+        for (var call = 0; call < 3; call++)
+        {
+            big[0] = call;
+            using var seen = where.Call(big);
+            Assert.That(seen.Items[1].AsDouble(), Is.EqualTo(call));
+            large.Add(seen.Items[0].AsInt64());
+        }
+        Assert.That(large.Distinct().Count(), Is.EqualTo(1), "one region above the limit");
+    }
+
+    [Test]
     public void Workers_get_the_streaming_threshold_in_their_glibc_tunables()
     {
         using var session = Session();

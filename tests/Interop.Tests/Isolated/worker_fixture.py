@@ -256,3 +256,8 @@ def pattern_check(t):
     expected = torch.arange(t.numel(), dtype=torch.float64).mul_(0.5).sub_(3).to(torch.float32)
     wrong = (t.reshape(-1) != expected).nonzero()
     return int(wrong[0, 0]) if wrong.numel() else -1
+
+
+def data_address(t):
+    """Where the argument's elements lie in this process (its request region), and its first element."""
+    return [t.data_ptr(), float(t.reshape(-1)[0])]
