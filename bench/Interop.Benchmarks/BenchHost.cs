@@ -1,6 +1,6 @@
 namespace Interop.Benchmarks;
 
-/// <summary>What the Stopwatch harnesses and the isolated benchmarks read from the machine and the repository.</summary>
+/// <summary>What the benchmarks and Stopwatch harnesses read from the machine and the repository.</summary>
 internal static class BenchHost
 {
     /// <summary>User + system CPU time of a process (from /proc/PID/stat, in clock ticks of 10 ms).</summary>
@@ -15,15 +15,15 @@ internal static class BenchHost
     /// <summary>The 1-minute load average, as /proc/loadavg prints it.</summary>
     public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 
-    /// <summary>bench/Interop.Benchmarks/isolated_bench.py, found above the build output.</summary>
-    public static string IsolatedScript()
+    /// <summary>A Python file of bench/Interop.Benchmarks (e.g. isolated_bench.py), found above the build output.</summary>
+    public static string Script(string name)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "isolated_bench.py");
+            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", name);
             if (File.Exists(candidate))
                 return candidate;
         }
-        throw new FileNotFoundException("bench/Interop.Benchmarks/isolated_bench.py not found above " + AppContext.BaseDirectory);
+        throw new FileNotFoundException($"bench/Interop.Benchmarks/{name} not found above " + AppContext.BaseDirectory);
     }
 }

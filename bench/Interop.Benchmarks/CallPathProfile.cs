@@ -23,7 +23,7 @@ public static class CallPathProfile
         var n = args.Length > 1 && int.TryParse(args[1], out var parsed) ? parsed : 100_000;
         using var array = Sizes.NumPyFloats(64);
         using var session = PythonSession.InProcess();
-        using var module = session.LoadFile(Path.Combine(ScriptFolder(), "call_bench.py"));
+        using var module = session.LoadFile(BenchHost.Script("call_bench.py"));
         using var identity = module.GetAttr("identity");
         using var noop = module.GetAttr("noop");
         float[] floats = [.. Enumerable.Range(0, 16).Select(i => (float)i)];
@@ -48,7 +48,7 @@ public static class CallPathProfile
         using var tensor = TorchTensor.FromNumPy(array);
         using var exported = tensor.Numpy();
 
-        Console.WriteLine($"{n:N0} iterations x {Rounds} rounds, medians in µs; {Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+        Console.WriteLine($"{n:N0} iterations x {Rounds} rounds, medians in µs; {Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()}");
         Report("python: torch.from_numpy(a).numpy() (timeit)", () => Timeit(rawTimer, n), n);
         Report("python: export(torch.from_numpy(a)) (timeit)", () => Timeit(policyTimer, n), n);
         Report("python: calls.call(ident, (t,)) (timeit)", () => Timeit(callTimer, n), n);
@@ -117,17 +117,6 @@ public static class CallPathProfile
             return 0;
         });
         return 0;
-    }
-
-    private static string ScriptFolder()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks");
-            if (File.Exists(Path.Combine(candidate, "call_bench.py")))
-                return candidate;
-        }
-        throw new DirectoryNotFoundException("bench/Interop.Benchmarks not found above " + AppContext.BaseDirectory);
     }
 
     private static double Timeit(PyObject timer, int n) => PythonRuntime.Run(() =>

@@ -21,19 +21,7 @@ public class InProcessCallBenchmarks
     private PyObject? _timer;
     private readonly float[] _floats = [.. Enumerable.Range(0, 16).Select(i => (float)i)];
 
-    private static string Script
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "call_bench.py");
-                if (File.Exists(candidate))
-                    return candidate;
-            }
-            throw new FileNotFoundException("bench/Interop.Benchmarks/call_bench.py not found above " + AppContext.BaseDirectory);
-        }
-    }
+    private static string Script => BenchHost.Script("call_bench.py");
 
     [GlobalSetup]
     public void Setup()

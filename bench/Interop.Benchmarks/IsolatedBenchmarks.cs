@@ -22,7 +22,7 @@ public class IsolatedBenchmarks
     [Params(64L, 1L * Sizes.MiB, 16L * Sizes.MiB, 256L * Sizes.MiB)]
     public long Bytes { get; set; }
 
-    private static string Script => BenchHost.IsolatedScript();
+    private static string Script => BenchHost.Script("isolated_bench.py");
 
     [GlobalSetup]
     public void Setup()

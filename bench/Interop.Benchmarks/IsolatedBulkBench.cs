@@ -36,7 +36,7 @@ public static class IsolatedBulkBench
         {
             StreamingCopy.StreamingThreshold = threshold; // read by the worker's start (its GLIBC_TUNABLES) and by each copy
             var session = PythonSession.Isolated(new WorkerOptions { WorkerCount = 1 });
-            var module = session.LoadFile(BenchHost.IsolatedScript());
+            var module = session.LoadFile(BenchHost.Script("isolated_bench.py"));
             configs.Add((name, threshold, session, module, s_functions.Select(module.GetAttr).ToArray(), ((IsolatedSession)session).WorkerProcessIds[0]));
         }
         var rows = configs.SelectMany(config => Enumerable.Range(0, s_functions.Length).Select(k => (Config: config, K: k))).ToArray();

@@ -22,7 +22,7 @@ public static class IsolatedThroughputBench
         var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] is not ("--spin" or "--elements")).ToArray();
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 7;
         var perCaller = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 400;
-        var script = BenchHost.IsolatedScript();
+        var script = BenchHost.Script("isolated_bench.py");
         if (args.Contains("--pipes"))
             WorkerProcess.UseControlBlocks = false; // the transport before the control block, for comparison
         if (args.Contains("--no-spin"))

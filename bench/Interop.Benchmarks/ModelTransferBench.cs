@@ -19,7 +19,7 @@ public static class ModelTransferBench
     public static int Run(string[] args)
     {
         var runs = args.Length > 1 && int.TryParse(args[1], out var n) ? n : 7;
-        var script = Script();
+        var script = BenchHost.Script("models_bench.py");
         using var session = PythonSession.Isolated(new WorkerOptions
         {
             Python = new PythonOptions { PythonExecutable = Environment.GetEnvironmentVariable("INTEROP_PYTHON") },
@@ -27,7 +27,7 @@ public static class ModelTransferBench
         });
         using var py = session.LoadFile(script);
         Console.WriteLine($"TorchSharp {TorchSharpSupport.LibTorchVersion} here, worker: {session.Description}; {runs} runs; " +
-                          $"{Environment.ProcessorCount} CPUs, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]} at the start");
+                          $"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start");
         Console.WriteLine();
         Resnet(py, runs);
         Synthetic(py, Math.Max(3, runs / 2));
@@ -153,17 +153,6 @@ public static class ModelTransferBench
             for (var i = 0; i < count; i++)
                 register_parameter($"w{i}", new global::TorchSharp.Modules.Parameter(zeros((long)mib << 18)));
         }
-    }
-
-    private static string Script()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "bench", "Interop.Benchmarks", "models_bench.py");
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        throw new FileNotFoundException("bench/Interop.Benchmarks/models_bench.py not found above " + AppContext.BaseDirectory);
     }
 
     private static PythonValue Call(PythonRef module, string name, params object?[] args)
