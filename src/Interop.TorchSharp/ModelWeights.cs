@@ -129,19 +129,8 @@ public static class ModelWeights
         try
         {
             using var opened = Invoke(helpers, "open_target_described", [target, HugePages && session is IsolatedSession], options);
-            if (opened.Items.Count != 3)
-                throw new WorkerProtocolException("open_target_described must return [target, description, places]");
-            using var handle = opened.Items[0].AsRef();
-            var described = ParseDescription(opened.Items[1]);
-            var places = ParsePlaces(opened.Items[2], described.Count, "open_target_described", nullable: true);
-            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
-            if (!ReferenceEquals(handleWorker, worker))
-            {
-                hold?.Dispose();
-                worker = handleWorker;
-                hold = worker?.Hold();
-                Array.Clear(places); // described before this hold: every entry is pinned again under it
-            }
+            var (handle, described, places) = ReadOpened(opened, "open_target_described", "[target, description, places]", repin: true, ref worker, ref hold);
+            using var handleOwner = handle;
             var destination = described.ToDictionary(e => e.Name, StringComparer.Ordinal);
             var incoming = state.Select(kv => new StateEntry(kv.Key, TorchSharpTensors.DTypeOf(kv.Value.dtype), kv.Value.shape,
                                                             checked(kv.Value.numel() * kv.Value.ElementSize))).ToList();
@@ -330,24 +319,9 @@ public static class ModelWeights
             }
             using var _ = opened;
             using var helpers = Helpers(session);
-            if (opened.Items.Count != 3)
-                throw new WorkerProtocolException("open_described must return [state, description, places]");
-            using var handle = opened.Items[0].AsRef();
-            var entries = ParseDescription(opened.Items[1]);
-            var places = ParsePlaces(opened.Items[2], entries.Count, "open_described", nullable: true);
-            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
-            if (!ReferenceEquals(handleWorker, worker))
-            {
-                hold?.Dispose();
-                worker = handleWorker;
-                hold = worker?.Hold();
-                // Described before this hold (a source reached by path is bound to no worker): another caller's request may
-                // have run in between and given a tensor new memory (param.data = ...), freeing what was described. Every
-                // entry is pinned again under the hold (pin_batch: the tensors as they are now). Not for a checkpoint: its
-                // state was just loaded and no other caller can reach its tensors.
-                if (source is PythonRef)
-                    Array.Clear(places);
-            }
+            // Not re-pinned for a checkpoint: its state was just loaded and no other caller can reach its tensors.
+            var (handle, entries, places) = ReadOpened(opened, "open_described", "[state, description, places]", repin: source is PythonRef, ref worker, ref hold);
+            using var handleOwner = handle;
             var (pairs, missing, unexpected) = Match(entries, destination, options);
             var progress = new ProgressCounter(pairs.Count, pairs.Sum(p => p.Source.Bytes), options.Progress);
             var sources = pairs.Select(p => p.Source).ToList();
@@ -621,6 +595,41 @@ public static class ModelWeights
     }
 
     /// <summary>describe_json's text: the entries, each with a byte count computed here from its shape and dtype.</summary>
+    /// <summary>
+    /// Reads the reply of <c>open_described</c> / <c>open_target_described</c> ([handle, description, places]; the caller
+    /// disposes the handle) and moves the hold to the worker that has the handle. A source or target reached by path is
+    /// bound to no worker, so it was described before any hold: another caller's request may have run in between and
+    /// given a tensor new memory (<c>param.data = ...</c>), freeing what was described. With <paramref name="repin"/> the
+    /// places are then dropped, and every entry is pinned again under the hold (the tensors as they are now).
+    /// </summary>
+    private static (PythonRef Handle, List<StateEntry> Entries, Place?[] Places) ReadOpened(
+        PythonValue opened, string function, string shape, bool repin, ref WorkerProcess? worker, ref IDisposable? hold)
+    {
+        if (opened.Items.Count != 3)
+            throw new WorkerProtocolException($"{function} must return {shape}");
+        var handle = opened.Items[0].AsRef();
+        try
+        {
+            var entries = ParseDescription(opened.Items[1]);
+            var places = ParsePlaces(opened.Items[2], entries.Count, function, nullable: true);
+            var handleWorker = (handle as IsolatedRef)?.Target.Worker;
+            if (!ReferenceEquals(handleWorker, worker))
+            {
+                hold?.Dispose();
+                worker = handleWorker;
+                hold = worker?.Hold();
+                if (repin)
+                    Array.Clear(places);
+            }
+            return (handle, entries, places);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
     private static List<StateEntry> ParseDescription(PythonValue text)
     {
         const string Function = "describe_json";
