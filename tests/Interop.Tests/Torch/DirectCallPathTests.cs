@@ -104,25 +104,22 @@ public class DirectCallPathTests
         """;
 
     private PythonSession _session = null!;
+    private ScratchModule _scratch = null!;
     private PythonRef _helpers = null!;
-    private string _directory = null!;
 
     [OneTimeSetUp]
     public void Load()
     {
-        _directory = Directory.CreateTempSubdirectory("interop-direct-").FullName;
-        var path = Path.Combine(_directory, "direct_helpers.py");
-        File.WriteAllText(path, Helpers);
         _session = PythonSession.InProcess();
-        _helpers = _session.LoadFile(path);
+        _scratch = ScratchModule.Load(_session, "direct_helpers.py", Helpers);
+        _helpers = _scratch.Module;
     }
 
     [OneTimeTearDown]
     public void Unload()
     {
-        _helpers.Dispose();
+        _scratch.Dispose();
         _session.Dispose();
-        Directory.Delete(_directory, recursive: true);
     }
 
     // sys.getrefcount(array) through a call of the helpers (no evaluation scope whose release could lag behind).
@@ -290,7 +287,7 @@ public class DirectCallPathTests
         var fast = Outcome(_helpers);
         using var other = PythonSession.InProcess();
         other.Output = TextWriter.Null;
-        using var sameModule = other.LoadFile(Path.Combine(_directory, "direct_helpers.py"));
+        using var sameModule = other.LoadFile(Path.Combine(_scratch.Folder, "direct_helpers.py"));
         var full = Outcome(sameModule);
         Assert.That(full, Does.Not.Contain("KeyError"), "both sessions call the same module, which holds the object");
         Assert.That(fast, Is.EqualTo(full));

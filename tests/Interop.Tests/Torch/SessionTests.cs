@@ -79,25 +79,22 @@ public class SessionTests
         """;
 
     private PythonSession _session = null!;
+    private ScratchModule _scratch = null!;
     private PythonRef _helpers = null!;
-    private string _directory = null!;
 
     [OneTimeSetUp]
     public void Load()
     {
-        _directory = Directory.CreateTempSubdirectory("interop-session-").FullName;
-        var path = Path.Combine(_directory, "session_helpers.py");
-        File.WriteAllText(path, Helpers);
         _session = PythonSession.InProcess();
-        _helpers = _session.LoadFile(path);
+        _scratch = ScratchModule.Load(_session, "session_helpers.py", Helpers);
+        _helpers = _scratch.Module;
     }
 
     [OneTimeTearDown]
     public void Unload()
     {
-        _helpers.Dispose();
+        _scratch.Dispose();
         _session.Dispose();
-        Directory.Delete(_directory, recursive: true);
     }
 
     private PythonValue Call(string function, params object?[] args)
@@ -189,7 +186,7 @@ public class SessionTests
     {
         var data = new float[] { 1, 2, 3 };
         using var session = PythonSession.InProcess();
-        var path = Path.Combine(_directory, "mutate.py");
+        var path = Path.Combine(_scratch.Folder, "mutate.py");
         File.WriteAllText(path, "def mutate(t):\n    t[0] = 100\n    return t\n");
         using var module = session.LoadFile(path);
         using var mutate = module.GetAttr("mutate");
@@ -362,7 +359,7 @@ public class SessionTests
         });
         Assert.Throws<PythonErrorException>(() => _helpers.GetAttr("no_such_function"));
         Assert.Throws<PythonErrorException>(() => _session.Import("no_such_module_here"));
-        Assert.Throws<FileNotFoundException>(() => _session.LoadFile(Path.Combine(_directory, "missing.py")));
+        Assert.Throws<FileNotFoundException>(() => _session.LoadFile(Path.Combine(_scratch.Folder, "missing.py")));
     }
 
     [Test]
