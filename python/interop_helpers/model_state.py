@@ -191,6 +191,7 @@ class _HugePages:
     MADV_COLLAPSE = 25
     LIMIT = 1 << 16
     MAX_BYTES = 256 << 20
+    PROBES = 4  # probes after a passing shortage (EAGAIN, ENOMEM) before the collapses stay off
 
     def __init__(self):
         self._seen = {}  # (address, nbytes) -> True once collapsed (or tried)
@@ -200,29 +201,38 @@ class _HugePages:
         # (memory of a file mapping, e.g. torch.load(mmap=True) or a numpy memmap: EINVAL; no free huge page at the
         # moment), so it no longer stops the collapses of later ranges.
         self._worked = False
+        self._probes = 0
 
     def _call(self):
+        """madvise once the probe has worked; a falsy value while it has not (None: probe again at the next use)."""
         if self._madvise is None:
             self._madvise = False
             if sys.platform.startswith("linux"):
                 try:
                     import ctypes
+                    import errno
 
                     libc = ctypes.CDLL(None, use_errno=True)
                     madvise = libc.madvise
                     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                     madvise.restype = ctypes.c_int
-                    if self._probe(madvise):
+                    worked, error = self._probe(madvise)
+                    if worked:
                         self._madvise = madvise
                         self._worked = True
+                    elif error in (errno.EAGAIN, errno.ENOMEM) and self._probes < self.PROBES:
+                        # No huge page to be had at this moment (fragmented or busy memory): a shortage, not a kernel
+                        # without MADV_COLLAPSE, so it must not turn the collapses off for the worker's life.
+                        self._probes += 1
+                        self._madvise = None
                 except (OSError, AttributeError):
                     pass
         return self._madvise
 
     def _probe(self, madvise):
-        """Whether the kernel collapses memory of this process's own (anonymous, private): one 2 MiB page, once per
-        process. Without it, the first failures could come from ranges that cannot be collapsed (a file mapping) and
-        would be taken for a kernel without MADV_COLLAPSE."""
+        """Whether the kernel collapses memory of this process's own (anonymous, private): one 2 MiB page, and the
+        errno when it does not (None: the probe itself failed). Without it, the first failures could come from ranges
+        that cannot be collapsed (a file mapping) and would be taken for a kernel without MADV_COLLAPSE."""
         import ctypes
         import mmap
 
@@ -234,13 +244,15 @@ class _HugePages:
                 try:
                     start = (ctypes.addressof(view) + size - 1) & ~(size - 1)
                     ctypes.memset(start, 1, size)  # resident, so there is something to collapse
-                    return madvise(start, size, self.MADV_COLLAPSE) == 0
+                    if madvise(start, size, self.MADV_COLLAPSE) == 0:
+                        return True, 0
+                    return False, ctypes.get_errno()
                 finally:
                     del view
             finally:
                 block.close()
         except Exception:  # noqa: BLE001 - no huge pages then, never a failed transfer
-            return False
+            return False, None
 
     @staticmethod
     def _merged(places):

@@ -1,6 +1,7 @@
 """The Python side of model-weight transfer (interop_helpers.model_state): sources, raw bytes, write-back."""
 
 import json
+import sys
 
 import pytest
 
@@ -202,10 +203,35 @@ def test_huge_pages_go_on_after_failing_ranges_once_a_collapse_has_worked():
     assert calls == [good] + [size * (100 + 4 * i) for i in range(6)] + [size * 20]
 
 
+def test_a_passing_shortage_at_the_probe_does_not_turn_huge_pages_off():
+    import errno
+
+    answers = [(False, errno.EAGAIN), (False, errno.ENOMEM), (True, 0)]
+    pages = model_state._HugePages()
+    pages._probe = lambda madvise: answers.pop(0)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("MADV_COLLAPSE is Linux's")
+    assert not pages._call() and not pages._call(), "no huge page at the moment: nothing to call yet"
+    assert pages._call(), "probed again at the next use, and it worked"
+    assert pages._worked
+
+
+def test_a_kernel_without_collapse_is_probed_once_and_a_shortage_a_bounded_number_of_times():
+    import errno
+
+    for error, probes in ((errno.EINVAL, 1), (errno.EAGAIN, model_state._HugePages.PROBES + 1)):
+        seen = []
+        pages = model_state._HugePages()
+        pages._probe = lambda madvise, error=error, seen=seen: seen.append(error) or (False, error)
+        for _ in range(10):
+            assert not pages._call()
+        assert len(seen) == (probes if sys.platform.startswith("linux") else 0)
+
+
 def test_file_mapped_tensors_do_not_turn_huge_pages_off_for_later_models(tmp_path):
     np = pytest.importorskip("numpy")
     pages = model_state._HugePages()
-    real = pages._call()
+    real = next((f for f in (pages._call() for _ in range(model_state._HugePages.PROBES + 1)) if f), None)
     if not real:
         pytest.skip("this kernel does not collapse (no MADV_COLLAPSE, Linux < 6.1, or not Linux)")
     results = []
