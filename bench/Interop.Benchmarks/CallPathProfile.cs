@@ -53,7 +53,15 @@ public static class CallPathProfile
         Report("python: export(torch.from_numpy(a)) (timeit)", () => Timeit(policyTimer, n), n);
         Report("python: calls.call(ident, (t,)) (timeit)", () => Timeit(callTimer, n), n);
         Report("GIL acquire + release", () => Loop(n, () => { using var gil = PythonRuntime.AcquireGil(); }), n);
+        Report("GIL acquire + release, nested in a held GIL", () => UnderGil(n, () => { using var gil = PythonRuntime.AcquireGil(); }), n);
         Report("seed round trip (FromNumPy, Numpy, view, span)", () => Loop(n, () =>
+        {
+            using var t = TorchTensor.FromNumPy(array);
+            using var e = t.Numpy();
+            using var v = e.ViewReadOnly<float>();
+            _ = v.AsReadOnlySpan()[^1];
+        }), n);
+        Report("seed round trip inside one held GIL (user's using AcquireGil)", () => UnderGil(n, () =>
         {
             using var t = TorchTensor.FromNumPy(array);
             using var e = t.Numpy();

@@ -75,6 +75,20 @@ public class TorchRoundTripBenchmarks
         return view.AsReadOnlySpan()[^1];
     }
 
+    /// <summary>
+    /// The same round trip inside a GIL the caller holds (<c>using (PythonRuntime.AcquireGil())</c> around a loop of them, as
+    /// pythonnet users write <c>using (Py.GIL())</c>): each operation's own acquisition is then a nested one.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Loop)]
+    public float CSharp_FromNumPy_Numpy_Span_InHeldGil()
+    {
+        using var gil = PythonRuntime.AcquireGil();
+        var last = 0f;
+        for (var i = 0; i < Loop; i++)
+            last += CSharp_FromNumPy_Numpy_Span();
+        return last;
+    }
+
     // BenchmarkDotNet times the whole call (with OperationsPerInvoke = Loop); timeit runs the statement Loop times.
     private static double Time(PyObject timer) => PythonRuntime.Run(() =>
     {

@@ -46,6 +46,64 @@ public class RuntimeTests
     }
 
     [Test]
+    public void A_scope_inside_pythonnets_own_GIL_leaves_that_GIL_held()
+    {
+        PythonRuntime.Initialize();
+        using (Py.GIL())
+        {
+            using (PythonRuntime.AcquireGil())
+            {
+                using (PythonRuntime.AcquireGil())
+                    Assert.That(PythonRuntime.Run(() => PythonEngine.Eval("6 * 7").As<int>()), Is.EqualTo(42));
+                Assert.That(Gil.IsHeld);
+            }
+            Assert.That(Gil.IsHeld, "our scope ended; pythonnet's still holds the GIL");
+        }
+        Assert.That(Gil.IsHeld, Is.False);
+        using (PythonRuntime.AcquireGil())
+            Assert.That(Gil.IsHeld, "the next scope on this thread takes it again");
+    }
+
+    [Test]
+    public void Python_threads_calling_into_NET_take_scopes_and_leave_the_GIL_as_they_found_it()
+    {
+        // The callback runs on threads Python started (each with a Python thread state of its own, which a scope there
+        // takes over). pythonnet releases the GIL around a call into .NET, so a scope there takes it, and after the
+        // scopes the thread must not hold it (pythonnet takes it back when the callback returns).
+        var answers = new List<int>();
+        var heldAfter = new List<bool>();
+        Func<int, int> callback = x =>
+        {
+            var value = PythonRuntime.Run(() => PythonEngine.Eval($"{x} * 2").As<int>());
+            using (PythonRuntime.AcquireGil())
+            using (PythonRuntime.AcquireGil())
+                value += 1;
+            lock (answers)
+            {
+                answers.Add(value);
+                heldAfter.Add(Gil.IsHeld);
+            }
+            return value;
+        };
+        PythonRuntime.Run(() =>
+        {
+            using var scope = Py.CreateScope();
+            scope.Set("cb", callback.ToPython());
+            scope.Exec("import threading\nout = []\n" +
+                       "ts = [threading.Thread(target=lambda i=i: out.append(cb(i))) for i in range(4)]\n" +
+                       "[t.start() for t in ts]\n[t.join() for t in ts]\n");
+            Assert.That(scope.Eval("sorted(out)").As<int[]>(), Is.EqualTo(new[] { 1, 3, 5, 7 }));
+            return 0;
+        });
+        Assert.Multiple(() =>
+        {
+            Assert.That(answers.Order(), Is.EqualTo(new[] { 1, 3, 5, 7 }));
+            Assert.That(heldAfter, Has.All.False, "the callback's thread gave the GIL back when its scopes ended");
+            Assert.That(Gil.IsHeld, Is.False);
+        });
+    }
+
+    [Test]
     public void Many_threads_call_Python_at_once_and_get_their_own_answers()
     {
         const int threads = 8, calls = 2000;

@@ -227,6 +227,7 @@ internal sealed unsafe class PythonBuffer : IDisposable
             return;
         }
         s_pendingReleases.Enqueue(view);
+        PendingReleases.NoteQueued();
         ThreadPool.UnsafeQueueUserWorkItem(static _ =>
         {
             if (PythonRuntime.IsRunning && HasPendingReleases)
@@ -240,7 +241,10 @@ internal sealed unsafe class PythonBuffer : IDisposable
     {
         var view = Interlocked.Exchange(ref _view, 0);
         if (view != 0)
+        {
             s_pendingReleases.Enqueue(view); // released by the next GIL holder; never wait for the GIL here
+            PendingReleases.NoteQueued();
+        }
     }
 
     /// <summary>True when finalizers queued buffers that still await release.</summary>

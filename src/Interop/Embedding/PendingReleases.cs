@@ -59,6 +59,7 @@ internal static class PendingReleases
         s_queue.Enqueue(first);
         if (second is not null)
             s_queue.Enqueue(second);
+        NoteQueued();
         long round;
         lock (s_lock)
         {
@@ -84,6 +85,7 @@ internal static class PendingReleases
         if (!PythonRuntime.IsRunning)
             return;
         s_queue.Enqueue(resource);
+        NoteQueued();
         WakeDrainer();
     }
 
@@ -93,6 +95,7 @@ internal static class PendingReleases
         if (!PythonRuntime.IsRunning)
             return;
         s_decRefs.Enqueue(address);
+        NoteQueued();
         WakeDrainer();
     }
 
@@ -112,15 +115,24 @@ internal static class PendingReleases
     /// <summary>True when something awaits a GIL holder in this queue or PythonBuffer's.</summary>
     public static bool HasPending => !s_queue.IsEmpty || !s_decRefs.IsEmpty || PythonBuffer.HasPendingReleases;
 
+    // 1 after anything was queued here or in PythonBuffer's queue, until a Drain starts emptying them: the check on every
+    // outermost GIL acquisition is then one plain read (three ConcurrentQueue.IsEmpty checks cost ~30 ns a time).
+    // Written after the enqueue and cleared before the queues are emptied, so an item is never left behind unseen.
+    private static int s_queued;
+
+    /// <summary>Says that a release was queued (call it after the enqueue, in this class and in PythonBuffer).</summary>
+    internal static void NoteQueued() => Volatile.Write(ref s_queued, 1);
+
     /// <summary>Releases everything queued: buffers and objects from finalizers and from Dispose. Requires the GIL.</summary>
     public static void Drain()
     {
         // The common case, on every outermost GIL acquisition: nothing queued, no GC seen (plain reads, no locked instructions).
-        if (!HasPending && Volatile.Read(ref s_gcSeen) == 0)
+        if (Volatile.Read(ref s_queued) == 0 && Volatile.Read(ref s_gcSeen) == 0)
             return;
         if (t_draining)
             return; // a release that takes the GIL again must not recurse through the queue
         t_draining = true;
+        Interlocked.Exchange(ref s_queued, 0);
         try
         {
             if (PythonBuffer.HasPendingReleases)

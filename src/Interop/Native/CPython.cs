@@ -16,7 +16,7 @@ internal static unsafe class CPython
     public static delegate* unmanaged<PyBuffer*, void> PyBuffer_Release;
     public static delegate* unmanaged<int> PyGILState_Ensure;
     public static delegate* unmanaged<int, void> PyGILState_Release;
-    public static delegate* unmanaged<int> PyGILState_Check;
+    public static delegate* unmanaged[SuppressGCTransition]<int> PyGILState_Check; // reads thread-local state only (Embedding/Gil.cs)
     public static delegate* unmanaged<nint> PyEval_SaveThread;
     public static delegate* unmanaged<nint, void> PyEval_RestoreThread;
     public static delegate* unmanaged<nint> PyErr_Occurred;
@@ -63,7 +63,7 @@ internal static unsafe class CPython
         PyBuffer_Release = (delegate* unmanaged<PyBuffer*, void>)Resolve(lib, "PyBuffer_Release");
         PyGILState_Ensure = (delegate* unmanaged<int>)Resolve(lib, "PyGILState_Ensure");
         PyGILState_Release = (delegate* unmanaged<int, void>)Resolve(lib, "PyGILState_Release");
-        PyGILState_Check = (delegate* unmanaged<int>)Resolve(lib, "PyGILState_Check");
+        PyGILState_Check = (delegate* unmanaged[SuppressGCTransition]<int>)Resolve(lib, "PyGILState_Check");
         PyEval_SaveThread = (delegate* unmanaged<nint>)Resolve(lib, "PyEval_SaveThread");
         PyEval_RestoreThread = (delegate* unmanaged<nint, void>)Resolve(lib, "PyEval_RestoreThread");
         PyErr_Occurred = (delegate* unmanaged<nint>)Resolve(lib, "PyErr_Occurred");
