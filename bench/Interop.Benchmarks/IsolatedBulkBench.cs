@@ -29,8 +29,8 @@ public static class IsolatedBulkBench
         var streaming = StreamingCopy.StreamingThreshold;
         Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB");
         Console.WriteLine();
-        Console.WriteLine("| size | memcpy | row | median | ratio | host CPU/call | worker CPU/call |");
-        Console.WriteLine("|---|---:|---|---:|---:|---:|---:|");
+        Console.WriteLine("| size | memcpy | row | median | ratio | host CPU/call | worker CPU/call | streamed after the probe |");
+        Console.WriteLine("|---|---:|---|---:|---:|---:|---:|---:|");
         var configs = new List<(string Name, long Threshold, PythonSession Session, PythonRef Module, PythonRef[] Functions, int Worker)>();
         foreach (var (name, threshold) in compare ? new[] { ("", streaming), (" (no streaming)", long.MaxValue) } : [("", streaming)])
         {
@@ -48,6 +48,8 @@ public static class IsolatedBulkBench
             var times = rows.Select(_ => new List<double>()).ToArray();
             var hostCpu = new double[rows.Length];
             var workerCpu = new double[rows.Length];
+            var probed = new int[rows.Length];
+            var streamed = new int[rows.Length];
             foreach (var (config, k) in rows)
             {
                 StreamingCopy.StreamingThreshold = config.Threshold;
@@ -67,6 +69,7 @@ public static class IsolatedBulkBench
                     var (config, k) = rows[row];
                     StreamingCopy.StreamingThreshold = config.Threshold;
                     var (h0, w0) = (Process.GetCurrentProcess().TotalProcessorTime, BenchHost.ProcessCpu(config.Worker));
+                    var p0 = StreamingCopy.ProbeCounts;
                     for (var i = 0; i < perRound; i++)
                     {
                         var t0 = Stopwatch.GetTimestamp();
@@ -75,6 +78,9 @@ public static class IsolatedBulkBench
                     }
                     hostCpu[row] += (Process.GetCurrentProcess().TotalProcessorTime - h0).TotalMicroseconds;
                     workerCpu[row] += (BenchHost.ProcessCpu(config.Worker) - w0).TotalMicroseconds;
+                    var p1 = StreamingCopy.ProbeCounts;
+                    probed[row] += p1.Probing - p0.Probing;
+                    streamed[row] += p1.Streamed - p0.Streamed;
                 }
             }
             var baseline = Median(memcpy);
@@ -82,7 +88,7 @@ public static class IsolatedBulkBench
             {
                 var median = Median(times[row]);
                 var calls = rounds * perRound;
-                Console.WriteLine($"| {bytes >> 20} MiB | {baseline:0.0} µs | {s_functions[rows[row].K]}{rows[row].Config.Name} | {median:0.0} µs | {median / baseline:0.00}× | {hostCpu[row] / calls:0.0} µs | {workerCpu[row] / calls:0.0} µs |");
+                Console.WriteLine($"| {bytes >> 20} MiB | {baseline:0.0} µs | {s_functions[rows[row].K]}{rows[row].Config.Name} | {median:0.0} µs | {median / baseline:0.00}× | {hostCpu[row] / calls:0.0} µs | {workerCpu[row] / calls:0.0} µs | {(probed[row] == 0 ? "—" : $"{streamed[row]} of {probed[row]}")} |");
             }
         }
         StreamingCopy.StreamingThreshold = streaming;

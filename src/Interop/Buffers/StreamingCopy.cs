@@ -9,6 +9,16 @@
 // - So copies of at least StreamingThreshold bytes (a quarter of the last-level cache, 8 MiB when it is unknown) use
 //   non-temporal stores: here for the host's payloads, and in the worker through glibc's own tunable
 //   (WorkerProcess.Start sets glibc.cpu.x86_non_temporal_threshold to the same value).
+// - Between AdaptiveMinimum and StreamingThreshold the faster way depends on the machine, and is measured (CopyShared):
+//   writing lines the other process's core read in the previous round first takes them back from that core's cache.
+//   On one 2-core VM (2026-11-30) that cost little once the host alternated two request regions (1 MiB: 23 us, a
+//   plain memcpy's speed); on another of the same type (2026-12-01) a cached 1 MiB write into lines the other core had
+//   read took 141 us with one buffer and still 100 us with eight, while non-temporal stores took 54 us in both cases.
+//   And it depends on the callee: one that never reads its argument leaves the lines with the host, whose cached writes
+//   then run at memcpy speed (20 us) against 54 us streamed. So such a copy writes its first 64 KiB through the cache,
+//   timed, and streams the rest only when that probe cost more per byte than streaming has been costing (CopyProbing):
+//   the bytes are the same either way, only the time differs.
+using System.Diagnostics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Interop.Buffers;
@@ -100,4 +110,71 @@ internal static unsafe class StreamingCopy
             new ReadOnlySpan<byte>(s + i, (int)(n - i)).CopyTo(new Span<byte>(d + i, (int)(n - i)));
         }
     }
+
+    /// <summary>Copies into shared memory from this size on choose their kind by measurement (see the design notes).</summary>
+    internal const int AdaptiveMinimum = 256 << 10;
+
+    /// <summary>The first bytes of such a copy, copied through the cache and timed: the probe that decides the rest.</summary>
+    internal const int ProbeBytes = 64 << 10;
+
+    /// <summary>Every this many probing copies stream their rest whatever the probe says, so the streaming cost stays current.</summary>
+    internal const int ExploreEvery = 16;
+
+    private static double s_streamingCost; // Stopwatch ticks per byte of non-temporal copies into shared memory (moving average); 0 until measured
+    private static int s_probingCopies;
+
+    /// <summary>Probing copies so far, and how many streamed their rest (approximate under races; for the bulk benchmark).</summary>
+    internal static (int Probing, int Streamed) ProbeCounts => (s_probingCopies, s_streamedRests);
+
+    private static int s_streamedRests;
+
+    /// <summary>
+    /// Copies <paramref name="source"/> into shared memory that another process reads next (the two must not overlap):
+    /// non-temporal from <see cref="StreamingThreshold"/> on, through the cache below <see cref="AdaptiveMinimum"/>, and in
+    /// between by probe (<see cref="CopyProbing"/>).
+    /// </summary>
+    /// <param name="source">What to copy (one piece of a payload, or all of it).</param>
+    /// <param name="destination">Where, at least as long.</param>
+    /// <param name="payloadLength">The whole payload's length in bytes, which decides the kind for all its pieces.</param>
+    public static void CopyShared(ReadOnlySpan<byte> source, Span<byte> destination, long payloadLength)
+    {
+        if (payloadLength >= StreamingThreshold)
+            Copy(source, destination, 0);
+        else if (payloadLength < AdaptiveMinimum || !Avx.IsSupported || StreamingThreshold == long.MaxValue) // MaxValue: never streams
+            source.CopyTo(destination);
+        else
+            CopyProbing(source, destination);
+    }
+
+    /// <summary>
+    /// Copies the first <see cref="ProbeBytes"/> through the cache, timed; the rest follows through the cache when that
+    /// cost no more per byte than the streaming copies measured so far, and with non-temporal stores otherwise. Whether
+    /// the reader's core still holds the destination's lines (the expensive case) is a property of the whole region, so
+    /// its first lines tell. Unsynchronized statistics on purpose: a lost update between racing threads changes no byte.
+    /// </summary>
+    internal static void CopyProbing(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(destination.Length, source.Length, nameof(destination));
+        var probe = Math.Min(ProbeBytes, source.Length);
+        var start = Stopwatch.GetTimestamp();
+        source[..probe].CopyTo(destination);
+        var middle = Stopwatch.GetTimestamp();
+        var rest = source.Length - probe;
+        if (rest == 0)
+            return;
+        var streamingCost = s_streamingCost;
+        if (!StreamRest((middle - start) / (double)probe, streamingCost, ++s_probingCopies % ExploreEvery == 0))
+        {
+            source[probe..].CopyTo(destination[probe..]);
+            return;
+        }
+        s_streamedRests++;
+        Copy(source[probe..], destination[probe..], 0);
+        var cost = (Stopwatch.GetTimestamp() - middle) / (double)rest;
+        s_streamingCost = streamingCost == 0 ? cost : (streamingCost + cost) / 2; // half weight to the newest: follows a change in a few copies
+    }
+
+    /// <summary>The probe's decision: stream the rest when streaming is unmeasured, due for a new measure, or cheaper per byte.</summary>
+    internal static bool StreamRest(double probeCostPerByte, double streamingCostPerByte, bool explore) =>
+        streamingCostPerByte == 0 || explore || probeCostPerByte > streamingCostPerByte;
 }

@@ -279,9 +279,7 @@ internal sealed class ArgumentEncoder
     internal static void CopyPayload(TensorArgument payload, SharedRegion region, long offset)
     {
         var length = payload.ByteLength;
-        // Payloads larger than a quarter of the last-level cache bypass it (Buffers/StreamingCopy.cs): the worker
-        // reads them from memory either way, and a copy through the cache costs read-for-ownership traffic.
-        var threshold = length >= StreamingCopy.StreamingThreshold ? 0 : long.MaxValue;
+        // Large payloads bypass the cache, middling ones take the kind of copy measured faster (Buffers/StreamingCopy.cs).
         if (payload.IsStrided && length <= CopyChunk)
             payload.CopyTo(region.Slice(offset, (int)length)); // one copy: gathered straight into the region
         else
@@ -291,7 +289,7 @@ internal sealed class ArgumentEncoder
                 if (payload.IsStrided)
                     payload.CopyRangeTo(done, region.Slice(offset + done, n)); // gathered straight into the region, in chunks (over 2 GiB: no span holds it)
                 else
-                    StreamingCopy.Copy(payload.Chunk(done, n), region.Slice(offset + done, n), threshold);
+                    StreamingCopy.CopyShared(payload.Chunk(done, n), region.Slice(offset + done, n), length);
                 done += n;
             }
     }

@@ -52,4 +52,42 @@ public class StreamingCopyTests
             Assert.That(StreamingCopy.Threshold(null), Is.EqualTo(8L << 20));
         });
     }
+
+    [Test]
+    public void A_probing_copy_copies_exactly_the_source_whichever_kind_its_rest_takes(
+        [Values(1, 65535, 65536, 65537, 300_000, (1 << 20) + 33)] int length, [Values(0, 7, 32)] int skew)
+    {
+        var source = new byte[length];
+        new Random(length + skew).NextBytes(source);
+        // More copies than ExploreEvery: the rest is streamed at least once (the first copy and every 16th) and, where the
+        // probe costs no more than streaming, copied through the cache too.
+        for (var i = 0; i < StreamingCopy.ExploreEvery + 2; i++)
+        {
+            var destination = new byte[length + skew + 64];
+            destination.AsSpan().Fill(0x5A);
+            StreamingCopy.CopyProbing(source, destination.AsSpan(skew));
+            Assert.Multiple(() =>
+            {
+                Assert.That(destination.AsSpan(skew, length).SequenceEqual(source), Is.True, $"copy {i}: the copied bytes");
+                Assert.That(destination.AsSpan(0, skew).ToArray(), Has.All.EqualTo(0x5A), $"copy {i}: the bytes before");
+                Assert.That(destination.AsSpan(skew + length).ToArray(), Has.All.EqualTo(0x5A), $"copy {i}: the bytes after");
+            });
+        }
+    }
+
+    [Test]
+    public void A_probing_copy_refuses_a_short_destination_before_writing()
+    {
+        var source = new byte[300_000];
+        var destination = new byte[299_999];
+        Assert.Throws<ArgumentOutOfRangeException>(() => StreamingCopy.CopyProbing(source, destination));
+        Assert.That(destination, Has.All.EqualTo(0));
+    }
+
+    [TestCase(1.0, 0.0, false, true, TestName = "Streaming not measured yet: the rest streams (and is measured)")]
+    [TestCase(1.0, 2.0, false, false, TestName = "The probe cost less than streaming: the rest goes through the cache")]
+    [TestCase(3.0, 2.0, false, true, TestName = "The probe cost more (the reader's core held the lines): the rest streams")]
+    [TestCase(1.0, 2.0, true, true, TestName = "Due for a new measure: the rest streams even when the cache looked cheaper")]
+    public void The_probe_decides_the_rest(double probeCost, double streamingCost, bool explore, bool streams) =>
+        Assert.That(StreamingCopy.StreamRest(probeCost, streamingCost, explore), Is.EqualTo(streams));
 }
