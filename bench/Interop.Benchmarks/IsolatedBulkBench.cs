@@ -28,6 +28,7 @@ public static class IsolatedBulkBench
         var compare = args.Contains("--compare-streaming");
         var streaming = StreamingCopy.StreamingThreshold;
         Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB");
+        Console.WriteLine(CrossCoreProbe.Describe());
         Console.WriteLine();
         Console.WriteLine("| size | memcpy | row | median | ratio | host CPU/call | worker CPU/call | streamed after the probe |");
         Console.WriteLine("|---|---:|---|---:|---:|---:|---:|---:|");

@@ -12,10 +12,11 @@
 // - Between AdaptiveMinimum and StreamingThreshold the faster way depends on the machine, and is measured (CopyShared):
 //   writing lines the other process's core read in the previous round first takes them back from that core's cache.
 //   On one 2-core VM (2026-11-30) that cost little once the host alternated two request regions (1 MiB: 23 us, a
-//   plain memcpy's speed); on another of the same type (2026-12-01) a cached 1 MiB write into lines the other core had
-//   read took 141 us with one buffer and still 100 us with eight, while non-temporal stores took 54 us in both cases.
+//   plain memcpy's speed); on another of the same type (2026-12-01; a cache-line round trip between its cores took
+//   450-480 ns) a cached 1 MiB write into lines the other core had read took 127-141 us with one buffer and still 100
+//   us with eight, while this file's non-temporal stores took 22 us (bench: `bulk` prints these figures first).
 //   And it depends on the callee: one that never reads its argument leaves the lines with the host, whose cached writes
-//   then run at memcpy speed (20 us) against 54 us streamed. So such a copy writes its first 64 KiB through the cache,
+//   then run at memcpy speed (20 us). So such a copy writes its first 64 KiB through the cache (16 KiB decided worse),
 //   timed, and streams the rest only when that probe cost more per byte than streaming has been costing (CopyProbing):
 //   the bytes are the same either way, only the time differs.
 using System.Diagnostics;
