@@ -6,11 +6,13 @@
 //   Later outermost acquisitions swap the GIL in and out with that state (PyEval_RestoreThread/SaveThread):
 //   ~25 ns less per acquisition than PyGILState_Ensure/Release, which look the state up and count again.
 // - Nested acquisitions on a thread that holds a token of this library cost no CPython call beyond the check
-//   (a counter per thread). When the GIL is held on this thread without a token of ours (a Python callback
-//   into .NET, pythonnet's Py.GIL(), or CPython's gilstate checks switched off by a subinterpreter, where
-//   PyGILState_Check always answers 1), the token is a PyGILState_Ensure/Release pair, as before.
-// - PyGILState_Check is called without a GC transition (SuppressGCTransition): it only reads thread-local
-//   state, never blocks and never calls back into .NET. Restore/Save may wait for the GIL: normal transitions.
+//   (a counter per thread). That check compares the current thread state with the thread's kept one
+//   (PyThreadState_GetUnchecked), not PyGILState_Check, which a subinterpreter switches off (it then answers 1 on
+//   every thread, held or not). When the GIL is held on this thread without a token of ours (a Python callback
+//   into .NET, pythonnet's Py.GIL()), or PyGILState_Check answers 1 for a thread whose state is not current (checks
+//   switched off), the token is a PyGILState_Ensure/Release pair, as before.
+// - PyGILState_Check and PyThreadState_GetUnchecked are called without a GC transition (SuppressGCTransition): they only
+//   read state, never block and never call back into .NET. Restore/Save may wait for the GIL: normal transitions.
 // - The outermost acquisition on a thread drains the releases that finalizers and non-blocking Disposes queued
 //   (PendingReleases). A process-wide count of held tokens tells PendingReleases whether a Dispose may wait
 //   for the GIL (no thread of this library holds it) or must not (one may hold it indefinitely).
@@ -30,16 +32,24 @@ public unsafe ref struct Gil
 
     internal static Gil Acquire()
     {
-        var held = CPython.PyGILState_Check() != 0;
+        // Held on this thread's kept state: inside a token of ours (or pythonnet's Py.GIL on the same state). Asked of the
+        // current thread state, not of PyGILState_Check: once a subinterpreter was created that answers 1 on every thread,
+        // and a .NET call from Python inside a token of ours (pythonnet releases the GIL around it) would then be taken for
+        // nested and run without the GIL.
+        var kept = PerThread.ThreadState;
         ref var depth = ref PerThread.Depth; // one thread-static lookup (~5 ns each)
-        if (held && depth > 0)
+        var current = CPython.PyThreadState_GetUnchecked();
+        if (current != 0 && current == kept)
         {
-            depth++; // inside a token of ours: the GIL stays held until the outermost one ends
-            return new Gil { _kind = Nested };
+            if (depth > 0)
+            {
+                depth++; // inside a token of ours: the GIL stays held until the outermost one ends
+                return new Gil { _kind = Nested };
+            }
         }
-        if (!held)
+        else if (CPython.PyGILState_Check() == 0)
         {
-            var state = PerThread.ThreadState;
+            var state = kept;
             if (state == 0)
             {
                 // Safety: the thread does not hold the GIL, so Ensure takes it (creating or finding the thread's state)

@@ -17,6 +17,9 @@ internal static unsafe class CPython
     public static delegate* unmanaged<int> PyGILState_Ensure;
     public static delegate* unmanaged<int, void> PyGILState_Release;
     public static delegate* unmanaged[SuppressGCTransition]<int> PyGILState_Check; // reads thread-local state only (Embedding/Gil.cs)
+    // PyThreadState *PyThreadState_GetUnchecked(void) (3.13+; _PyThreadState_UncheckedGet before, pystate.h): the current
+    // thread state, NULL when none; never fails, needs no GIL, only reads (3.12+: this thread's; up to 3.11: the GIL holder's).
+    public static delegate* unmanaged[SuppressGCTransition]<nint> PyThreadState_GetUnchecked;
     public static delegate* unmanaged<nint> PyEval_SaveThread;
     public static delegate* unmanaged<nint, void> PyEval_RestoreThread;
     public static delegate* unmanaged<nint> PyErr_Occurred;
@@ -64,6 +67,8 @@ internal static unsafe class CPython
         PyGILState_Ensure = (delegate* unmanaged<int>)Resolve(lib, "PyGILState_Ensure");
         PyGILState_Release = (delegate* unmanaged<int, void>)Resolve(lib, "PyGILState_Release");
         PyGILState_Check = (delegate* unmanaged[SuppressGCTransition]<int>)Resolve(lib, "PyGILState_Check");
+        PyThreadState_GetUnchecked = (delegate* unmanaged[SuppressGCTransition]<nint>)(NativeLibrary.TryGetExport(lib, "PyThreadState_GetUnchecked", out var current)
+            ? current : Resolve(lib, "_PyThreadState_UncheckedGet"));
         PyEval_SaveThread = (delegate* unmanaged<nint>)Resolve(lib, "PyEval_SaveThread");
         PyEval_RestoreThread = (delegate* unmanaged<nint, void>)Resolve(lib, "PyEval_RestoreThread");
         PyErr_Occurred = (delegate* unmanaged<nint>)Resolve(lib, "PyErr_Occurred");
