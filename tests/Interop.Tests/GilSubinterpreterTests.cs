@@ -26,7 +26,7 @@ public class GilSubinterpreterTests
             "for name in ('_interpreters', '_xxsubinterpreters'):\n" +
             "    try:\n        si = importlib.import_module(name); break\n    except ImportError:\n        pass\n" +
             "if si is None:\n    print('no-subinterpreters', flush=True)\n" +
-            "else:\n    si.destroy(si.create())\n    print('after', GilProbe.HeldInsideAScope(), GilProbe.HeldInsideAScope(), flush=True)\n";
+            "else:\n    si.destroy(si.create())\n    print('after', GilProbe.HeldInsideAScope(), GilProbe.HeldInsideAScope(), GilProbe.IsHeldReported(), flush=True)\n";
         var (code, output, timedOut) = TestPython.Run("dotnet", new[] { TestPython.CliDll, "exec", source }, TimeSpan.FromSeconds(60),
                                                       new Dictionary<string, string> { ["INTEROP_PYTHON"] = TestPython.Executable });
         if (output.Contains("no-subinterpreters", StringComparison.Ordinal))
@@ -35,7 +35,8 @@ public class GilSubinterpreterTests
         {
             Assert.That(timedOut, Is.False, output);
             Assert.That(code, Is.Zero, output);
-            Assert.That(output, Does.Contain("after True True"), "the scope must hold the GIL though PyGILState_Check no longer tells: " + output);
+            Assert.That(output, Does.Contain("after True True False"),
+                "the scope must hold the GIL though PyGILState_Check no longer tells, and Gil.IsHeld must say false where pythonnet released it: " + output);
         });
     }
 }
@@ -47,6 +48,9 @@ public static class GilProbe
     private delegate nint StateFunction();
 
     private static StateFunction? s_current, s_thisThread;
+
+    /// <summary>Gil.IsHeld, asked inside a .NET call from Python (pythonnet released the GIL around it: false).</summary>
+    public static bool IsHeldReported() => Gil.IsHeld;
 
     /// <summary>Takes a scope and says whether this thread really holds the GIL inside it (its state is the current one).</summary>
     public static bool HeldInsideAScope()

@@ -71,7 +71,10 @@ public unsafe ref struct Gil
     }
 
     /// <summary>True when the calling thread holds the GIL.</summary>
-    public static bool IsHeld => CPython.IsLoaded && PythonRuntime.IsRunning && CPython.PyGILState_Check() != 0;
+    // The current thread state is this thread's own: unlike PyGILState_Check, still true only for the holder after a
+    // subinterpreter switched gilstate checks off (PythonBuffer.ReleaseWithoutWaiting trusts this on foreign threads).
+    public static bool IsHeld => CPython.IsLoaded && PythonRuntime.IsRunning &&
+                                 CPython.PyThreadState_GetUnchecked() is var current and not 0 && current == CPython.PyGILState_GetThisThreadState();
 
     /// <summary>True while any thread holds a GIL token of this library (for PendingReleases).</summary>
     internal static bool HeldByAnyThread => Volatile.Read(ref s_held) > 0;

@@ -20,6 +20,8 @@ internal static unsafe class CPython
     // PyThreadState *PyThreadState_GetUnchecked(void) (3.13+; _PyThreadState_UncheckedGet before, pystate.h): the current
     // thread state, NULL when none; never fails, needs no GIL, only reads (3.12+: this thread's; up to 3.11: the GIL holder's).
     public static delegate* unmanaged[SuppressGCTransition]<nint> PyThreadState_GetUnchecked;
+    // PyThreadState *PyGILState_GetThisThreadState(void): this thread's state from the gilstate TLS key, NULL when none; no GIL.
+    public static delegate* unmanaged[SuppressGCTransition]<nint> PyGILState_GetThisThreadState;
     public static delegate* unmanaged<nint> PyEval_SaveThread;
     public static delegate* unmanaged<nint, void> PyEval_RestoreThread;
     public static delegate* unmanaged<nint> PyErr_Occurred;
@@ -69,6 +71,7 @@ internal static unsafe class CPython
         PyGILState_Check = (delegate* unmanaged[SuppressGCTransition]<int>)Resolve(lib, "PyGILState_Check");
         PyThreadState_GetUnchecked = (delegate* unmanaged[SuppressGCTransition]<nint>)(NativeLibrary.TryGetExport(lib, "PyThreadState_GetUnchecked", out var current)
             ? current : Resolve(lib, "_PyThreadState_UncheckedGet"));
+        PyGILState_GetThisThreadState = (delegate* unmanaged[SuppressGCTransition]<nint>)Resolve(lib, "PyGILState_GetThisThreadState");
         PyEval_SaveThread = (delegate* unmanaged<nint>)Resolve(lib, "PyEval_SaveThread");
         PyEval_RestoreThread = (delegate* unmanaged<nint, void>)Resolve(lib, "PyEval_RestoreThread");
         PyErr_Occurred = (delegate* unmanaged<nint>)Resolve(lib, "PyErr_Occurred");
