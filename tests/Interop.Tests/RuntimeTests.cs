@@ -104,6 +104,36 @@ public class RuntimeTests
     }
 
     [Test]
+    public void A_NET_call_from_Python_inside_a_scope_leaves_the_outer_scope_counted()
+    {
+        // pythonnet releases the GIL around the callback, whose scope takes it and gives it back; the outer scope must still
+        // count as held afterwards, so that its nested scopes stay nested ones (no PyGILState round trip).
+        Func<int> callback = () =>
+        {
+            using (PythonRuntime.AcquireGil())
+                return Gil.Depth;
+        };
+        PythonRuntime.Initialize();
+        int before, inside, after, nested;
+        using (PythonRuntime.AcquireGil())
+        {
+            before = Gil.Depth;
+            using var scope = Py.CreateScope();
+            scope.Set("cb", callback.ToPython());
+            inside = scope.Eval("cb()").As<int>();
+            after = Gil.Depth;
+            using (PythonRuntime.AcquireGil())
+                nested = Gil.Depth;
+        }
+        Assert.Multiple(() =>
+        {
+            Assert.That((before, inside, after, nested), Is.EqualTo((1, 1, 1, 2)));
+            Assert.That(Gil.Depth, Is.Zero);
+            Assert.That(Gil.IsHeld, Is.False);
+        });
+    }
+
+    [Test]
     public void Many_threads_call_Python_at_once_and_get_their_own_answers()
     {
         const int threads = 8, calls = 2000;

@@ -28,6 +28,7 @@ public unsafe ref struct Gil
     private const byte None = 0, Nested = 1, Restored = 2, Ensured = 3;
     private static int s_held;
     private int _state;
+    private int _outerDepth; // the thread's depth before this token (a .NET call from Python inside a token of ours)
     private byte _kind;
 
     internal static Gil Acquire()
@@ -58,13 +59,14 @@ public unsafe ref struct Gil
                 state = PerThread.ThreadState = CPython.PyEval_SaveThread();
             }
             CPython.PyEval_RestoreThread(state);
+            var outer = depth;
             depth = 1;
             Interlocked.Increment(ref s_held);
             PendingReleases.Drain(); // cheap when nothing is queued
-            return new Gil { _kind = Restored };
+            return new Gil { _kind = Restored, _outerDepth = outer };
         }
         // Held on this thread, but not through a token of ours (or gilstate checks are off): count it with CPython.
-        var gil = new Gil { _state = CPython.PyGILState_Ensure(), _kind = Ensured };
+        var gil = new Gil { _state = CPython.PyGILState_Ensure(), _kind = Ensured, _outerDepth = depth };
         depth = 1;
         Interlocked.Increment(ref s_held);
         return gil;
@@ -75,6 +77,9 @@ public unsafe ref struct Gil
     // subinterpreter switched gilstate checks off (PythonBuffer.ReleaseWithoutWaiting trusts this on foreign threads).
     public static bool IsHeld => CPython.IsLoaded && PythonRuntime.IsRunning &&
                                  CPython.PyThreadState_GetUnchecked() is var current and not 0 && current == CPython.PyGILState_GetThisThreadState();
+
+    /// <summary>Tokens of this library the calling thread holds, nested ones included (for tests).</summary>
+    internal static int Depth => PerThread.Depth;
 
     /// <summary>True while any thread holds a GIL token of this library (for PendingReleases).</summary>
     internal static bool HeldByAnyThread => Volatile.Read(ref s_held) > 0;
@@ -95,7 +100,9 @@ public unsafe ref struct Gil
             PerThread.Depth--;
             return;
         }
-        PerThread.Depth = 0;
+        // Back to the depth before this token: 0 on the outermost one; the outer token's inside a .NET call from Python (pythonnet
+        // took the GIL back on return), so that its later nested scopes stay cheap.
+        PerThread.Depth = _outerDepth;
         Interlocked.Decrement(ref s_held);
         if (kind == Restored)
             CPython.PyEval_SaveThread(); // returns this thread's kept state, which stays kept
