@@ -54,6 +54,7 @@ internal static unsafe class CPython
     public static delegate* unmanaged<void> PyErr_Clear;
     public static delegate* unmanaged<nint, ulong> PyType_GetFlags; // unsigned long PyType_GetFlags(PyTypeObject*)
     public static delegate* unmanaged<nint, nint, int> PySet_Contains; // int PySet_Contains(PyObject *anyset, PyObject *key)
+    public static delegate* unmanaged[SuppressGCTransition]<nint, nint, int> PyType_IsSubtype; // int PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b): reads the MRO only
     public static delegate* unmanaged<nint, int> PyErr_ExceptionMatches; // int PyErr_ExceptionMatches(PyObject *exc)
 
     public static bool IsLoaded => s_library != 0;
@@ -98,6 +99,7 @@ internal static unsafe class CPython
         PyErr_Clear = (delegate* unmanaged<void>)Resolve(lib, "PyErr_Clear");
         PyType_GetFlags = (delegate* unmanaged<nint, ulong>)Resolve(lib, "PyType_GetFlags");
         PySet_Contains = (delegate* unmanaged<nint, nint, int>)Resolve(lib, "PySet_Contains");
+        PyType_IsSubtype = (delegate* unmanaged[SuppressGCTransition]<nint, nint, int>)Resolve(lib, "PyType_IsSubtype");
         PyErr_ExceptionMatches = (delegate* unmanaged<nint, int>)Resolve(lib, "PyErr_ExceptionMatches");
         s_library = lib;
     }

@@ -76,6 +76,8 @@ public sealed class TorchTensor : IDisposable
     // arr.flags.writeable, read with the GIL held (what torch.from_numpy would otherwise only warn about).
     private static bool IsWriteable(nint array)
     {
+        if (NumPyArrayFields.TryIsWriteable(array, out var writeable))
+            return writeable; // read in place, as NumPy's PyArray_FLAGS does (Native/NumPyArrayFields.cs)
         s_flagsName ??= new PyString("flags");
         s_writeableName ??= new PyString("writeable");
         return DirectCall.AttributeIsTrue(array, s_flagsName, s_writeableName, "arr.flags.writeable");
