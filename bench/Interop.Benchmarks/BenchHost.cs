@@ -12,6 +12,13 @@ internal static class BenchHost
         return TimeSpan.FromMilliseconds(ticks * 10);
     }
 
+    /// <summary>Sorts <paramref name="values"/> in place (so [0] and [^1] are then the extremes) and returns the middle one.</summary>
+    public static double Median(Span<double> values)
+    {
+        values.Sort();
+        return values[values.Length / 2];
+    }
+
     /// <summary>The 1-minute load average, as /proc/loadavg prints it.</summary>
     public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 

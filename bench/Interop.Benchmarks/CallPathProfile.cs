@@ -54,20 +54,15 @@ public static class CallPathProfile
         Report("python: calls.call(ident, (t,)) (timeit)", () => Timeit(callTimer, n), n);
         Report("GIL acquire + release", () => Loop(n, () => { using var gil = PythonRuntime.AcquireGil(); }), n);
         Report("GIL acquire + release, nested in a held GIL", () => UnderGil(n, () => { using var gil = PythonRuntime.AcquireGil(); }), n);
-        Report("seed round trip (FromNumPy, Numpy, view, span)", () => Loop(n, () =>
+        void Seed()
         {
             using var t = TorchTensor.FromNumPy(array);
             using var e = t.Numpy();
             using var v = e.ViewReadOnly<float>();
             _ = v.AsReadOnlySpan()[^1];
-        }), n);
-        Report("seed round trip inside one held GIL (user's using AcquireGil)", () => UnderGil(n, () =>
-        {
-            using var t = TorchTensor.FromNumPy(array);
-            using var e = t.Numpy();
-            using var v = e.ViewReadOnly<float>();
-            _ = v.AsReadOnlySpan()[^1];
-        }), n);
+        }
+        Report("seed round trip (FromNumPy, Numpy, view, span)", () => Loop(n, Seed), n);
+        Report("seed round trip inside one held GIL (user's using AcquireGil)", () => UnderGil(n, Seed), n);
         Report("  FromNumPy + Dispose", () => Loop(n, () => TorchTensor.FromNumPy(array).Dispose()), n);
         Report("  Numpy() + Dispose", () => Loop(n, () => tensor.Numpy().Dispose()), n);
         Report("  ViewReadOnly + span + Dispose", () => Loop(n, () =>
@@ -154,7 +149,7 @@ public static class CallPathProfile
         var rounds = new double[Rounds];
         for (var i = 0; i < Rounds; i++)
             rounds[i] = totalMicroseconds() / n;
-        Array.Sort(rounds);
-        Console.WriteLine($"{rounds[Rounds / 2],8:0.000}  (min {rounds[0]:0.000})  {what}");
+        var median = BenchHost.Median(rounds);
+        Console.WriteLine($"{median,8:0.000}  (min {rounds[0]:0.000})  {what}");
     }
 }

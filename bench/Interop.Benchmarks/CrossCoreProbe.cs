@@ -18,12 +18,12 @@ public static class CrossCoreProbe
     {
         if (Environment.ProcessorCount < 2)
             return "cross-core probe skipped: one CPU";
+        var cached = HandOver(streaming: false);
+        var streamed = HandOver(streaming: true);
         return $"cross-core: cache-line round trip {LineRoundTrip():0} ns; 1 MiB written over lines the other core read: " +
-               $"{HandOver(streaming: false):0.0} µs cached, {HandOver(streaming: true):0.0} µs streamed; read back by the other core {s_lastRead:0.0} µs; " +
+               $"{cached.Write:0.0} µs cached, {streamed.Write:0.0} µs streamed; read back by the other core {streamed.Read:0.0} µs; " +
                $"local memcpy {LocalCopy():0.0} µs";
     }
-
-    private static double s_lastRead;
 
     private static double LineRoundTrip()
     {
@@ -50,7 +50,7 @@ public static class CrossCoreProbe
     }
 
     // This thread writes the shared buffer, the partner reads all of it, 400 times; medians of the write and the read.
-    private static double HandOver(bool streaming)
+    private static (double Write, double Read) HandOver(bool streaming)
     {
         const int rounds = 400;
         var shared = GC.AllocateUninitializedArray<byte>(Bytes, pinned: true);
@@ -80,10 +80,7 @@ public static class CrossCoreProbe
             Volatile.Write(ref turn, 1);
         }
         partner.Join();
-        Array.Sort(reads);
-        s_lastRead = reads[rounds / 2];
-        Array.Sort(writes);
-        return writes[rounds / 2];
+        return (BenchHost.Median(writes), BenchHost.Median(reads));
     }
 
     private static double LocalCopy()
@@ -97,7 +94,6 @@ public static class CrossCoreProbe
             a.AsSpan().CopyTo(b);
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
         }
-        Array.Sort(times);
-        return times[times.Length / 2];
+        return BenchHost.Median(times);
     }
 }

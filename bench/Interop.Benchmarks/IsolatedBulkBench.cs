@@ -3,6 +3,7 @@
 // round), so that a busy shared machine slows the baseline and the calls alike and the ratios stay comparable; it also
 // reports the CPU time the host and the worker spend per call (from /proc), which tells work apart from waiting.
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Interop.Buffers;
 using Interop.Isolated;
 using Interop.Sessions;
@@ -84,10 +85,10 @@ public static class IsolatedBulkBench
                     streamed[row] += p1.Streamed - p0.Streamed;
                 }
             }
-            var baseline = Median(memcpy);
+            var baseline = BenchHost.Median(CollectionsMarshal.AsSpan(memcpy));
             for (var row = 0; row < rows.Length; row++)
             {
-                var median = Median(times[row]);
+                var median = BenchHost.Median(CollectionsMarshal.AsSpan(times[row]));
                 var calls = rounds * perRound;
                 Console.WriteLine($"| {bytes >> 20} MiB | {baseline:0.0} µs | {s_functions[rows[row].K]}{rows[row].Config.Name} | {median:0.0} µs | {median / baseline:0.00}× | {hostCpu[row] / calls:0.0} µs | {workerCpu[row] / calls:0.0} µs | {(probed[row] == 0 ? "—" : $"{streamed[row]} of {probed[row]}")} |");
             }
@@ -109,11 +110,5 @@ public static class IsolatedBulkBench
     {
         using var result = function.Call(source);
         return result.Kind == PythonValueKind.Tensor ? result.AsReadOnlySpan<float>()[^1] : result.AsInt64();
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
     }
 }

@@ -3,6 +3,7 @@
 // workers, which BenchmarkDotNet's one-invocation-at-a-time model does not express. Each configuration runs several
 // rounds; the median round is reported, with the machine's load average, so that a busy machine is visible.
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Interop.Isolated;
 using Interop.Sessions;
 
@@ -54,8 +55,7 @@ public static class IsolatedThroughputBench
             var rates = new List<double>();
             for (var i = 0; i < rounds; i++)
                 rates.Add(Round(identity, input, perCaller));
-            rates.Sort();
-            var median = rates[rates.Count / 2];
+            var median = BenchHost.Median(CollectionsMarshal.AsSpan(rates));
             Console.WriteLine($"| {workers} | {median:N0} | {rates[0]:N0}..{rates[^1]:N0} | {1e6 / median:0.0} µs | {single:0.0} µs | {hostCpu:0.0} µs | {workerCpu:0.0} µs |");
         }
         Console.WriteLine();
@@ -99,7 +99,6 @@ public static class IsolatedThroughputBench
                 _ = result.AsReadOnlySpan<float>()[15];
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
         }
-        Array.Sort(times);
-        return times[calls / 2];
+        return BenchHost.Median(times);
     }
 }

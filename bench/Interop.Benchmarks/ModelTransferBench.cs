@@ -2,6 +2,7 @@
 // BenchmarkDotNet: one transfer of a 1 GiB state dict takes about a second and the peak RSS of both processes is part
 // of the result. TorchSharp runs here and Python torch in an isolated worker (one libtorch per process).
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Interop.Embedding;
 using Interop.Isolated;
 using Interop.Sessions;
@@ -72,7 +73,7 @@ public static class ModelTransferBench
         File.Delete(path);
         var memcpy = MemcpyMedian(bytes, runs);
         var memcpyMin = s_lastMin;
-        save.Sort();
+        var saveMedian = BenchHost.Median(CollectionsMarshal.AsSpan(save));
         Console.WriteLine($"### resnet18 ({parameters / 1e6:F1} M parameters, {bytes / 1e6:F1} MB of state, {model.state_dict().Count} entries)");
         Console.WriteLine();
         Console.WriteLine("| route | median | fastest | median / ours |");
@@ -80,7 +81,7 @@ public static class ModelTransferBench
         Console.WriteLine($"| ModelWeights.LoadWeightsFrom (isolated worker, in memory; route {route}) | {Ms(ours)} | {Ms(oursMin)} | 1.00 |");
         Console.WriteLine($"| LoadWeightsFrom, fallback route (shared region, where direct reads are refused) | {Ms(region)} | {Ms(regionMin)} | {region / ours:F2} |");
         Console.WriteLine($"| torch.save to a file + TorchSharp.PyBridge load_py | {Ms(file)} | {Ms(fileMin)} | {file / ours:F2} |");
-        Console.WriteLine($"| &nbsp;&nbsp;of which torch.save (+fsync) in Python | {Ms(save[save.Count / 2])} | {Ms(save[0])} | |");
+        Console.WriteLine($"| &nbsp;&nbsp;of which torch.save (+fsync) in Python | {Ms(saveMedian)} | {Ms(save[0])} | |");
         Console.WriteLine($"| &nbsp;&nbsp;load_py alone (file already written, page cache) | {Ms(load)} | {Ms(loadMin)} | {load / ours:F2} |");
         Console.WriteLine($"| memcpy of the same bytes (existing destination) | {Ms(memcpy)} | {Ms(memcpyMin)} | {memcpy / ours:F3} |");
         Console.WriteLine();
@@ -141,8 +142,8 @@ public static class ModelTransferBench
             using var wp = Call(py, "peak_rss");
             workerExtra = Math.Max(workerExtra, wp.AsInt64() - workerBefore);
         }
-        times.Sort();
-        return (times[times.Count / 2], times[0], hostExtra, workerExtra);
+        var median = BenchHost.Median(CollectionsMarshal.AsSpan(times));
+        return (median, times[0], hostExtra, workerExtra);
     }
 
     /// <summary>A module with <c>count</c> float32 parameters w0.. of <c>mib</c> MiB each, touched (so their pages are resident before measuring).</summary>
@@ -170,9 +171,9 @@ public static class ModelTransferBench
             action();
             times.Add(sw.Elapsed.TotalSeconds);
         }
-        times.Sort();
+        var median = BenchHost.Median(CollectionsMarshal.AsSpan(times));
         s_lastMin = times[0];
-        return times[times.Count / 2];
+        return median;
     }
 
     private static double s_lastMin;
