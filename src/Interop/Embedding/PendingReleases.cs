@@ -112,9 +112,6 @@ internal static class PendingReleases
 
     private static readonly ConcurrentQueue<nint> s_decRefs = new();
 
-    /// <summary>True when something awaits a GIL holder in this queue or PythonBuffer's.</summary>
-    public static bool HasPending => !s_queue.IsEmpty || !s_decRefs.IsEmpty || PythonBuffer.HasPendingReleases;
-
     // 1 after anything was queued here or in PythonBuffer's queue, until a Drain starts emptying them: the check on every
     // outermost GIL acquisition is then one plain read (three ConcurrentQueue.IsEmpty checks cost ~30 ns a time).
     // Written after the enqueue and cleared before the queues are emptied, so an item is never left behind unseen.
