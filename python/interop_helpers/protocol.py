@@ -193,6 +193,8 @@ def _check_ref(raw):
     ref = {"base": base, "attrs": [_str(a, "attribute name") for a in _list(raw.get("attrs", []), "attrs")]}
     if base in ("module", "file"):
         ref["name"] = _str(raw.get("name"), "reference name")
+        if base == "file":
+            ref["generation"] = _int(raw.get("generation", 0), "generation")
     elif base == "handle":
         ref["handle"] = _int(raw.get("handle"), "handle", 1)
     else:
@@ -351,11 +353,16 @@ def check_binary_request(body):
         if name_length:
             _fail("a handle reference has no name")
         ref = {"base": "handle", "handle": handle}
-    elif base < 2:
-        if handle:
-            _fail("a module or file reference has no handle")
+    elif base == 1:
+        if handle < 0:
+            _fail("generation must be an integer in 0..%d, got %d" % (_INT64[1], handle))
         name, pos = _text(body, pos, name_length, "the reference name")
-        ref = {"base": _BASES[base], "name": name}
+        ref = {"base": "file", "name": name, "generation": handle}  # a file's handle field: its generation
+    elif base == 0:
+        if handle:
+            _fail("a module reference has no handle")
+        name, pos = _text(body, pos, name_length, "the reference name")
+        ref = {"base": "module", "name": name}
     else:
         _fail("binary reference base %d is outside 0..2" % base)
     attrs = []

@@ -251,6 +251,43 @@ def test_file_modules_are_reused_while_the_file_is_unchanged_and_reloaded_when_i
         sys.modules.pop("interop_cached_file", None)
 
 
+def test_a_loaded_generation_is_checked_once_and_a_newer_generation_checks_the_file_again(tmp_path, monkeypatch):
+    from interop_helpers import calls
+
+    script = tmp_path / "interop_generation_file.py"
+    script.write_text("VALUE = 1\n")
+    w = worker_module.Worker(os.getpid())
+    loads, stats = [], []
+    real_load, real_stat = calls.load_file, os.stat
+    monkeypatch.setattr(calls, "load_file", lambda p: loads.append(p) or real_load(p))
+    try:
+        first = w.load_file(str(script), 3)
+
+        class CountingOs:  # the worker's own stats only (calls.load_file makes several more through pathlib)
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            def stat(self, p, *a, **k):
+                stats.append(p)
+                return real_stat(p, *a, **k)
+
+        monkeypatch.setattr(worker_module, "os", CountingOs())
+        for generation in (3, 2, 3):
+            assert w.load_file(str(script), generation) is first
+        assert stats == [], "a generation already checked (or an older one) makes no file-system call"
+        script.write_text("VALUE = 22\n")  # changed, but no newer load: the calls keep the module, as in-process
+        assert w.load_file(str(script), 3).VALUE == 1 and len(loads) == 1
+        assert w.load_file(str(script), 4).VALUE == 22 and len(loads) == 2, "a newer load runs the changed file"
+        assert len(stats) == 1
+        assert w.load_file(str(script), 0).VALUE == 22 and len(stats) == 2, "generation 0 checks every time"
+        del sys.modules[w.load_file(str(script), 4).__name__]
+        w.load_file(str(script), 4)
+        assert len(loads) == 3, "a module removed from sys.modules is loaded again, whatever the generation"
+    finally:
+        output._allocator = None
+        sys.modules.pop("interop_generation_file", None)
+
+
 # ---- binary calls (protocol.check_binary_request / encode_binary_reply; WireBinary.cs is the host side) -------------
 
 
@@ -350,6 +387,7 @@ def _hostile_frames():
         ("handle 0", binary_call(1, 2, "", [], [], handle=0)),
         ("handle with a name", binary_call(1, 2, "x", [], [], handle=3)),
         ("module with a handle", binary_call(1, 0, "builtins", ["abs"], [], handle=3)),
+        ("file with a negative generation", binary_call(1, 1, "/tmp/x.py", [], [], handle=-1)),
         ("name not UTF-8", binary_call(1, 0, "builtins", ["abs"], [])[:40] + b"\xff" * 8 + b"\x03\x00abs"),
         ("attribute count past the end", binary_call(1, 0, "builtins", ["abs"] * 3, [])[:-6]),
         ("argument count past the end", binary_call(1, 0, "builtins", ["abs"], [_int_arg(1)] * 2)[:-9]),

@@ -229,7 +229,7 @@ internal sealed class BinaryCall : WorkerProcess.OutgoingRequest
         s[10] = (byte)((_options.Export.Detach ? 1 : 0) | (_options.Export.Upcast ? 2 : 0));
         s[11] = baseCode;
         BinaryPrimitives.WriteInt64LittleEndian(s[12..], id);
-        BinaryPrimitives.WriteInt64LittleEndian(s[20..], baseCode == 2 ? target.Handle : 0);
+        BinaryPrimitives.WriteInt64LittleEndian(s[20..], baseCode == 0 ? 0 : target.Handle); // a file's: its generation
         BinaryPrimitives.WriteUInt16LittleEndian(s[28..], (ushort)_args.Length);
         BinaryPrimitives.WriteUInt16LittleEndian(s[30..], (ushort)attrs.Length);
         BinaryPrimitives.WriteUInt16LittleEndian(s[36..], (ushort)regions.Count);

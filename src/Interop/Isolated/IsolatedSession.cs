@@ -21,6 +21,7 @@ internal sealed class IsolatedSession : PythonSession
     private readonly Lazy<(string Python, string PythonPath, PythonInstallation Installation)> _setup;
     private readonly Slot[] _slots;
     private readonly Lock _lock = new();
+    private long _fileGenerations; // LoadFile's count (the generation of each file reference)
 
     public IsolatedSession(WorkerOptions options)
     {
@@ -66,7 +67,9 @@ internal sealed class IsolatedSession : PythonSession
     {
         ThrowIfDisposed();
         var full = CheckPythonFile(path);
-        return Resolve(new Target("file", full, 0, [], null));
+        // Each load gets a new generation: a worker checks the file again (and runs it again if it changed) the first
+        // time it sees a generation newer than its own, so calls on a loaded file make no file-system call.
+        return Resolve(new Target("file", full, Interlocked.Increment(ref _fileGenerations), [], null));
     }
 
     internal IsolatedRef Resolve(Target target)
@@ -325,16 +328,21 @@ internal sealed class IsolatedSession : PythonSession
         public WorkerProcess? Worker { get; set; }
     }
 
-    /// <summary>What a reference points at: a module or file (any worker) or a handle (one worker), then attributes.</summary>
+    /// <summary>
+    /// What a reference points at: a module or file (any worker) or a handle (one worker), then attributes.
+    /// <paramref name="Handle"/> is the worker's handle for a handle, the load's generation for a file (see LoadFile), 0 for a module.
+    /// </summary>
     internal sealed record Target(string Base, string? Name, long Handle, string[] Attrs, WorkerProcess? Worker)
     {
         public JsonObject ToJson()
         {
             var json = new JsonObject { ["base"] = Base, ["attrs"] = new JsonArray(Attrs.Select(a => (JsonNode)a).ToArray()) };
-            if (Name is not null)
-                json["name"] = Name;
-            else
+            if (Name is null)
                 json["handle"] = Handle;
+            else
+                json["name"] = Name;
+            if (Base == "file" && Handle > 0)
+                json["generation"] = Handle;
             return json;
         }
     }

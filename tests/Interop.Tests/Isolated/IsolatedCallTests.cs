@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using Interop.Errors;
 using Interop.Isolated;
@@ -325,6 +326,58 @@ public class IsolatedCallTests
         using var big3 = _fixture.GetAttr("make").Call("big");
         Assert.That(big3.AsReadOnlySpan<float>()[(1 << 22) - 1], Is.EqualTo((float)((1 << 22) - 1)));
         Assert.That(big2.AsReadOnlySpan<float>()[7], Is.EqualTo(7f));
+    }
+
+    [Test]
+    public void Every_worker_runs_a_changed_file_again_at_its_next_load_and_keeps_the_loaded_module_until_then()
+    {
+        // Calls on a loaded file make no file-system call (the load's generation travels with them); a later LoadFile
+        // has a newer generation, which makes each worker check the file again at its first call through it.
+        var dir = Directory.CreateTempSubdirectory("interop-generation-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "interop_generation_pool.py");
+            const string Source = "import os, time\nVALUE = {0}\ndef slow():\n    time.sleep(0.3)\n    return '%d:%d' % (VALUE, os.getpid())\n";
+            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 1));
+            using var session = Session(workers: 2);
+            // Two calls started together on two threads run on the two workers (an idle worker is taken before a busy
+            // one, and each call lasts 0.3 s); thread-pool tasks could start too far apart.
+            string[] Both(PythonRef module)
+            {
+                using var slow = module.GetAttr("slow");
+                var results = new string[2];
+                using var start = new Barrier(2);
+                var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+                {
+                    start.SignalAndWait();
+                    using var v = slow.Call();
+                    results[i] = v.AsString();
+                })).ToArray();
+                foreach (var t in threads)
+                    t.Start();
+                foreach (var t in threads)
+                    t.Join();
+                return results;
+            }
+            static (string Value, string Pid) Split(string s) => (s.Split(':')[0], s.Split(':')[1]);
+
+            using var first = session.LoadFile(file);
+            var before = Both(first).Select(Split).ToArray();
+            Assert.That(before.Select(b => b.Pid).Distinct().Count(), Is.EqualTo(2), "both workers loaded the file");
+            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 22));
+            Assert.That(Both(first).Select(b => Split(b).Value), Is.All.EqualTo("1"), "calls keep the loaded module in every worker");
+            using var second = session.LoadFile(file);
+            var after = Both(second).Select(Split).ToArray();
+            Assert.Multiple(() =>
+            {
+                Assert.That(after.Select(a => a.Pid).Distinct().Count(), Is.EqualTo(2));
+                Assert.That(after.Select(a => a.Value), Is.All.EqualTo("22"), "the newer load ran the changed file in each worker");
+            });
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Test]

@@ -90,6 +90,20 @@ public class LoadFileTests(string kind)
     }
 
     [Test]
+    public void A_file_changed_after_loading_runs_again_at_the_next_load_and_not_at_a_call()
+    {
+        var model = Path.Combine(_dir, Unique("edited") + ".py");
+        File.WriteAllText(model, "VALUE = 1\ndef value():\n    return VALUE\n");
+        using var session = Session();
+        using var first = session.LoadFile(model);
+        Assert.That(Call(first, "value"), Is.EqualTo(1));
+        File.WriteAllText(model, "VALUE = 22\ndef value():\n    return VALUE\n"); // another size: changed even within the clock's resolution
+        Assert.That(Call(first, "value"), Is.EqualTo(1), "a call runs the module that was loaded; the file is not read again");
+        using var second = session.LoadFile(model);
+        Assert.That(Call(second, "value"), Is.EqualTo(22), "loading the changed file ran it again");
+    }
+
+    [Test]
     public void A_search_path_makes_its_modules_importable()
     {
         var extra = Directory.CreateDirectory(Path.Combine(_dir, "extra")).FullName;
