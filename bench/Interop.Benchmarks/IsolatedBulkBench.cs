@@ -27,8 +27,11 @@ public static class IsolatedBulkBench
         // --compare-streaming: a second worker started without the streaming copies (Buffers/StreamingCopy.cs), its rows
         // interleaved with the first's, so that both see the same load.
         var compare = args.Contains("--compare-streaming");
+        // --spin=N: the host's spin for a reply, in microseconds (ControlBlock.SpinMicroseconds), instead of the default.
+        if (args.FirstOrDefault(a => a.StartsWith("--spin=", StringComparison.Ordinal)) is { } spinArg)
+            ControlBlock.SpinMicroseconds = long.Parse(spinArg["--spin=".Length..], System.Globalization.CultureInfo.InvariantCulture);
         var streaming = StreamingCopy.StreamingThreshold;
-        Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB");
+        Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB; host spin {ControlBlock.SpinMicroseconds} µs");
         Console.WriteLine(CrossCoreProbe.Describe());
         Console.WriteLine();
         Console.WriteLine("| size | memcpy | row | median | ratio | host CPU/call | worker CPU/call | streamed after the probe |");
