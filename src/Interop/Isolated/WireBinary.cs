@@ -113,7 +113,8 @@ internal static class WireBinary
         body.U8(flags);
         body.U8(baseCode);
         body.I64(Long(idNode));
-        body.I64(baseCode == 2 ? Long(target["handle"]) : 0);
+        // The handle field: a handle's number, a file's generation (its LoadFile's, which calls must carry), 0 for a module.
+        body.I64(baseCode switch { 2 => Long(target["handle"]), 1 when target["generation"] is { } generation => Long(generation), _ => 0 });
         body.U16(args.Count);
         body.U16(attrs.Count);
         var nameLength = body.Reserve(4);

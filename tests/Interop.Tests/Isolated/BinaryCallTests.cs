@@ -102,6 +102,18 @@ public class BinaryCallTests
     }
 
     [Test]
+    public void A_file_references_generation_travels_in_the_translated_JSON_request_as_in_the_direct_frame()
+    {
+        // A call the session encodes as JSON (a PythonValue or NDArray argument) is sent as the binary frame WireBinary
+        // translates it to: that frame must carry the load's generation in the handle field, as BinaryCall's does.
+        var loaded = new IsolatedSession.Target("file", "/tmp/m.py", 7, ["f"], null);
+        var (json, direct) = BothFrames([1.5, new float[2]], CallOptions.Default, loaded);
+        Assert.That(WireBinary.IsBinary(json.AsSpan(4)), Is.True);
+        Assert.That(BitConverter.ToInt64(direct, 4 + 16), Is.EqualTo(7), "the direct frame carries the generation");
+        Assert.That(direct, Is.EqualTo(json));
+    }
+
+    [Test]
     public void A_call_the_binary_layout_cannot_carry_falls_back_to_the_same_JSON_frame()
     {
         // Housekeeping past a 16-bit count, a name that is not UTF-8: the frame is JSON, equal to the encoder's.

@@ -104,6 +104,26 @@ public class LoadFileTests(string kind)
     }
 
     [Test]
+    public void A_file_changed_after_loading_is_not_run_again_by_calls_of_any_argument_kind()
+    {
+        // Calls the isolated session encodes as JSON (a PythonValue, a string) and then sends as a binary frame or as
+        // JSON: every one of them carries the load's generation, so none of them reruns the changed file.
+        var model = Path.Combine(_dir, Unique("edited_args") + ".py");
+        File.WriteAllText(model, "VALUE = 1\ndef value(*args):\n    return VALUE\n");
+        using var session = Session();
+        using var first = session.LoadFile(model);
+        Assert.That(Call(first, "value"), Is.EqualTo(1));
+        File.WriteAllText(model, "VALUE = 22\ndef value(*args):\n    return VALUE\n");
+        using var scalar = PythonValue.FromInt64(5);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Call(first, "value", scalar), Is.EqualTo(1), "a PythonValue argument (JSON encoder, binary frame)");
+            Assert.That(Call(first, "value", "text"), Is.EqualTo(1), "a string argument (a JSON frame)");
+            Assert.That(Call(first, "value", 3), Is.EqualTo(1), "an int argument (a direct binary frame)");
+        });
+    }
+
+    [Test]
     public void A_search_path_makes_its_modules_importable()
     {
         var extra = Directory.CreateDirectory(Path.Combine(_dir, "extra")).FullName;
