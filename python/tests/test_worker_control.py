@@ -229,6 +229,34 @@ def test_outside_a_worker_output_empty_is_an_ordinary_array():
         output._allocator = saved
 
 
+def _copied_result(w, value):
+    """``value`` encoded as a result and copied into a result region: (its entry, a copy of the region's bytes)."""
+    pending, reply = [], {"regions": [], "result_regions": []}
+    entry = w.encode(value, pending, {"detach": True, "upcast": False})
+    w.place_arrays(pending, reply)
+    assert entry["t"] == "ndarray"
+    region = w.result_regions[entry["region"]] if entry["region"] else None
+    nbytes = int(np.prod(entry["shape"], dtype=np.int64)) * np.dtype(entry["dtype"]).itemsize
+    data = bytes(region.map[entry["offset"]:entry["offset"] + nbytes]) if nbytes else b""
+    w.release_results(reply["result_regions"], [])
+    return entry, data
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="Python classes define __buffer__ from 3.12 on")
+def test_a_result_is_copied_from_the_arrays_own_memory_even_when_its_class_exports_another_buffer():
+    class Exported(np.ndarray):  # a subclass whose buffer protocol answers something else than its elements
+        def __buffer__(self, flags):
+            return memoryview(b"\xaa" * self.nbytes)
+
+    w = worker_module.Worker(os.getpid())
+    try:
+        value = np.arange(4, dtype=np.float32).view(Exported)
+        entry, data = _copied_result(w, value)
+        assert data == np.arange(4, dtype=np.float32).tobytes(), "the elements, as np.copyto reads them"
+    finally:
+        output._allocator = None
+
+
 def test_file_modules_are_reused_while_the_file_is_unchanged_and_reloaded_when_it_changes(tmp_path, monkeypatch):
     from interop_helpers import calls
 
