@@ -242,6 +242,54 @@ def _copied_result(w, value):
     return entry, data
 
 
+def _odd_results():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix([[1, 2], [3, 4]], dtype=np.int64)
+    grid = np.arange(24, dtype=np.float64).reshape(4, 6)
+    read_only = np.arange(5, dtype=np.int32)
+    read_only.flags.writeable = False
+    return {
+        "0-d": np.array(3.5),
+        "0-d bool": np.array(True),
+        "zero-size": np.zeros((0, 3), np.float32),
+        "zero-size transposed": np.zeros((3, 0), np.float32).T,
+        "strided": grid[:, ::2],
+        "Fortran order": np.asfortranarray(grid),
+        "transposed": grid.T,
+        "negative strides": grid[::-1],
+        "big-endian": np.arange(6, dtype=">i4"),
+        "big-endian Fortran order": np.asfortranarray(np.arange(6, dtype=">f8").reshape(2, 3)),
+        "bool": np.array([True, False, True]),
+        "complex64": np.arange(4, dtype=np.complex64) * (1 + 2j),
+        "complex128 strided": (np.arange(8, dtype=np.complex128) * 1j)[::3],
+        "float16": np.arange(7, dtype=np.float16),
+        "uint64": np.array([2 ** 64 - 1, 0], np.uint64),
+        "read-only": read_only,
+        "C-contiguous with an odd stride on a length-1 axis":
+            np.lib.stride_tricks.as_strided(np.arange(4, dtype=np.float32), (1, 4), (12345, 4)),
+        "broadcast (stride 0)": np.broadcast_to(np.arange(3.0), (2, 3)),
+        "matrix": matrix,
+        "masked (its data)": np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_odd_results()))
+def test_every_kind_of_array_result_is_copied_as_its_elements_in_c_order(name):
+    value = _odd_results()[name]
+    w = worker_module.Worker(os.getpid())
+    try:
+        entry, data = _copied_result(w, value)
+        plain = np.asarray(value.data if isinstance(value, np.ma.MaskedArray) else value)
+        expected = np.ascontiguousarray(plain.astype(plain.dtype.newbyteorder("=")))
+        assert entry["shape"] == list(plain.shape) and entry["dtype"] == expected.dtype.name
+        assert data == expected.tobytes()
+    finally:
+        output._allocator = None
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="Python classes define __buffer__ from 3.12 on")
 def test_a_result_is_copied_from_the_arrays_own_memory_even_when_its_class_exports_another_buffer():
     class Exported(np.ndarray):  # a subclass whose buffer protocol answers something else than its elements
