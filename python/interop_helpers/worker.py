@@ -155,10 +155,13 @@ class Worker:
                 self.files[path] = (stamp, module, max(checked, generation))
                 return module
         # The stamp is taken before loading: a file that changes meanwhile shows a different stamp on the next check.
-        self.files.pop(path, None)
+        # A load that raises keeps the entry: calls.load_file puts the previous module back in sys.modules, and the
+        # calls of the earlier loads keep running it (as in-process), while this generation checks again at each call.
         module = calls.load_file(path)
         if stat is not None:
             self.files[path] = ((stat.st_mtime_ns, stat.st_size), module, generation)
+        else:
+            self.files.pop(path, None)
         return module
 
     def map_request_regions(self, regions):

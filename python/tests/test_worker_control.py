@@ -364,6 +364,24 @@ def test_a_loaded_generation_is_checked_once_and_a_newer_generation_checks_the_f
         sys.modules.pop("interop_generation_file", None)
 
 
+def test_a_newer_load_that_raises_leaves_the_loaded_module_to_the_earlier_generation(tmp_path):
+    script = tmp_path / "interop_generation_broken.py"
+    script.write_text("VALUE = 1\n")
+    w = worker_module.Worker(os.getpid())
+    try:
+        first = w.load_file(str(script), 3)
+        script.write_text("raise RuntimeError('broken on purpose')\n")
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="broken on purpose"):
+                w.load_file(str(script), 4)  # the failed load checks (and fails) again at each call
+            assert w.load_file(str(script), 3) is first, "the earlier load's calls keep its module, as in-process"
+        script.write_text("VALUE = 333\n")
+        assert w.load_file(str(script), 4).VALUE == 333, "once the file is fixed, the newer load runs it"
+    finally:
+        output._allocator = None
+        sys.modules.pop("interop_generation_broken", None)
+
+
 # ---- binary calls (protocol.check_binary_request / encode_binary_reply; WireBinary.cs is the host side) -------------
 
 

@@ -124,6 +124,20 @@ public class LoadFileTests(string kind)
     }
 
     [Test]
+    public void A_load_of_a_changed_file_that_raises_leaves_the_earlier_load_working()
+    {
+        var model = Path.Combine(_dir, Unique("broken_later") + ".py");
+        File.WriteAllText(model, "VALUE = 1\ndef value():\n    return VALUE\n");
+        using var session = Session();
+        using var first = session.LoadFile(model);
+        Assert.That(Call(first, "value"), Is.EqualTo(1));
+        File.WriteAllText(model, "raise RuntimeError('broken on purpose')\n");
+        Assert.That(() => session.LoadFile(model), Throws.InstanceOf<PythonErrorException>().With.Message.Contains("broken on purpose"));
+        Assert.That(Call(first, "value"), Is.EqualTo(1), "the failed load left the loaded module to the earlier reference");
+        Assert.That(Call(first, "value"), Is.EqualTo(1));
+    }
+
+    [Test]
     public void A_search_path_makes_its_modules_importable()
     {
         var extra = Directory.CreateDirectory(Path.Combine(_dir, "extra")).FullName;
