@@ -381,6 +381,66 @@ public class IsolatedCallTests
     }
 
     [Test]
+    public void A_worker_that_first_runs_a_loaded_file_after_it_changed_runs_the_file_as_it_is_then()
+    {
+        // docs/isolated.md: a worker runs a loaded file when it first meets the load (or a newer one), so a file changed
+        // after LoadFile runs as loaded in the workers that had run it and as changed in one started later; a worker
+        // that had run it keeps answering when the file is deleted.
+        var dir = Directory.CreateTempSubdirectory("interop-generation-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "interop_generation_late.py");
+            const string Source = "import os, time\nVALUE = {0}\ndef slow():\n    time.sleep(0.3)\n    return '%d:%d' % (VALUE, os.getpid())\n";
+            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 1));
+            using var session = Session(workers: 2);
+            string[] Both(PythonRef module)
+            {
+                using var slow = module.GetAttr("slow");
+                var results = new string[2];
+                using var start = new Barrier(2);
+                var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+                {
+                    start.SignalAndWait();
+                    try
+                    {
+                        using var v = slow.Call();
+                        results[i] = v.AsString();
+                    }
+                    catch (Exception e)
+                    {
+                        results[i] = e.GetType().Name + ": " + e.Message.Split('\n')[0];
+                    }
+                })).ToArray();
+                foreach (var t in threads)
+                    t.Start();
+                foreach (var t in threads)
+                    t.Join();
+                return results;
+            }
+            using var first = session.LoadFile(file);
+            string one;
+            using (var slow1 = first.GetAttr("slow"))
+            using (var v1 = slow1.Call())
+                one = v1.AsString();
+            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 22));
+            var changed = Both(first);
+            Assert.Multiple(() =>
+            {
+                Assert.That(one, Does.StartWith("1:"));
+                Assert.That(changed, Has.Member(one), "the worker that ran the file keeps the loaded module");
+                Assert.That(changed.Single(c => c != one), Does.StartWith("22:"), "a worker started later runs the changed file");
+                Assert.That(Both(first), Is.EquivalentTo(changed), "until the next LoadFile");
+            });
+            File.Delete(file);
+            Assert.That(Both(first), Is.EquivalentTo(changed), "a deleted file: the workers that ran it keep its module");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void Unsupported_arguments_are_refused_before_anything_is_sent()
     {
         var e = Assert.Throws<UnsupportedArgumentException>(() => _fixture.GetAttr("echo").Call(new Uri("http://example.com")))!;
