@@ -59,6 +59,12 @@ def array(dtype="float32", shape=(4,), offset=0, region=1, kind="ndarray"):
     (call([], region={"id": 1, "fd": -1, "size": 10}), "region fd"),
     (call([], region={"id": 1, "fd": 3, "size": 0}), "region size"),
     (call([], target={"base": "eval", "name": "x"}), "reference base"),
+    (call([], target={"base": "file", "name": "/tmp/x.py", "generation": -1}), "generation"),
+    (call([], target={"base": "file", "name": "/tmp/x.py", "generation": True}), "generation"),
+    (call([], target={"base": "file", "name": "/tmp/x.py", "generation": 1.0}), "generation"),
+    (call([], target={"base": "file", "name": "/tmp/x.py", "generation": None}), "generation"),
+    (call([], target={"base": "file", "name": "/tmp/x.py", "generation": 1 << 63}), "generation"),
+    (call([{"t": "object", "ref": {"base": "file", "name": "/tmp/x.py", "generation": "3"}}]), "generation"),
 ])
 def test_check_request_refuses(request_, named):
     with pytest.raises(ProtocolError, match=named):
