@@ -580,7 +580,8 @@ class _Futex:
     def wait(self, address, expected, seconds):
         c = self.ctypes
         ts = self.timespec(int(seconds), int((seconds % 1) * 1e9))
-        self.syscall(c.c_long(self.number), c.c_void_p(address), c.c_int(0), c.c_uint(expected), c.byref(ts), None, c.c_int(0))
+        # 0: woken by FUTEX_WAKE; -1: the word had changed, the slice ended or a signal came.
+        return self.syscall(c.c_long(self.number), c.c_void_p(address), c.c_int(0), c.c_uint(expected), c.byref(ts), None, c.c_int(0))
 
     def wake(self, address):
         c = self.ctypes
@@ -656,18 +657,20 @@ class ControlChannel:
             # buffer blocks this write until it does.
             self.writer.write(_HEADER.pack(len(body)) + body)
 
+    def wake_host_ahead(self):
+        """Wakes the host if it sleeps, ahead of a reply whose large result is about to be copied: its wake-up then
+        overlaps the copy, and it spins for the reply. No system call when the host is awake."""
+        if self.words[_HOST_WAITING]:
+            self.futex.wake(self.address + 4 * _REPLY_SEQ)
+
     def _wait(self, last):
         words = self.words
         # Adaptive, as on the host: after 4 spins in a row that no request ended, only every 16th wait spins.
         self.waits += 1
         if self.missed < 4 or not self.waits & 15:
-            clock = time.perf_counter
-            until = clock() + self.spin
-            while clock() < until:
-                for _ in range(16):
-                    if words[_REQUEST_SEQ] != last:
-                        self.missed = 0
-                        return True
+            if self._spin(last):
+                self.missed = 0
+                return True
             self.missed += 1
         address = self.address + 4 * _REQUEST_SEQ
         try:
@@ -675,13 +678,31 @@ class ControlChannel:
                 words[_WORKER_WAITING] = 1
                 if words[_REQUEST_SEQ] != last:
                     return True
-                self.futex.wait(address, last, self.SLICE)
+                woken = self.futex.wait(address, last, self.SLICE) == 0
                 if words[_REQUEST_SEQ] != last:
                     return True
+                if woken:
+                    # Rung ahead: the host is writing a large payload and posts the request when it is done, so the
+                    # wake-up overlapped its copy; spin for the request rather than sleep and be woken a second time.
+                    words[_WORKER_WAITING] = 0
+                    if self._spin(last):
+                        return True
+                    continue
                 if self._host_gone():
                     return False
         finally:
             words[_WORKER_WAITING] = 0
+
+    def _spin(self, last):
+        """Spins up to ``self.spin`` seconds for a request after ``last``; True when one came."""
+        words = self.words
+        clock = time.perf_counter
+        until = clock() + self.spin
+        while clock() < until:
+            for _ in range(16):
+                if words[_REQUEST_SEQ] != last:
+                    return True
+        return False
 
     def _host_gone(self):
         if os.getppid() != self.host_pid:

@@ -36,6 +36,7 @@ _GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, 
 
 _MAX_DEPTH = calls.MAX_DEPTH
 _REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
+WAKE_AHEAD_BYTES = 64 << 10  # results of at least this many bytes wake a sleeping host before they are copied (as the host's WorkerProcess.WakeAheadBytes)
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
 
@@ -92,6 +93,7 @@ class Worker:
         self.out = None  # the result region of the running call's output.empty arrays (None: none asked for yet)
         self.out_used = 0
         self.out_arrays = []
+        self.wake_host_ahead = None  # the control channel's, while serving through the control block
         self.copied_bytes = 0  # bytes copied into result regions (tests check that output.empty results add none)
         self._np = None
         self._torch_export = None
@@ -348,6 +350,8 @@ class Worker:
             region = self.out
         else:
             region = self.result_region(total)
+            if total >= WAKE_AHEAD_BYTES and self.wake_host_ahead is not None:
+                self.wake_host_ahead()  # the copy comes next: a sleeping host wakes meanwhile
             for entry, array in pending:
                 entry["region"] = region.id
                 if array.nbytes:
@@ -498,6 +502,7 @@ class Worker:
         """The request loop: the hello over ``hello_channel`` (the pipe), then requests and replies over ``channel``."""
         hello = self.hello()
         hello["control"] = control
+        self.wake_host_ahead = getattr(channel, "wake_host_ahead", None)
         (hello_channel or channel).write(hello)
         while True:
             raw = channel.read()

@@ -96,6 +96,32 @@ def test_the_worker_accepts_the_block_and_answers_through_it(host):
         assert "closed" not in reply and "regions" not in reply  # empty lists are left out
 
 
+def test_a_worker_rung_ahead_of_a_request_waits_for_it_and_answers_it(host):
+    # The host rings a sleeping worker before copying a large payload (ControlBlock.WakeWorkerAhead); the worker then
+    # spins for the request and sleeps again when none comes. Rings without a request must be harmless.
+    worker_waiting = 17
+    until = time.monotonic() + 20
+    while host.words[worker_waiting] != 1:  # asleep on the futex (after its first spin)
+        assert time.monotonic() < until and host.proc.poll() is None
+        time.sleep(0.001)
+    futex = protocol._Futex()
+    spun = 0
+    for _ in range(20):
+        futex.wake(host._address(REQUEST_SEQ))
+        deadline = time.perf_counter() + 0.005
+        while time.perf_counter() < deadline:
+            if host.words[worker_waiting] == 0:  # awake and spinning for the request
+                spun += 1
+                break
+        time.sleep(0.002)
+    assert spun > 0, "a rung worker spins for the request instead of going straight back to sleep"
+    assert host.proc.poll() is None and host.words[REPLY_SEQ] == 0, "no request: nothing answered"
+    assert host.words[worker_waiting] == 1, "after its spin the rung worker sleeps again"
+    host.post({"id": 1, "op": "call", "target": {"base": "module", "name": "builtins", "attrs": ["abs"]},
+               "args": [{"t": "int", "v": -5}]})
+    assert host.reply()["value"] == {"t": "int", "v": 5}
+
+
 def test_a_request_length_outside_the_area_ends_the_worker_with_code_3(host):
     host.post({"id": 1, "op": "ping"}, length=protocol.CONTROL_AREA + 1)
     assert host.proc.wait(20) == 3

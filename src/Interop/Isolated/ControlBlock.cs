@@ -4,7 +4,9 @@
 //   each; larger frames still go over the pipes) and two sequence numbers that are also the futex words: the host
 //   writes a request, then bumps RequestSeq; the worker writes the reply, then sets ReplySeq to the request's number.
 // - Waiting: a bounded spin (only while the other side may be running on another core), then FUTEX_WAIT in slices of
-//   SliceMicroseconds. A waiter announces itself in its *Waiting word so the other side makes the FUTEX_WAKE system
+//   SliceMicroseconds. Before copying a payload of WorkerProcess.WakeAheadBytes or more the host wakes a sleeping worker
+//   (WakeWorkerAhead), which then spins for the request: its wake-up overlaps the copy instead of following the post.
+//   The worker does the same before copying a large result into its result region, and the host spins after such a wake. A waiter announces itself in its *Waiting word so the other side makes the FUTEX_WAKE system
 //   call only when someone sleeps. Each slice re-checks the stop condition (the worker exited, the call was abandoned),
 //   so a worker that dies while the host waits is noticed within a slice even though nobody wakes the futex, and a
 //   lost wake (a theoretical store-buffer race of the Python side, which has no fence) costs one slice at most.
@@ -148,16 +150,58 @@ internal sealed unsafe class ControlBlock : IDisposable
                 Volatile.Write(ref *Word(HostWaitingOffset), 0);
                 return false;
             }
-            Futex.Wait((nint)reply, now, SliceMicroseconds);
+            if (Futex.Wait((nint)reply, now, SliceMicroseconds) && Volatile.Read(ref *reply) != sequence)
+            {
+                // Rung ahead: the worker is copying a large result and replies when it is done, so this thread's
+                // wake-up overlapped the copy; spin for the reply rather than sleep and be woken a second time.
+                Volatile.Write(ref *Word(HostWaitingOffset), 0);
+                SpinAfterWake(sequence, stop);
+            }
         }
         Volatile.Write(ref *Word(HostWaitingOffset), 0);
         return Replied(sequence);
+    }
+
+    /// <summary>Spins up to <see cref="SpinMicroseconds"/> for reply <paramref name="sequence"/> (with the same limit on spinning threads as the first spin).</summary>
+    private void SpinAfterWake(uint sequence, Func<bool> stop)
+    {
+        var spin = SpinMicroseconds;
+        try
+        {
+            if (spin <= 0 || Interlocked.Increment(ref s_spinners) > Math.Max(1, Environment.ProcessorCount - 1))
+                return;
+            var until = System.Diagnostics.Stopwatch.GetTimestamp() + spin * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+            for (var i = 0; Volatile.Read(ref *Word(ReplySeqOffset)) != sequence; i++)
+            {
+                if ((i & 63) == 63 && System.Diagnostics.Stopwatch.GetTimestamp() > until)
+                    return;
+                if ((i & 4095) == 4095 && stop())
+                    return; // the loop of the caller gives up at once
+                Thread.SpinWait(8);
+            }
+        }
+        finally
+        {
+            if (spin > 0)
+                Interlocked.Decrement(ref s_spinners);
+        }
     }
 
     private bool Replied(uint sequence)
     {
         _replied = sequence;
         return true;
+    }
+
+    /// <summary>
+    /// Wakes the worker if it sleeps, ahead of a request whose payload is about to be copied: its wake-up then overlaps
+    /// the copy, and it spins for the request (the worker spins after any wake that brought no request). No system call
+    /// when the worker is awake.
+    /// </summary>
+    public void WakeWorkerAhead()
+    {
+        if (Volatile.Read(ref *Word(WorkerWaitingOffset)) != 0)
+            Futex.Wake((nint)Word(RequestSeqOffset));
     }
 
     /// <summary>Wakes a host thread sleeping in <see cref="WaitForReply"/> (an abandoned call), so it re-checks at once.</summary>

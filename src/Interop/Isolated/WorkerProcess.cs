@@ -612,8 +612,13 @@ internal sealed partial class WorkerProcess : IDisposable
     /// <summary>Payloads up to this size alternate between two request regions (see _requestRegions).</summary>
     internal const long AlternateLimit = 4L << 20;
 
+    /// <summary>Payloads of at least this many bytes wake a sleeping worker before they are copied (ControlBlock.WakeWorkerAhead).</summary>
+    internal const long WakeAheadBytes = 64L << 10;
+
     private SharedRegion EnsureRequestRegion(long size, RequestContext context)
     {
+        if (size >= WakeAheadBytes)
+            _control?.WakeWorkerAhead(); // the payload is copied next: the worker wakes meanwhile
         _requestSlot = size <= AlternateLimit ? _requestTurns++ & 1 : 0;
         if (_requestRegions[_requestSlot] is { } current && current.Size >= size)
             return current;

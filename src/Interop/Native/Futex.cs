@@ -36,17 +36,18 @@ internal static unsafe class Futex
     /// <summary>
     /// Sleeps while the 32-bit word at <paramref name="address"/> holds <paramref name="expected"/>, at most
     /// <paramref name="microseconds"/> (a wake, a changed word, a timeout or a signal all return; callers re-check).
+    /// Returns true when a FUTEX_WAKE ended the sleep.
     /// </summary>
     /// <remarks>Safety: <paramref name="address"/> must point at a 4-byte aligned word of a live shared mapping.</remarks>
-    public static void Wait(nint address, uint expected, long microseconds)
+    public static bool Wait(nint address, uint expected, long microseconds)
     {
         if (!Available)
         {
             Thread.Sleep(TimeSpan.FromMicroseconds(Math.Min(microseconds, 1000)));
-            return;
+            return false;
         }
         var timeout = new Timespec { Seconds = microseconds / 1_000_000, Nanoseconds = microseconds % 1_000_000 * 1000 };
-        _ = s_syscall(s_number, address, FutexWait, expected, &timeout, 0, 0);
+        return s_syscall(s_number, address, FutexWait, expected, &timeout, 0, 0) == 0;
     }
 
     /// <summary>Wakes the waiters (any process) sleeping on the word at <paramref name="address"/>.</summary>
