@@ -55,6 +55,47 @@ public class ControlBlockTests
     }
 
     [Test]
+    public void A_worker_that_rings_the_host_without_replying_cannot_keep_it_spinning()
+    {
+        // A woken host spins for the reply (the worker rang ahead of copying a large result), once: a hostile worker
+        // that rings every millisecond and never answers must not turn each ring into a spin, or the host's waiting
+        // thread burns a core (and holds a spinner slot) for as long as the call waits, for a few system calls a second.
+        var saved = ControlBlock.SpinMicroseconds;
+        ControlBlock.SpinMicroseconds = 2_000; // longer than the gap between rings: unlimited spins would never end
+        try
+        {
+            using var block = ControlBlock.Create();
+            var sequence = block.Post("{}"u8, onPipe: false);
+            var until = Stopwatch.GetTimestamp() + Stopwatch.Frequency; // a one-second wait
+            long cpu = -1;
+            var waiter = new Thread(() =>
+            {
+                var start = ThreadCpuNanoseconds();
+                block.WaitForReply(sequence, () => Stopwatch.GetTimestamp() > until);
+                cpu = ThreadCpuNanoseconds() - start;
+            });
+            waiter.Start();
+            var rings = 0;
+            while (waiter.IsAlive)
+            {
+                block.WakeHost(); // FUTEX_WAKE on the reply sequence, as the worker's wake_host_ahead does
+                rings++;
+                Thread.Sleep(1);
+            }
+            waiter.Join();
+            Assert.That(rings, Is.GreaterThan(100));
+            Assert.That(cpu, Is.LessThan(250_000_000L), $"the waiting thread ran {cpu / 1e6:0} ms of the one-second wait ({rings} rings)");
+        }
+        finally
+        {
+            ControlBlock.SpinMicroseconds = saved;
+        }
+    }
+
+    /// <summary>CPU time of the calling thread (Linux: the first field of /proc/thread-self/schedstat).</summary>
+    private static long ThreadCpuNanoseconds() => long.Parse(File.ReadAllText("/proc/thread-self/schedstat").Split(' ')[0]);
+
+    [Test]
     public void A_request_frame_larger_than_the_area_is_refused_by_the_block()
     {
         using var block = ControlBlock.Create();
