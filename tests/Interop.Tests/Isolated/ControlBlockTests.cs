@@ -145,6 +145,45 @@ public class ControlBlockTests
         }
     }
 
+    [TestCase("die")]
+    [TestCase("hang")]
+    public void A_worker_that_rings_the_host_ahead_then_dies_or_hangs_is_noticed_inside_the_spin_after_the_wake(string action)
+    {
+        // The host sleeps (no first spin), the worker rings it as before copying a large result, so the host spins for
+        // the reply (20 s: only the checks inside that spin can end it); then the worker dies, or never answers and
+        // the call times out.
+        var saved = ControlBlock.SpinMicroseconds;
+        try
+        {
+            using var session = Session(timeout: action == "hang" ? TimeSpan.FromSeconds(1) : null);
+            using var fixture = session.LoadFile(Fixture);
+            using (fixture.GetAttr("pid").Call()) { }
+            ControlBlock.SpinMicroseconds = 0;
+            var watch = Stopwatch.StartNew();
+            var call = fixture.GetAttr("ring_host_then").CallAsync([action, action == "die" ? 1.0 : 30.0, 3], null);
+            Thread.Sleep(300);
+            ControlBlock.SpinMicroseconds = 20_000_000;
+            if (action == "die")
+                Assert.That(Assert.ThrowsAsync<WorkerCrashedException>(async () => await call)!.Signal, Is.EqualTo(9));
+            else
+                Assert.ThrowsAsync<WorkerTimeoutException>(async () => await call);
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(8)), "noticed during the spin");
+        }
+        finally
+        {
+            ControlBlock.SpinMicroseconds = saved;
+        }
+    }
+
+    [Test]
+    public void A_reply_after_rings_without_one_arrives()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var rings = fixture.GetAttr("ring_host_then").Call("answer", 0.05, 3);
+        Assert.That(rings.AsInt64(), Is.EqualTo(3));
+    }
+
     [Test]
     public void A_worker_killed_while_the_host_sleeps_on_the_futex_gives_WorkerCrashedException()
     {
