@@ -6,7 +6,7 @@
 // - Waiting: a bounded spin (only while the other side may be running on another core), then FUTEX_WAIT in slices of
 //   SliceMicroseconds. Before copying a payload of WorkerProcess.WakeAheadBytes or more the host wakes a sleeping worker
 //   (WakeWorkerAhead), which then spins for the request: its wake-up overlaps the copy instead of following the post.
-//   The worker does the same before copying a large result into its result region, and the host spins after such a wake. A waiter announces itself in its *Waiting word so the other side makes the FUTEX_WAKE system
+//   The worker does the same before copying a large result into its result region, and the host spins after such a wake (once per wait: a worker that rings without replying cannot keep it spinning). A waiter announces itself in its *Waiting word so the other side makes the FUTEX_WAKE system
 //   call only when someone sleeps. Each slice re-checks the stop condition (the worker exited, the call was abandoned),
 //   so a worker that dies while the host waits is noticed within a slice even though nobody wakes the futex, and a
 //   lost wake (a theoretical store-buffer race of the Python side, which has no fence) costs one slice at most.
@@ -137,6 +137,7 @@ internal sealed unsafe class ControlBlock : IDisposable
             Interlocked.Decrement(ref s_spinners);
         }
         var reply = Word(ReplySeqOffset);
+        var spunAfterWake = false;
         while (true)
         {
             Interlocked.Exchange(ref *Word(HostWaitingOffset), 1); // a full fence before re-reading the sequence
@@ -150,10 +151,13 @@ internal sealed unsafe class ControlBlock : IDisposable
                 Volatile.Write(ref *Word(HostWaitingOffset), 0);
                 return false;
             }
-            if (Futex.Wait((nint)reply, now, SliceMicroseconds) && Volatile.Read(ref *reply) != sequence)
+            if (Futex.Wait((nint)reply, now, SliceMicroseconds) && !spunAfterWake && Volatile.Read(ref *reply) != sequence)
             {
                 // Rung ahead: the worker is copying a large result and replies when it is done, so this thread's
                 // wake-up overlapped the copy; spin for the reply rather than sleep and be woken a second time.
+                // Once per wait: a worker rings ahead once per reply, and one that kept ringing without replying
+                // would otherwise turn each ring into a spin and keep this thread on a core for as long as it waits.
+                spunAfterWake = true;
                 Volatile.Write(ref *Word(HostWaitingOffset), 0);
                 SpinAfterWake(sequence, stop);
             }

@@ -55,6 +55,47 @@ public class ControlBlockTests
     }
 
     [Test]
+    public void A_worker_that_rings_the_host_without_replying_cannot_keep_it_spinning()
+    {
+        // A woken host spins for the reply (the worker rang ahead of copying a large result), once: a hostile worker
+        // that rings every millisecond and never answers must not turn each ring into a spin, or the host's waiting
+        // thread burns a core (and holds a spinner slot) for as long as the call waits, for a few system calls a second.
+        var saved = ControlBlock.SpinMicroseconds;
+        ControlBlock.SpinMicroseconds = 2_000; // longer than the gap between rings: unlimited spins would never end
+        try
+        {
+            using var block = ControlBlock.Create();
+            var sequence = block.Post("{}"u8, onPipe: false);
+            var until = Stopwatch.GetTimestamp() + Stopwatch.Frequency; // a one-second wait
+            long cpu = -1;
+            var waiter = new Thread(() =>
+            {
+                var start = ThreadCpuNanoseconds();
+                block.WaitForReply(sequence, () => Stopwatch.GetTimestamp() > until);
+                cpu = ThreadCpuNanoseconds() - start;
+            });
+            waiter.Start();
+            var rings = 0;
+            while (waiter.IsAlive)
+            {
+                block.WakeHost(); // FUTEX_WAKE on the reply sequence, as the worker's wake_host_ahead does
+                rings++;
+                Thread.Sleep(1);
+            }
+            waiter.Join();
+            Assert.That(rings, Is.GreaterThan(100));
+            Assert.That(cpu, Is.LessThan(250_000_000L), $"the waiting thread ran {cpu / 1e6:0} ms of the one-second wait ({rings} rings)");
+        }
+        finally
+        {
+            ControlBlock.SpinMicroseconds = saved;
+        }
+    }
+
+    /// <summary>CPU time of the calling thread (Linux: the first field of /proc/thread-self/schedstat).</summary>
+    private static long ThreadCpuNanoseconds() => long.Parse(File.ReadAllText("/proc/thread-self/schedstat").Split(' ')[0]);
+
+    [Test]
     public void A_request_frame_larger_than_the_area_is_refused_by_the_block()
     {
         using var block = ControlBlock.Create();
@@ -102,6 +143,45 @@ public class ControlBlockTests
         {
             ControlBlock.SpinMicroseconds = saved;
         }
+    }
+
+    [TestCase("die")]
+    [TestCase("hang")]
+    public void A_worker_that_rings_the_host_ahead_then_dies_or_hangs_is_noticed_inside_the_spin_after_the_wake(string action)
+    {
+        // The host sleeps (no first spin), the worker rings it as before copying a large result, so the host spins for
+        // the reply (20 s: only the checks inside that spin can end it); then the worker dies, or never answers and
+        // the call times out.
+        var saved = ControlBlock.SpinMicroseconds;
+        try
+        {
+            using var session = Session(timeout: action == "hang" ? TimeSpan.FromSeconds(1) : null);
+            using var fixture = session.LoadFile(Fixture);
+            using (fixture.GetAttr("pid").Call()) { }
+            ControlBlock.SpinMicroseconds = 0;
+            var watch = Stopwatch.StartNew();
+            var call = fixture.GetAttr("ring_host_then").CallAsync([action, action == "die" ? 1.0 : 30.0, 3], null);
+            Thread.Sleep(300);
+            ControlBlock.SpinMicroseconds = 20_000_000;
+            if (action == "die")
+                Assert.That(Assert.ThrowsAsync<WorkerCrashedException>(async () => await call)!.Signal, Is.EqualTo(9));
+            else
+                Assert.ThrowsAsync<WorkerTimeoutException>(async () => await call);
+            Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(8)), "noticed during the spin");
+        }
+        finally
+        {
+            ControlBlock.SpinMicroseconds = saved;
+        }
+    }
+
+    [Test]
+    public void A_reply_after_rings_without_one_arrives()
+    {
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var rings = fixture.GetAttr("ring_host_then").Call("answer", 0.05, 3);
+        Assert.That(rings.AsInt64(), Is.EqualTo(3));
     }
 
     [Test]

@@ -261,3 +261,32 @@ def pattern_check(t):
 def data_address(t):
     """Where the argument's elements lie in this process (its request region), and its first element."""
     return [t.data_ptr(), float(t.reshape(-1)[0])]
+
+
+
+def ring_host_then(action, delay, rings=1):
+    """Rings the host's reply futex as wake_host_ahead does (each time the host sleeps), without replying; after
+    ``delay`` seconds dies (SIGKILL) or answers with the number of rings."""
+    import mmap
+    import signal
+    import sys
+
+    host = int(sys.argv[sys.argv.index("--host-pid") + 1])
+    fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
+    from interop_helpers import protocol
+
+    handle = os.open("/proc/%d/fd/%d" % (host, fd), os.O_RDWR)
+    block = mmap.mmap(handle, protocol.CONTROL_SIZE, mmap.MAP_SHARED)
+    os.close(handle)
+    words = memoryview(block).cast("I")
+    futex = protocol._Futex()
+    reply_seq = ctypes.addressof(ctypes.c_char.from_buffer(block)) + 4 * 32
+    for _ in range(rings):
+        while not words[33]:  # the host's waiting flag
+            time.sleep(0.0005)
+        futex.wake(reply_seq)
+        time.sleep(0.001)
+    time.sleep(delay)
+    if action == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rings
