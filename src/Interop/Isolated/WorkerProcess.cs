@@ -617,16 +617,18 @@ internal sealed partial class WorkerProcess : IDisposable
 
     private SharedRegion EnsureRequestRegion(long size, RequestContext context)
     {
-        if (size >= WakeAheadBytes)
-            _control?.WakeWorkerAhead(); // the payload is copied next: the worker wakes meanwhile
         _requestSlot = size <= AlternateLimit ? _requestTurns++ & 1 : 0;
-        if (_requestRegions[_requestSlot] is { } current && current.Size >= size)
-            return current;
-        ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
-        var capacity = RequestCapacity(size);
-        var region = SharedRegion.CreateForRequests(++_nextRequestRegion, capacity);
-        _requestRegions[_requestSlot] = region;
-        context.AddNewRegion(region.Id, region.FileDescriptor, region.Size);
+        if (_requestRegions[_requestSlot] is not { } region || region.Size < size)
+        {
+            ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
+            region = SharedRegion.CreateForRequests(++_nextRequestRegion, RequestCapacity(size));
+            _requestRegions[_requestSlot] = region;
+            context.AddNewRegion(region.Id, region.FileDescriptor, region.Size);
+        }
+        // The payload is copied next: a sleeping worker wakes meanwhile (after a new region's set-up, which can take
+        // longer than the worker's spin).
+        if (size >= WakeAheadBytes)
+            _control?.WakeWorkerAhead();
         return region;
     }
 
