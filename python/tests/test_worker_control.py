@@ -268,6 +268,22 @@ def _copied_result(w, value):
     return entry, data
 
 
+def test_a_large_result_wakes_a_sleeping_host_before_it_is_copied_and_a_small_one_does_not():
+    w = worker_module.Worker(os.getpid())
+    rings = []
+    w.wake_host_ahead = lambda: rings.append(w.copied_bytes)  # the bytes copied so far when the host is rung
+    try:
+        small = np.ones(worker_module.WAKE_AHEAD_BYTES // 4 - 1, np.float32)
+        large = np.ones(worker_module.WAKE_AHEAD_BYTES // 4, np.float32)
+        _copied_result(w, small)
+        assert rings == [], "a result under the threshold copies without a system call"
+        before = w.copied_bytes
+        _copied_result(w, large)
+        assert rings == [before], "one ring, before the large result is copied"
+    finally:
+        output._allocator = None
+
+
 def _odd_results():
     import warnings
 
