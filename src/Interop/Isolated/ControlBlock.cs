@@ -6,8 +6,9 @@
 // - Waiting: a bounded spin (only while the other side may be running on another core), then FUTEX_WAIT in slices of
 //   SliceMicroseconds. Before copying a payload of WorkerProcess.WakeAheadBytes or more the host wakes a sleeping worker
 //   (WakeWorkerAhead), which then spins for the request: its wake-up overlaps the copy instead of following the post.
-//   The worker does the same before copying a large result into its result region, and the host spins after such a wake (once per wait: a worker that rings without replying cannot keep it spinning). A waiter announces itself in its *Waiting word so the other side makes the FUTEX_WAKE system
-//   call only when someone sleeps. Each slice re-checks the stop condition (the worker exited, the call was abandoned),
+//   The worker does the same before copying a large result into its result region, and the host spins after such a
+//   wake (once per wait: a worker that rings without replying cannot keep it spinning). A waiter announces itself in
+//   its *Waiting word so the other side makes the FUTEX_WAKE system call only when someone sleeps. Each slice re-checks the stop condition (the worker exited, the call was abandoned),
 //   so a worker that dies while the host waits is noticed within a slice even though nobody wakes the futex, and a
 //   lost wake (a theoretical store-buffer race of the Python side, which has no fence) costs one slice at most.
 // - Everything the worker writes here is checked before use: the reply sequence may only stay or become the
@@ -103,38 +104,14 @@ internal sealed unsafe class ControlBlock : IDisposable
         // running on another core, or long calls), only every 16th wait probes with a spin again.
         if (_missedSpins >= 4 && (++_waitsSinceProbe & 15) != 0)
             spin = 0;
-        if (spin > 0 && Interlocked.Increment(ref s_spinners) <= Math.Max(1, Environment.ProcessorCount - 1))
+        switch (Spin(sequence, spin, stop))
         {
-            // Only as many spinning hosts as there are other cores: more would take the CPU the workers need.
-            try
-            {
-                var until = System.Diagnostics.Stopwatch.GetTimestamp() + spin * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
-                for (var i = 0; ; i++)
-                {
-                    var now = Volatile.Read(ref *Word(ReplySeqOffset));
-                    if (now == sequence)
-                    {
-                        _missedSpins = 0;
-                        return Replied(sequence);
-                    }
-                    if ((i & 63) == 63 && System.Diagnostics.Stopwatch.GetTimestamp() > until)
-                    {
-                        _missedSpins++;
-                        break;
-                    }
-                    if ((i & 4095) == 4095 && stop())
-                        break; // a long spin (tests) notices a dead worker too: the loop below gives up at once
-                    Thread.SpinWait(8);
-                }
-            }
-            finally
-            {
-                Interlocked.Decrement(ref s_spinners);
-            }
-        }
-        else if (spin > 0)
-        {
-            Interlocked.Decrement(ref s_spinners);
+            case true:
+                _missedSpins = 0;
+                return Replied(sequence);
+            case false:
+                _missedSpins++;
+                break;
         }
         var reply = Word(ReplySeqOffset);
         var spunAfterWake = false;
@@ -159,35 +136,42 @@ internal sealed unsafe class ControlBlock : IDisposable
                 // would otherwise turn each ring into a spin and keep this thread on a core for as long as it waits.
                 spunAfterWake = true;
                 Volatile.Write(ref *Word(HostWaitingOffset), 0);
-                SpinAfterWake(sequence, stop);
+                Spin(sequence, SpinMicroseconds, stop);
             }
         }
         Volatile.Write(ref *Word(HostWaitingOffset), 0);
         return Replied(sequence);
     }
 
-    /// <summary>Spins up to <see cref="SpinMicroseconds"/> for reply <paramref name="sequence"/> (with the same limit on spinning threads as the first spin).</summary>
-    private void SpinAfterWake(uint sequence, Func<bool> stop)
+    /// <summary>
+    /// Spins up to <paramref name="microseconds"/> for reply <paramref name="sequence"/>: true when it came, false when
+    /// the time ran out, null when there was no spin (no time, or no free spinner slot) or <paramref name="stop"/> said
+    /// to give up.
+    /// </summary>
+    private bool? Spin(uint sequence, long microseconds, Func<bool> stop)
     {
-        var spin = SpinMicroseconds;
+        if (microseconds <= 0)
+            return null;
         try
         {
-            if (spin <= 0 || Interlocked.Increment(ref s_spinners) > Math.Max(1, Environment.ProcessorCount - 1))
-                return;
-            var until = System.Diagnostics.Stopwatch.GetTimestamp() + spin * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
-            for (var i = 0; Volatile.Read(ref *Word(ReplySeqOffset)) != sequence; i++)
+            // Only as many spinning hosts as there are other cores: more would take the CPU the workers need.
+            if (Interlocked.Increment(ref s_spinners) > Math.Max(1, Environment.ProcessorCount - 1))
+                return null;
+            var until = System.Diagnostics.Stopwatch.GetTimestamp() + microseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+            for (var i = 0; ; i++)
             {
+                if (Volatile.Read(ref *Word(ReplySeqOffset)) == sequence)
+                    return true;
                 if ((i & 63) == 63 && System.Diagnostics.Stopwatch.GetTimestamp() > until)
-                    return;
+                    return false;
                 if ((i & 4095) == 4095 && stop())
-                    return; // the loop of the caller gives up at once
+                    return null; // a long spin (tests) notices a dead worker too: the caller's loop gives up at once
                 Thread.SpinWait(8);
             }
         }
         finally
         {
-            if (spin > 0)
-                Interlocked.Decrement(ref s_spinners);
+            Interlocked.Decrement(ref s_spinners);
         }
     }
 
