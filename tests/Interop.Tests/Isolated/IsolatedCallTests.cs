@@ -328,6 +328,40 @@ public class IsolatedCallTests
         Assert.That(big2.AsReadOnlySpan<float>()[7], Is.EqualTo(7f));
     }
 
+    /// <summary>The source of a file whose <c>slow()</c> takes 0.3 s and answers "VALUE:pid".</summary>
+    private static string SlowSource(int value) =>
+        string.Create(CultureInfo.InvariantCulture, $"import os, time\nVALUE = {value}\ndef slow():\n    time.sleep(0.3)\n    return '%d:%d' % (VALUE, os.getpid())\n");
+
+    /// <summary>
+    /// <c>slow()</c> of <paramref name="module"/> called twice at once, from two threads started together: with two
+    /// workers the calls run on both (an idle worker is taken before a busy one, and each call lasts 0.3 s; thread-pool
+    /// tasks could start too far apart). A call that raised answers "ExceptionType: first line of its message".
+    /// </summary>
+    private static string[] CallSlowOnBoth(PythonRef module)
+    {
+        using var slow = module.GetAttr("slow");
+        var results = new string[2];
+        using var start = new Barrier(2);
+        var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+        {
+            start.SignalAndWait();
+            try
+            {
+                using var v = slow.Call();
+                results[i] = v.AsString();
+            }
+            catch (Exception e)
+            {
+                results[i] = e.GetType().Name + ": " + e.Message.Split('\n')[0];
+            }
+        })).ToArray();
+        foreach (var t in threads)
+            t.Start();
+        foreach (var t in threads)
+            t.Join();
+        return results;
+    }
+
     [Test]
     public void Every_worker_runs_a_changed_file_again_at_its_next_load_and_keeps_the_loaded_module_until_then()
     {
@@ -337,37 +371,17 @@ public class IsolatedCallTests
         try
         {
             var file = Path.Combine(dir, "interop_generation_pool.py");
-            const string Source = "import os, time\nVALUE = {0}\ndef slow():\n    time.sleep(0.3)\n    return '%d:%d' % (VALUE, os.getpid())\n";
-            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 1));
+            File.WriteAllText(file, SlowSource(1));
             using var session = Session(workers: 2);
-            // Two calls started together on two threads run on the two workers (an idle worker is taken before a busy
-            // one, and each call lasts 0.3 s); thread-pool tasks could start too far apart.
-            string[] Both(PythonRef module)
-            {
-                using var slow = module.GetAttr("slow");
-                var results = new string[2];
-                using var start = new Barrier(2);
-                var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    using var v = slow.Call();
-                    results[i] = v.AsString();
-                })).ToArray();
-                foreach (var t in threads)
-                    t.Start();
-                foreach (var t in threads)
-                    t.Join();
-                return results;
-            }
             static (string Value, string Pid) Split(string s) => (s.Split(':')[0], s.Split(':')[1]);
 
             using var first = session.LoadFile(file);
-            var before = Both(first).Select(Split).ToArray();
+            var before = CallSlowOnBoth(first).Select(Split).ToArray();
             Assert.That(before.Select(b => b.Pid).Distinct().Count(), Is.EqualTo(2), "both workers loaded the file");
-            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 22));
-            Assert.That(Both(first).Select(b => Split(b).Value), Is.All.EqualTo("1"), "calls keep the loaded module in every worker");
+            File.WriteAllText(file, SlowSource(22));
+            Assert.That(CallSlowOnBoth(first).Select(b => Split(b).Value), Is.All.EqualTo("1"), "calls keep the loaded module in every worker");
             using var second = session.LoadFile(file);
-            var after = Both(second).Select(Split).ToArray();
+            var after = CallSlowOnBoth(second).Select(Split).ToArray();
             Assert.Multiple(() =>
             {
                 Assert.That(after.Select(a => a.Pid).Distinct().Count(), Is.EqualTo(2));
@@ -390,49 +404,24 @@ public class IsolatedCallTests
         try
         {
             var file = Path.Combine(dir, "interop_generation_late.py");
-            const string Source = "import os, time\nVALUE = {0}\ndef slow():\n    time.sleep(0.3)\n    return '%d:%d' % (VALUE, os.getpid())\n";
-            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 1));
+            File.WriteAllText(file, SlowSource(1));
             using var session = Session(workers: 2);
-            string[] Both(PythonRef module)
-            {
-                using var slow = module.GetAttr("slow");
-                var results = new string[2];
-                using var start = new Barrier(2);
-                var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    try
-                    {
-                        using var v = slow.Call();
-                        results[i] = v.AsString();
-                    }
-                    catch (Exception e)
-                    {
-                        results[i] = e.GetType().Name + ": " + e.Message.Split('\n')[0];
-                    }
-                })).ToArray();
-                foreach (var t in threads)
-                    t.Start();
-                foreach (var t in threads)
-                    t.Join();
-                return results;
-            }
             using var first = session.LoadFile(file);
             string one;
             using (var slow1 = first.GetAttr("slow"))
             using (var v1 = slow1.Call())
                 one = v1.AsString();
-            File.WriteAllText(file, string.Format(CultureInfo.InvariantCulture, Source, 22));
-            var changed = Both(first);
+            File.WriteAllText(file, SlowSource(22));
+            var changed = CallSlowOnBoth(first);
             Assert.Multiple(() =>
             {
                 Assert.That(one, Does.StartWith("1:"));
                 Assert.That(changed, Has.Member(one), "the worker that ran the file keeps the loaded module");
                 Assert.That(changed.Single(c => c != one), Does.StartWith("22:"), "a worker started later runs the changed file");
-                Assert.That(Both(first), Is.EquivalentTo(changed), "until the next LoadFile");
+                Assert.That(CallSlowOnBoth(first), Is.EquivalentTo(changed), "until the next LoadFile");
             });
             File.Delete(file);
-            Assert.That(Both(first), Is.EquivalentTo(changed), "a deleted file: the workers that ran it keep its module");
+            Assert.That(CallSlowOnBoth(first), Is.EquivalentTo(changed), "a deleted file: the workers that ran it keep its module");
         }
         finally
         {
