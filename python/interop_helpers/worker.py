@@ -36,7 +36,8 @@ _GRAD_CODES = dict(zip(protocol.GRAD_MODES, (calls.GRAD_DEFAULT, calls.NO_GRAD, 
 
 _MAX_DEPTH = calls.MAX_DEPTH
 _REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
-WAKE_AHEAD_BYTES = 64 << 10  # results of at least this many bytes wake a sleeping host before they are copied (as the host's WorkerProcess.WakeAheadBytes)
+# Results of at least this many bytes wake a sleeping host before they are copied (the host's WorkerProcess.WakeAheadBytes).
+WAKE_AHEAD_BYTES = 64 << 10
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
 

@@ -170,19 +170,27 @@ def rows(t, indices):
     return t[list(indices)].tolist()
 
 
-def scribble_control(kind):
-    """Writes into this worker's control block as a hostile worker could, then waits: the host must refuse the reply."""
+def _own_control_block():
+    """This worker's control block as its host shares it (the mapping, and its 32-bit words), opened through the
+    host's descriptor named on the worker's command line."""
     import mmap
     import sys
 
-    host = int(sys.argv[sys.argv.index("--host-pid") + 1])
-    fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
     from interop_helpers import protocol
 
+    host = int(sys.argv[sys.argv.index("--host-pid") + 1])
+    fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
     handle = os.open("/proc/%d/fd/%d" % (host, fd), os.O_RDWR)
     block = mmap.mmap(handle, protocol.CONTROL_SIZE, mmap.MAP_SHARED)
     os.close(handle)
-    words = memoryview(block).cast("I")
+    return block, memoryview(block).cast("I")
+
+
+def scribble_control(kind):
+    """Writes into this worker's control block as a hostile worker could, then waits: the host must refuse the reply."""
+    from interop_helpers import protocol
+
+    block, words = _own_control_block()
     if kind.startswith("binary"):
         # A binary reply (docs/isolated.md, "Binary calls") for the request now running: cut short, or naming a
         # result region that was never announced.
@@ -267,18 +275,11 @@ def data_address(t):
 def ring_host_then(action, delay, rings=1):
     """Rings the host's reply futex as wake_host_ahead does (each time the host sleeps), without replying; after
     ``delay`` seconds dies (SIGKILL) or answers with the number of rings."""
-    import mmap
     import signal
-    import sys
 
-    host = int(sys.argv[sys.argv.index("--host-pid") + 1])
-    fd = int(sys.argv[sys.argv.index("--control-fd") + 1])
     from interop_helpers import protocol
 
-    handle = os.open("/proc/%d/fd/%d" % (host, fd), os.O_RDWR)
-    block = mmap.mmap(handle, protocol.CONTROL_SIZE, mmap.MAP_SHARED)
-    os.close(handle)
-    words = memoryview(block).cast("I")
+    block, words = _own_control_block()
     futex = protocol._Futex()
     reply_seq = ctypes.addressof(ctypes.c_char.from_buffer(block)) + 4 * 32
     for _ in range(rings):
