@@ -19,6 +19,27 @@ internal static class BenchHost
         return values[values.Length / 2];
     }
 
+    /// <summary>The value after option <paramref name="name"/> on a harness's command line ("--spin 400"), or null.</summary>
+    public static string? Option(string[] args, string name)
+    {
+        var at = Array.IndexOf(args, name);
+        return at > 0 && at + 1 < args.Length ? args[at + 1] : null;
+    }
+
+    /// <summary>
+    /// A harness's positional arguments (after its name): neither options nor the values of the options named in
+    /// <paramref name="valued"/>.
+    /// </summary>
+    public static string[] Positional(string[] args, params string[] valued) =>
+        args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && !valued.Contains(args[i])).ToArray();
+
+    /// <summary>"--spin N": the host's spin for a reply, in microseconds (ControlBlock.SpinMicroseconds), when given.</summary>
+    public static void ApplySpin(string[] args)
+    {
+        if (Option(args, "--spin") is { } spin)
+            Interop.Isolated.ControlBlock.SpinMicroseconds = long.Parse(spin, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>The 1-minute load average, as /proc/loadavg prints it.</summary>
     public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 

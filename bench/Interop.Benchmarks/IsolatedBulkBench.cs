@@ -21,16 +21,13 @@ public static class IsolatedBulkBench
     /// <summary>Runs the measurement and prints a markdown table.</summary>
     public static int Run(string[] args)
     {
-        var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] != "--spin").ToArray();
+        var numbers = BenchHost.Positional(args, "--spin");
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 15;
         var perRound = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 40;
         // --compare-streaming: a second worker started without the streaming copies (Buffers/StreamingCopy.cs), its rows
         // interleaved with the first's, so that both see the same load.
         var compare = args.Contains("--compare-streaming");
-        // --spin N: the host's spin for a reply, in microseconds (ControlBlock.SpinMicroseconds), as in the throughput harness.
-        var spinAt = Array.IndexOf(args, "--spin");
-        if (spinAt > 0 && spinAt + 1 < args.Length)
-            ControlBlock.SpinMicroseconds = long.Parse(args[spinAt + 1], System.Globalization.CultureInfo.InvariantCulture);
+        BenchHost.ApplySpin(args); // --spin N, as in the throughput harness
         var streaming = StreamingCopy.StreamingThreshold;
         Console.WriteLine($"{Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {perRound} calls per row; medians of single calls; streaming copies from {streaming >> 20} MiB; host spin {ControlBlock.SpinMicroseconds} µs");
         Console.WriteLine(CrossCoreProbe.Describe());

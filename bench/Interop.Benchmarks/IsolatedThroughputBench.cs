@@ -20,7 +20,7 @@ public static class IsolatedThroughputBench
     /// <summary>Runs the measurement and prints a markdown table.</summary>
     public static int Run(string[] args)
     {
-        var numbers = args.Skip(1).Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && args[i] is not ("--spin" or "--elements")).ToArray();
+        var numbers = BenchHost.Positional(args, "--spin", "--elements");
         var rounds = numbers.Length > 0 && int.TryParse(numbers[0], out var r) ? r : 7;
         var perCaller = numbers.Length > 1 && int.TryParse(numbers[1], out var c) ? c : 400;
         var script = BenchHost.Script("isolated_bench.py");
@@ -28,9 +28,7 @@ public static class IsolatedThroughputBench
             WorkerProcess.UseControlBlocks = false; // the transport before the control block, for comparison
         if (args.Contains("--no-spin"))
             ControlBlock.SpinMicroseconds = 0;
-        var spinAt = Array.IndexOf(args, "--spin");
-        if (spinAt > 0 && spinAt + 1 < args.Length)
-            ControlBlock.SpinMicroseconds = long.Parse(args[spinAt + 1], System.Globalization.CultureInfo.InvariantCulture);
+        BenchHost.ApplySpin(args);
         Console.WriteLine($"transport: {(WorkerProcess.UseControlBlocks ? $"control block, host spin {ControlBlock.SpinMicroseconds} µs" : "pipes")}; {Environment.ProcessorCount} CPUs, load average {BenchHost.LoadAverage()} at the start; {rounds} rounds of {Callers} callers x {perCaller} calls; medians");
         Console.WriteLine();
         Console.WriteLine("| workers | calls/s (median) | min..max | per call (wall / calls) | single caller round trip (median) | host CPU per call | worker CPU per call |");
@@ -40,8 +38,7 @@ public static class IsolatedThroughputBench
             using var session = PythonSession.Isolated(new WorkerOptions { WorkerCount = workers });
             using var module = session.LoadFile(script);
             using var identity = module.GetAttr("identity");
-            var elementsAt = Array.IndexOf(args, "--elements");
-            var input = new float[elementsAt > 0 && elementsAt + 1 < args.Length ? int.Parse(args[elementsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 16];
+            var input = new float[BenchHost.Option(args, "--elements") is { } elements ? int.Parse(elements, System.Globalization.CultureInfo.InvariantCulture) : 16];
             for (var i = 0; i < input.Length; i++)
                 input[i] = i;
             // Start every worker and warm it (imports, regions): a concurrent round first, then a sequential one.
