@@ -283,8 +283,10 @@ BINARY_OK = 1
 # magic, op, grad, export flags, target base, id, handle, argument count, attribute count, name bytes,
 # counts of: new regions, drop_regions, release_regions, release_handles
 _BIN_REQUEST = struct.Struct("<4sBBBBqqHHIHHHH")
-# magic, kind, value tag, 2 bytes zero, id, counts of: regions, result_regions, closed, retained
+# magic, kind, value tag, flags (REPLY_IN_REQUEST), id, counts of: regions, result_regions, closed, retained
 _BIN_REPLY = struct.Struct("<4sBBHqHHHH")
+# The reply's one result region is a request region of the host (JSON: "result_in_request": true).
+REPLY_IN_REQUEST = 1
 # dtype code, rank, 2 bytes zero, region id, offset (then rank int64 dimensions)
 _BIN_ARRAY = struct.Struct("<BBHIq")
 _BIN_REGION = struct.Struct("<qqq")  # id, fd, size
@@ -474,7 +476,8 @@ def encode_binary_reply(reply):
     for ids in (results, closed, retained):
         for i in ids:
             parts.append(_BIN_Q.pack(i))
-    header = _BIN_REPLY.pack(BINARY_MAGIC, BINARY_OK, tag, 0, reply["id"], len(regions), len(results), len(closed), len(retained))
+    flags = REPLY_IN_REQUEST if reply.get("result_in_request") else 0
+    header = _BIN_REPLY.pack(BINARY_MAGIC, BINARY_OK, tag, flags, reply["id"], len(regions), len(results), len(closed), len(retained))
     return header + b"".join(parts)
 
 

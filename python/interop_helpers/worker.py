@@ -38,6 +38,10 @@ _MAX_DEPTH = calls.MAX_DEPTH
 _REPLY_LISTS = ("regions", "result_regions", "closed", "retained")
 # Results of at least this many bytes wake a sleeping host before they are copied (the host's WorkerProcess.WakeAheadBytes).
 WAKE_AHEAD_BYTES = 64 << 10
+# Results of at least this many bytes that all lie in the call's request region (the arguments themselves, or
+# C-contiguous views of them) are answered where they are: the host leases that region to the result, and nothing is
+# copied back.
+IN_REQUEST_BYTES = 64 << 10
 MIN_RESULT_REGION = 1 << 20
 MAX_FREE_RESULT_REGIONS = 4
 
@@ -87,6 +91,10 @@ class Worker:
         self.handles = {}
         self.next_handle = 1
         self.request_regions = {}
+        self.request_bases = {}  # request region id -> its mapping's address (for telling whether a result lies inside)
+        self.call_region = None  # the request region of the running call's array arguments (None: it has none)
+        self.in_request = None  # (region id, mapping, entries) while the running call's reply answers in that region
+        self.in_request_bytes = IN_REQUEST_BYTES  # benchmarks raise it to measure the copy back that it saves
         self.result_regions = {}
         self.free_results = []
         self.next_result = 1
@@ -175,6 +183,7 @@ class Worker:
                 if os.fstat(fd).st_size < region["size"]:
                     raise ProtocolError("region %d is smaller than announced" % region["id"])
                 self.request_regions[region["id"]] = mmap.mmap(fd, region["size"], mmap.MAP_SHARED)
+                self.request_bases.pop(region["id"], None)
             finally:
                 os.close(fd)
 
@@ -268,6 +277,7 @@ class Worker:
             raise ProtocolError("tensor refers to region %r, which was not announced" % value["region"])
         array = protocol.view_array(self.np, region, value)
         arrays.append(weakref.ref(array))
+        self.call_region = value["region"]  # the host writes all of a request's arrays into one region
         if kind == "ndarray" or (kind == "array" and not self.has_torch):
             return array
         torch = sys.modules.get("torch")  # a dictionary lookup per call instead of the import statement
@@ -339,28 +349,44 @@ class Worker:
         return entry
 
     def place_arrays(self, pending, reply):
+        if not pending:
+            return
+        total = self.lay_out(pending)
+        if self.out is None and total >= self.in_request_bytes and self.place_in_request(pending, reply):
+            return
+        if self.out is not None and self.place_in_output(pending):
+            region = self.out
+        else:
+            region = self.copy_to_result_region(pending, total)
+        self.use_result_region(region, reply)
+
+    @staticmethod
+    def use_result_region(region, reply):
+        """Names the result region in the reply (announcing it the first time: the host then maps it)."""
+        if not region.announced:
+            region.announced = True
+            reply["regions"].append({"id": region.id, "pid": os.getpid(), "fd": region.fd, "size": region.size})
+        reply["result_regions"].append(region.id)
+
+    @staticmethod
+    def lay_out(pending):
+        """Gives each array its aligned offset in a region that holds them all, one after another; returns the size."""
         total = 0
         for entry, array in pending:
             total = protocol.align(total)
             entry["offset"] = total
             total += array.nbytes
-        if not pending:
-            return
-        np = self.np
-        if self.out is not None and self.place_in_output(pending):
-            region = self.out
-        else:
-            region = self.result_region(total)
-            if total >= WAKE_AHEAD_BYTES and self.wake_host_ahead is not None:
-                self.wake_host_ahead()  # the copy comes next: a sleeping host wakes meanwhile
-            for entry, array in pending:
-                entry["region"] = region.id
-                if array.nbytes:
-                    self.copy_into(region, entry["offset"], array)
-        if not region.announced:
-            region.announced = True
-            reply["regions"].append({"id": region.id, "pid": os.getpid(), "fd": region.fd, "size": region.size})
-        reply["result_regions"].append(region.id)
+        return total
+
+    def copy_to_result_region(self, pending, total):
+        region = self.result_region(total)
+        if total >= WAKE_AHEAD_BYTES and self.wake_host_ahead is not None:
+            self.wake_host_ahead()  # the copy comes next: a sleeping host wakes meanwhile
+        for entry, array in pending:
+            entry["region"] = region.id
+            if array.nbytes:
+                self.copy_into(region, entry["offset"], array)
+        return region
 
     def copy_into(self, region, offset, array):
         nbytes = array.nbytes
@@ -373,6 +399,58 @@ class Worker:
             dest = np.frombuffer(region.map, dtype=array.dtype, count=array.size, offset=offset)
             np.copyto(dest.reshape(array.shape), array, casting="no")  # strided: written in C order
         self.copied_bytes += nbytes
+
+    def place_in_request(self, pending, reply):
+        """Answers the reply's arrays where they are when every one lies in the running call's request region (C
+        order, aligned to its item size): an argument returned as it came, changed in place, or a contiguous view of
+        it. The host then leases that region to the result instead of reusing it for its next request. False
+        otherwise (then they are copied). ``handle`` copies them after all when Python keeps views of that region
+        beyond the call."""
+        region_id = self.call_region
+        region = self.request_regions.get(region_id)
+        if region is None:
+            return False  # no array argument (an array from an earlier call's region is not this request's to lease)
+        np = self.np
+        base = self.request_base(region_id, region)
+        places = []
+        for entry, array in pending:
+            if not array.nbytes:
+                places.append(0)
+                continue
+            if not array.flags.c_contiguous or type(array) is not np.ndarray:
+                return False
+            offset = array.__array_interface__["data"][0] - base
+            if offset < 0 or offset + array.nbytes > len(region) or offset % array.dtype.itemsize:
+                return False
+            places.append(offset)
+        for (entry, array), offset in zip(pending, places):
+            entry["region"] = region_id
+            entry["offset"] = offset
+        reply["result_regions"].append(region_id)
+        reply["result_in_request"] = True
+        self.in_request = (region_id, region, [entry for entry, _ in pending])
+        return True
+
+    def request_base(self, region_id, region):
+        """The address of a request region's mapping (probed once per region)."""
+        base = self.request_bases.get(region_id)
+        if base is None:
+            probe = self.np.frombuffer(region, self.np.uint8, count=1)
+            base = self.request_bases[region_id] = probe.__array_interface__["data"][0]
+            del probe
+        return base
+
+    def copy_out_of_request(self, reply):
+        """The reply answered inside a request region that Python kept views of (they may change it later): its arrays
+        are copied into a result region after all, as they were when the call returned."""
+        region_id, mapping, entries = self.in_request
+        self.in_request = None
+        pending = [(entry, protocol.view_array(self.np, mapping, entry)) for entry in entries]
+        reply["result_regions"].remove(region_id)
+        del reply["result_in_request"]
+        region = self.copy_to_result_region(pending, self.lay_out(pending))
+        del pending
+        self.use_result_region(region, reply)
 
     def place_in_output(self, pending):
         """Places the reply's arrays in the call's output region: those already inside it (output.empty, C order) in
@@ -409,6 +487,7 @@ class Worker:
         reply = {"id": request["id"], "ok": True, "regions": [], "result_regions": [], "closed": [], "retained": []}
         arrays = []
         failure = None
+        self.call_region = None
         try:
             self._handle(request, reply, arrays)
         except BaseException as e:  # noqa: BLE001 - every Python error (SystemExit too) goes back to the host
@@ -419,6 +498,10 @@ class Worker:
             self.handles.pop(h, None)
         # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
         reply["retained"] = self.retained(arrays) if arrays else []
+        if self.in_request is not None:
+            if failure is None and self.in_request[0] in reply["retained"]:
+                self.copy_out_of_request(reply)
+            self.in_request = None
         self.finish_output(reply if failure is None else {}, reply["closed"])
         if failure is not None:
             failure["closed"], failure["retained"] = reply["closed"], reply["retained"]
@@ -432,6 +515,7 @@ class Worker:
         self.release_results(request["release_regions"], reply["closed"])
         for region_id in request["drop_regions"]:
             self.request_regions.pop(region_id, None)
+            self.request_bases.pop(region_id, None)
         self.map_request_regions(request["regions"])
         op = request["op"]
         if op == "ping":
@@ -493,6 +577,7 @@ class Worker:
         for region_id in kept:
             # The arrays keep the mapping alive; the worker forgets it, the host allocates a new one.
             del self.request_regions[region_id]
+            self.request_bases.pop(region_id, None)
         return sorted(kept)
 
     @staticmethod

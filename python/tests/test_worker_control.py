@@ -268,6 +268,131 @@ def _copied_result(w, value):
     return entry, data
 
 
+# ---- results answered inside the request region ----------------------------------------------------------
+
+_LARGE = worker_module.IN_REQUEST_BYTES // 4 + 16  # float32s: an argument (and its tail past 3) answered in place
+
+
+def _call_large(w, module, fn, n=_LARGE):
+    """``fn`` called with the request region's first ``n`` float32s (written 0, 1, 2, ... first) as an ndarray."""
+    np.frombuffer(w.request_regions[1], np.float32, n)[:] = np.arange(n)
+    setattr(module, fn.__name__, fn)
+    request = protocol.check_request({"v": 1, "op": "call", "id": 1, "args": [
+        {"t": "ndarray", "dtype": "float32", "shape": [n], "offset": 0, "region": 1}],
+        "target": {"base": "module", "name": module.__name__, "attrs": [fn.__name__]}})
+    return w.handle(request)
+
+
+def _arrays(reply):
+    value = reply["value"]
+    return value["items"] if value["t"] in ("list", "tuple") else [value]
+
+
+def _region_values(w, reply, entry):
+    """A result array's elements, read from the region the reply names (a request or a result region)."""
+    mapping = w.request_regions[1] if reply.get("result_in_request") else w.result_regions[entry["region"]].map
+    return np.frombuffer(mapping, np.float32, int(np.prod(entry["shape"])), entry["offset"]).copy()
+
+
+def identity(x):
+    return x
+
+
+def doubled_in_place(x):
+    x *= 2
+    return x
+
+
+def tail(x):
+    return x[3:]
+
+
+def pair(x):
+    return (x, x[:10])
+
+
+@pytest.mark.parametrize("fn, offsets, expected", [
+    (identity, [0], lambda a: [a]),
+    (doubled_in_place, [0], lambda a: [a * 2]),
+    (tail, [12], lambda a: [a[3:]]),
+    (pair, [0, 0], lambda a: [a, a[:10]]),
+])
+def test_a_large_argument_returned_changed_in_place_or_viewed_is_answered_in_its_request_region(serving, fn, offsets, expected):
+    w, module = serving
+    before = w.copied_bytes
+    reply = _call_large(w, module, fn)
+    assert reply["result_in_request"] is True and reply["result_regions"] == [1], "the request region itself"
+    assert w.copied_bytes == before, "nothing copied back"
+    entries = _arrays(reply)
+    assert [e["offset"] for e in entries] == offsets and {e["region"] for e in entries} == {1}
+    for entry, values in zip(entries, expected(np.arange(_LARGE, dtype=np.float32))):
+        assert np.array_equal(_region_values(w, reply, entry), values)
+    assert "retained" not in reply or not reply["retained"], "Python kept nothing: the host may lease the region"
+    if reply["value"]["t"] == "ndarray":
+        assert struct.unpack_from("<H", protocol.encode_binary_reply(reply), 6)[0] == protocol.REPLY_IN_REQUEST
+
+
+def strided(x):
+    return x[::2]
+
+
+def computed(x):
+    return x * 2
+
+
+def one_kept_one_computed(x):
+    return (x, x * 2)
+
+
+def misaligned(x):
+    return x.view(np.uint8)[1:1 + 4 * 1000].view(np.float32)
+
+
+@pytest.mark.parametrize("fn, n", [(strided, _LARGE), (computed, _LARGE), (one_kept_one_computed, _LARGE),
+                                   (misaligned, _LARGE), (identity, worker_module.IN_REQUEST_BYTES // 4 - 1)])
+def test_strided_computed_mixed_misaligned_or_small_results_are_copied(serving, fn, n):
+    w, module = serving
+    before = w.copied_bytes
+    reply = _call_large(w, module, fn, n)
+    assert "result_in_request" not in reply
+    assert all(e["region"] in w.result_regions for e in _arrays(reply)) and w.copied_bytes > before
+    assert struct.unpack_from("<H", protocol.encode_binary_reply(reply) or bytes(8), 6)[0] == 0
+
+
+def test_an_array_over_a_request_region_that_the_call_did_not_use_is_copied(serving):
+    w, module = serving
+    stash = np.frombuffer(w.request_regions[1], np.float32, _LARGE)  # not an argument of the call below
+    module.stashed = lambda n: stash[:n]
+    request = protocol.check_request({"v": 1, "op": "call", "id": 1, "args": [{"t": "int", "v": _LARGE}],
+                                      "target": {"base": "module", "name": module.__name__, "attrs": ["stashed"]}})
+    reply = w.handle(request)
+    assert "result_in_request" not in reply and reply["value"]["region"] in w.result_regions
+
+
+_kept_arguments = []
+
+
+def kept(x):
+    _kept_arguments.append(x)
+    return x
+
+
+def test_an_argument_python_keeps_and_returns_is_copied_as_it_was_when_the_call_returned(serving):
+    w, module = serving
+    before = w.copied_bytes
+    reply = _call_large(w, module, kept)
+    try:
+        assert reply["retained"] == [1], "Python kept a view of the request region"
+        assert "result_in_request" not in reply and reply["value"]["region"] in w.result_regions
+        assert w.copied_bytes == before + _LARGE * 4, "copied out of the request region after all"
+        entry = reply["value"]
+        _kept_arguments[-1][:] = -1  # the kept argument changes later: the result must not
+        assert np.array_equal(_region_values(w, reply, entry), np.arange(_LARGE, dtype=np.float32))
+        assert w.in_request is None
+    finally:
+        _kept_arguments.clear()
+
+
 def test_a_large_result_wakes_a_sleeping_host_before_it_is_copied_and_a_small_one_does_not():
     w = worker_module.Worker(os.getpid())
     rings = []

@@ -54,7 +54,10 @@ internal sealed class IsolatedSession : PythonSession
     }
 
     /// <summary>The process ids of the live workers (for tests and diagnostics).</summary>
-    internal IReadOnlyList<int> WorkerProcessIds => _slots.Select(s => s.Worker).Where(w => w is { IsAlive: true }).Select(w => w!.ProcessId).ToArray();
+    internal IReadOnlyList<int> WorkerProcessIds => LiveWorkers.Select(w => w.ProcessId).ToArray();
+
+    /// <summary>The live workers (for tests).</summary>
+    internal IReadOnlyList<WorkerProcess> LiveWorkers => _slots.Select(s => s.Worker).Where(w => w is { IsAlive: true }).Select(w => w!).ToArray();
 
     public override PythonRef Import(string moduleName)
     {

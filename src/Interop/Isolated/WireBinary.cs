@@ -31,6 +31,9 @@ internal static class WireBinary
     public const int ReplyHeaderSize = 24;
     public const int ArrayDescriptorSize = 16;
 
+    /// <summary>Reply flag: the reply's one result region is a request region of this process (the worker answered its result where the argument lies).</summary>
+    public const ushort ReplyInRequest = 1;
+
     public const byte TagNone = 0, TagBool = 1, TagInt = 2, TagFloat = 3, TagTensor = 4, TagNDArray = 5, TagArray = 6;
 
     /// <summary>UTF-8 that throws on an unpaired surrogate (such text travels as JSON).</summary>
@@ -294,9 +297,10 @@ internal static class WireBinary
         if (kind != ReplyOk)
             throw new WorkerProtocolException($"binary reply kind {kind} is not a successful reply");
         var tag = r.U8("the value tag");
-        if (r.U16("the header padding") != 0)
-            throw new WorkerProtocolException("binary reply header padding must be zero");
-        var reply = new BinaryReply { Id = r.I64("the id") };
+        var flags = r.U16("the header flags");
+        if ((flags & ~ReplyInRequest) != 0)
+            throw new WorkerProtocolException($"binary reply flags {flags} name an unknown flag");
+        var reply = new BinaryReply { Id = r.I64("the id"), ResultInRequest = (flags & ReplyInRequest) != 0 };
         int regions = r.U16("a count"), results = r.U16("a count"), closed = r.U16("a count"), retained = r.U16("a count");
         switch (tag)
         {
@@ -390,6 +394,7 @@ internal sealed class BinaryReply
     public BinaryValue Value { get; set; } = new(WireKind.None);
     public (long Id, long Pid, long Fd, long Size)[] Regions { get; set; } = [];
     public long[] ResultRegions { get; set; } = [];
+    public bool ResultInRequest { get; init; }
     public long[] Closed { get; set; } = [];
     public long[] Retained { get; set; } = [];
 }

@@ -43,6 +43,12 @@ internal sealed partial class WorkerProcess : IDisposable
     // copies bypass the cache, and two reserved regions of that size would double the /dev/shm they hold).
     private readonly SharedRegion?[] _requestRegions = new SharedRegion?[2];
     private int _requestSlot; // the slot of the request being prepared (one at a time: the exchange gate)
+    private SharedRegion? _sentRegion; // the request region the request being exchanged wrote its payloads into (null: none)
+    // Request regions that held a result (the worker answered in place, see LeaseFor) come back here when the result is
+    // disposed, on any thread; the next request that needs a region takes one from here (under the gate) before making
+    // one. Spares beyond MaxSpareRequestRegions are dropped.
+    private readonly ConcurrentQueue<SharedRegion> _returnedRequestRegions = new();
+    private readonly List<SharedRegion> _spareRequestRegions = []; // guarded by the gate
     private int _requestTurns;
     private int _nextRequestRegion;
     private long _nextId;
@@ -255,6 +261,7 @@ internal sealed partial class WorkerProcess : IDisposable
         try
         {
             ThrowIfDead();
+            _sentRegion = null;
             var context = new RequestContext(this);
             request.WritePayloads(context);
             var id = ++_nextId;
@@ -416,6 +423,10 @@ internal sealed partial class WorkerProcess : IDisposable
             _requestRegions[slot]?.Dispose();
             _requestRegions[slot] = null;
         }
+        foreach (var spare in _spareRequestRegions)
+            spare.Dispose();
+        _spareRequestRegions.Clear();
+        DisposeReturnedRequestRegions();
         _control?.Dispose();
         lock (_resultRegions)
         {
@@ -621,10 +632,19 @@ internal sealed partial class WorkerProcess : IDisposable
         if (_requestRegions[_requestSlot] is not { } region || region.Size < size)
         {
             ForgetRequestRegion(); // the next request that goes out tells the worker, even if this one fails to start
-            region = SharedRegion.CreateForRequests(++_nextRequestRegion, RequestCapacity(size));
+            if (TakeSpareRequestRegion(size) is { } spare)
+            {
+                region = spare; // the worker still maps it: nothing to announce
+            }
+            else
+            {
+                region = SharedRegion.CreateForRequests(++_nextRequestRegion, RequestCapacity(size));
+                context.AddNewRegion(region.Id, region.FileDescriptor, region.Size);
+                RequestRegionsCreated++;
+            }
             _requestRegions[_requestSlot] = region;
-            context.AddNewRegion(region.Id, region.FileDescriptor, region.Size);
         }
+        _sentRegion = region;
         // The payload is copied next: a sleeping worker wakes meanwhile (after a new region's set-up, which can take
         // longer than the worker's spin).
         if (size >= WakeAheadBytes)
@@ -642,6 +662,54 @@ internal sealed partial class WorkerProcess : IDisposable
         const long step = 64L << 20;
         return size <= step ? Math.Max(1L << 20, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(size, 1)))
                             : checked((size + step - 1) / step * step);
+    }
+
+    /// <summary>How many request regions this worker's requests have made (tests check that returned ones are reused).</summary>
+    internal int RequestRegionsCreated { get; private set; }
+
+    /// <summary>Request regions kept for reuse after the results that held them are disposed, beyond the two slots.</summary>
+    internal const int MaxSpareRequestRegions = 2;
+
+    /// <summary>
+    /// The smallest spare request region of at least <paramref name="size"/> bytes (taken out of the spares), or null.
+    /// Takes in the regions results have returned meanwhile and drops the spares beyond <see cref="MaxSpareRequestRegions"/>
+    /// (the next request tells the worker). Under the gate.
+    /// </summary>
+    private SharedRegion? TakeSpareRequestRegion(long size)
+    {
+        while (_returnedRequestRegions.TryDequeue(out var returned))
+            _spareRequestRegions.Add(returned);
+        SharedRegion? best = null;
+        foreach (var spare in _spareRequestRegions)
+        {
+            if (spare.Size >= size && (best is null || spare.Size < best.Size))
+                best = spare;
+        }
+        if (best is not null)
+            _spareRequestRegions.Remove(best);
+        while (_spareRequestRegions.Count > MaxSpareRequestRegions)
+        {
+            var dropped = _spareRequestRegions[0];
+            _spareRequestRegions.RemoveAt(0);
+            _forgottenRegions.Add(dropped.Id);
+            dropped.Dispose();
+        }
+        return best;
+    }
+
+    /// <summary>A request region whose result lease ended (any thread, finalizers too): queued for reuse, or released with a gone worker.</summary>
+    private void ReturnRequestRegion(RegionLease lease)
+    {
+        _returnedRequestRegions.Enqueue(lease.Region);
+        // Leave drains the queue once the last user is gone; a region queued after that drain is released here.
+        if (Volatile.Read(ref _users) <= 0)
+            DisposeReturnedRequestRegions();
+    }
+
+    private void DisposeReturnedRequestRegions()
+    {
+        while (_returnedRequestRegions.TryDequeue(out var returned))
+            returned.Dispose();
     }
 
     private readonly List<int> _forgottenRegions = [];
@@ -723,7 +791,8 @@ internal sealed partial class WorkerProcess : IDisposable
             OpenResultRegion(InRange(rid, "id", 1, int.MaxValue), InRange(pid, "pid", 1, int.MaxValue),
                              InRange(fd, "fd", 0, int.MaxValue), InRange(size, "size", 1, 1L << 40));
         }
-        var lease = LeaseFor(message.ResultRegions.Length, message.ResultRegions.Length == 1 && message.ResultRegions[0] is >= int.MinValue and <= int.MaxValue ? (int)message.ResultRegions[0] : -1);
+        var lease = LeaseFor(message.ResultRegions.Length, message.ResultRegions.Length == 1 && message.ResultRegions[0] is >= int.MinValue and <= int.MaxValue ? (int)message.ResultRegions[0] : -1,
+                             message.ResultInRequest);
         try
         {
             return new Reply(WireValue.FromBinary(message.Value, lease), lease);
@@ -769,7 +838,8 @@ internal sealed partial class WorkerProcess : IDisposable
             OpenResultRegion(rid, pid, WireProtocol.Int(region, "fd", 0, int.MaxValue), WireProtocol.Int(region, "size", 1, 1L << 40));
         }
         var results = WireProtocol.OptionalList(message, "result_regions").ToArray();
-        var lease = LeaseFor(results.Length, results.Length == 1 && results[0].ValueKind == JsonValueKind.Number && results[0].TryGetInt32(out var x) ? x : -1);
+        var inRequest = message.TryGetProperty("result_in_request", out var flag) && flag.ValueKind == JsonValueKind.True;
+        var lease = LeaseFor(results.Length, results.Length == 1 && results[0].ValueKind == JsonValueKind.Number && results[0].TryGetInt32(out var x) ? x : -1, inRequest);
         try
         {
             var value = WireValue.Decode(WireProtocol.Obj(message, "value"), lease, 0);
@@ -806,12 +876,25 @@ internal sealed partial class WorkerProcess : IDisposable
             _resultRegions[rid] = opened;
     }
 
-    /// <summary>The lease on the one result region a reply uses (<paramref name="count"/> of them listed), or null when none.</summary>
-    private RegionLease? LeaseFor(int count, int rid)
+    /// <summary>
+    /// The lease on the one result region a reply uses (<paramref name="count"/> of them listed), or null when none.
+    /// <paramref name="inRequest"/>: the worker answered inside the request's own region (an argument returned as it came,
+    /// or a contiguous view of it). That region then leaves its slot and belongs to the result until the lease ends (see
+    /// ReturnRequestRegion); the next request takes another one.
+    /// </summary>
+    private RegionLease? LeaseFor(int count, int rid, bool inRequest)
     {
         RegionLease? lease = null;
         if (count > 1)
             throw new WorkerProtocolException("a reply may use at most one result region");
+        if (inRequest)
+        {
+            if (count != 1 || _sentRegion is not { } sent || sent.Id != rid || !ReferenceEquals(_requestRegions[_requestSlot], sent))
+                throw new WorkerProtocolException($"reply answers inside request region {rid}, which its request did not use");
+            _requestRegions[_requestSlot] = null;
+            _sentRegion = null;
+            return new RegionLease(sent, ReturnRequestRegion);
+        }
         if (count == 1)
         {
             SharedRegion? region;

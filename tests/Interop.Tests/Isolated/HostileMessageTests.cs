@@ -176,15 +176,21 @@ public class HostileMessageTests
     }
 
     [Test]
-    public void A_binary_reply_with_rank_33_padding_or_a_bad_bool_is_refused()
+    public void A_binary_reply_with_rank_33_padding_an_unknown_flag_or_a_bad_bool_is_refused()
     {
         Assert.That(() => WireBinary.ReadReply(BinaryArrayReply(dims: new long[33])), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("rank 33"));
         var padded = BinaryArrayReply();
         padded[26] = 1; // the array descriptor's padding
         Assert.That(() => WireBinary.ReadReply(padded), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("padding"));
         var header = BinaryArrayReply();
-        header[6] = 1; // the header's padding
-        Assert.That(() => WireBinary.ReadReply(header), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("padding"));
+        Assert.That(WireBinary.ReadReply(header).ResultInRequest, Is.False);
+        header[6] = (byte)WireBinary.ReplyInRequest; // the header's flags: the one flag there is
+        Assert.That(WireBinary.ReadReply(header).ResultInRequest, Is.True);
+        foreach (var (low, high) in new[] { (2, 0), (0, 1), (3, 0x80) })
+        {
+            (header[6], header[7]) = ((byte)low, (byte)high);
+            Assert.That(() => WireBinary.ReadReply(header), Throws.TypeOf<WorkerProtocolException>().With.Message.Contains("unknown flag"));
+        }
         byte[] boolReply = [.. BinaryArrayReply()[..24], 2];
         boolReply[5] = WireBinary.TagBool;
         boolReply[18] = 0; // no result regions

@@ -81,6 +81,47 @@ def kept_sum(index):
     return float(_kept[index].double().sum())
 
 
+def view_of(t, how):
+    """The argument returned as it came, changed in place, as a contiguous view, or kept as well (a result over its
+    request region, answered there when large unless Python keeps it)."""
+    if how == "same":
+        return t
+    if how == "doubled_in_place":
+        return t.mul_(2)
+    if how == "tail":
+        return t.reshape(-1)[3:]
+    if how == "kept":
+        _kept.append(t)
+        return t
+    raise ValueError(how)
+
+
+def change_kept(index, value):
+    """Fills a kept argument with ``value`` (a result answered from its request region would change with it)."""
+    _kept[index].fill_(value)
+
+
+def lie_in_request(x=None):
+    """Returns ``x`` (or 4 zeros), but the reply falsely says its result lies in a request region (region 1000 + the
+    result region's id, which no request used): a breach of the protocol that the host must refuse."""
+    import numpy as np
+    from interop_helpers import output
+
+    worker = output._allocator.__self__
+    place = worker.place_arrays
+
+    def lying(pending, reply):
+        worker.place_arrays = place
+        place(pending, reply)
+        reply["result_in_request"] = True
+        reply["result_regions"] = [1000 + r for r in reply["result_regions"]]
+        for entry, _ in pending:
+            entry["region"] += 1000
+
+    worker.place_arrays = lying
+    return x if x is not None else np.zeros(4, np.float32)
+
+
 def make(kind, depth=0):
     import torch
 
