@@ -6,13 +6,17 @@ namespace Interop.Benchmarks;
 /// <summary>
 /// Isolated mode (worker process, shared memory) against the in-process session and against a same-run memcpy of the
 /// payload (Span.CopyTo into an existing array: the baseline, Ratio = row / memcpy). A round trip sends a float32
-/// tensor to the worker and gets it back (two copies: into the request region, and from the tensor into a result
-/// region, which the host then reads in place); Send and Receive time one direction each. Destinations are pooled
+/// tensor to the worker and gets it back: one copy into the request region; from 64 KiB up the worker answers the
+/// result where it lies there (no copy back), below that it copies it into a result region. The CopiedBack row is the
+/// same call to a worker told to copy every result back (two copies, as before); Send and Receive time one direction
+/// each. Destinations are pooled
 /// shared regions (allocated and page-faulted once), so no row pays first-touch page faults after warm-up.
 /// </summary>
 public class IsolatedBenchmarks
 {
     private PythonSession? _isolated;
+    private PythonSession? _copyingBack;
+    private PythonRef? _copyingModule, _copyingIdentity;
     private PythonSession? _inProcess;
     private PythonRef? _isoModule, _isoIdentity, _isoNBytes, _isoCached, _isoScaled, _isoScaledInPlace, _inModule, _inIdentity;
     private float[] _source = [];
@@ -36,6 +40,11 @@ public class IsolatedBenchmarks
         _isoCached = _isoModule.GetAttr("cached");
         _isoScaled = _isoModule.GetAttr("scaled");
         _isoScaledInPlace = _isoModule.GetAttr("scaled_in_place");
+        _copyingBack = PythonSession.Isolated();
+        _copyingModule = _copyingBack.LoadFile(Script);
+        using (var copyBack = _copyingModule.GetAttr("copy_results_back"))
+            copyBack.Call().Dispose();
+        _copyingIdentity = _copyingModule.GetAttr("identity");
         _inProcess = PythonSession.InProcess();
         _inModule = _inProcess.LoadFile(Script);
         _inIdentity = _inModule.GetAttr("identity");
@@ -43,6 +52,7 @@ public class IsolatedBenchmarks
         for (var i = 0; i < 3; i++)
         {
             _ = Isolated_RoundTrip();
+            _ = Isolated_RoundTripCopiedBack();
             _ = Isolated_Send();
             _ = Isolated_Receive();
             _ = Isolated_Scale();
@@ -54,9 +64,10 @@ public class IsolatedBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var r in new[] { _isoIdentity, _isoNBytes, _isoCached, _isoScaled, _isoScaledInPlace, _isoModule, _inIdentity, _inModule })
+        foreach (var r in new[] { _isoIdentity, _isoNBytes, _isoCached, _isoScaled, _isoScaledInPlace, _isoModule, _copyingIdentity, _copyingModule, _inIdentity, _inModule })
             r?.Dispose();
         _isolated?.Dispose();
+        _copyingBack?.Dispose();
         _inProcess?.Dispose();
         _source = _destination = [];
         Sizes.Collect();
@@ -70,11 +81,19 @@ public class IsolatedBenchmarks
         return _destination[^1];
     }
 
-    /// <summary>Worker round trip: float[] -> request region -> from_numpy -> identity -> .numpy() -> result region -> span.</summary>
+    /// <summary>Worker round trip: float[] -> request region -> from_numpy -> identity -> .numpy() -> span over the request region (64 B: over a result region).</summary>
     [Benchmark]
     public float Isolated_RoundTrip()
     {
         using var result = _isoIdentity!.Call(_source);
+        return result.AsReadOnlySpan<float>()[^1];
+    }
+
+    /// <summary>The same round trip with the result copied back into a result region (the two-copy path).</summary>
+    [Benchmark]
+    public float Isolated_RoundTripCopiedBack()
+    {
+        using var result = _copyingIdentity!.Call(_source);
         return result.AsReadOnlySpan<float>()[^1];
     }
 
