@@ -276,7 +276,10 @@ class Worker:
         if region is None:
             raise ProtocolError("tensor refers to region %r, which was not announced" % value["region"])
         array = protocol.view_array(self.np, region, value)
-        arrays.append(weakref.ref(array))
+        # The weak reference goes to the frombuffer array under the reshape: NumPy gives every further view (x[:],
+        # x.T, ...) that array as its base, so a view Python keeps holds it alive even after ``array`` is gone.
+        base = array.base
+        arrays.append(weakref.ref(base if type(base) is self.np.ndarray else array))
         self.call_region = value["region"]  # the host writes all of a request's arrays into one region
         if kind == "ndarray" or (kind == "array" and not self.has_torch):
             return array
@@ -499,8 +502,12 @@ class Worker:
         # Outside the except block, so that the traceback no longer keeps the call's inputs alive.
         reply["retained"] = self.retained(arrays) if arrays else []
         if self.in_request is not None:
-            if failure is None and self.in_request[0] in reply["retained"]:
-                self.copy_out_of_request(reply)
+            try:
+                if failure is None and self.in_request[0] in reply["retained"]:
+                    self.copy_out_of_request(reply)
+            except BaseException as e:  # noqa: BLE001 - no result region for the copy: an error reply that still reports retained
+                failure = protocol.error_reply(request["id"], e)
+                del e
             self.in_request = None
         self.finish_output(reply if failure is None else {}, reply["closed"])
         if failure is not None:

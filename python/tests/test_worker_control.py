@@ -377,10 +377,21 @@ def kept(x):
     return x
 
 
-def test_an_argument_python_keeps_and_returns_is_copied_as_it_was_when_the_call_returned(serving):
+def kept_slice(x):
+    _kept_arguments.append(x[:])  # NumPy bases x[:] on the frombuffer array under x, not on x
+    return x
+
+
+def kept_transposed(x):
+    _kept_arguments.append(x.T)
+    return x
+
+
+@pytest.mark.parametrize("fn", [kept, kept_slice, kept_transposed])
+def test_an_argument_python_keeps_and_returns_is_copied_as_it_was_when_the_call_returned(serving, fn):
     w, module = serving
     before = w.copied_bytes
-    reply = _call_large(w, module, kept)
+    reply = _call_large(w, module, fn)
     try:
         assert reply["retained"] == [1], "Python kept a view of the request region"
         assert "result_in_request" not in reply and reply["value"]["region"] in w.result_regions
@@ -391,6 +402,22 @@ def test_an_argument_python_keeps_and_returns_is_copied_as_it_was_when_the_call_
         assert w.in_request is None
     finally:
         _kept_arguments.clear()
+
+
+def test_a_copy_out_that_fails_is_an_error_reply_that_still_reports_the_kept_region(serving, monkeypatch):
+    w, module = serving
+
+    def no_region(size):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w, "result_region", no_region)
+    try:
+        reply = _call_large(w, module, kept)
+    finally:
+        _kept_arguments.clear()
+    assert reply["ok"] is False and "No space left" in reply["error"]["message"]
+    assert reply["retained"] == [1], "the host must not write the kept region again"
+    assert w.in_request is None
 
 
 def test_a_large_result_wakes_a_sleeping_host_before_it_is_copied_and_a_small_one_does_not():

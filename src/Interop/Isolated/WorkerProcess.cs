@@ -46,9 +46,9 @@ internal sealed partial class WorkerProcess : IDisposable
     private SharedRegion? _sentRegion; // the request region the request being exchanged wrote its payloads into (null: none)
     // Request regions that held a result (the worker answered in place, see LeaseFor) come back here when the result is
     // disposed, on any thread; the next request that needs a region takes one from here (under the gate) before making
-    // one. Spares beyond MaxSpareRequestRegions are dropped.
+    // one. A region that returns while MaxSpareRequestRegions wait is released, and the next request tells the worker.
     private readonly ConcurrentQueue<SharedRegion> _returnedRequestRegions = new();
-    private readonly List<SharedRegion> _spareRequestRegions = []; // guarded by the gate
+    private readonly ConcurrentQueue<int> _releasedRequestRegions = new();
     private int _requestTurns;
     private int _nextRequestRegion;
     private long _nextId;
@@ -423,9 +423,6 @@ internal sealed partial class WorkerProcess : IDisposable
             _requestRegions[slot]?.Dispose();
             _requestRegions[slot] = null;
         }
-        foreach (var spare in _spareRequestRegions)
-            spare.Dispose();
-        _spareRequestRegions.Clear();
         DisposeReturnedRequestRegions();
         _control?.Dispose();
         lock (_resultRegions)
@@ -667,40 +664,37 @@ internal sealed partial class WorkerProcess : IDisposable
     /// <summary>How many request regions this worker's requests have made (tests check that returned ones are reused).</summary>
     internal int RequestRegionsCreated { get; private set; }
 
-    /// <summary>Request regions kept for reuse after the results that held them are disposed, beyond the two slots.</summary>
+    /// <summary>Request regions kept for reuse after the results that held them are disposed (besides the two slots).</summary>
     internal const int MaxSpareRequestRegions = 2;
 
-    /// <summary>
-    /// The smallest spare request region of at least <paramref name="size"/> bytes (taken out of the spares), or null.
-    /// Takes in the regions results have returned meanwhile and drops the spares beyond <see cref="MaxSpareRequestRegions"/>
-    /// (the next request tells the worker). Under the gate.
-    /// </summary>
+    /// <summary>The smallest returned request region of at least <paramref name="size"/> bytes (taken out of the queue), or null. Under the gate.</summary>
     private SharedRegion? TakeSpareRequestRegion(long size)
     {
-        while (_returnedRequestRegions.TryDequeue(out var returned))
-            _spareRequestRegions.Add(returned);
         SharedRegion? best = null;
-        foreach (var spare in _spareRequestRegions)
+        for (var left = _returnedRequestRegions.Count; left > 0 && _returnedRequestRegions.TryDequeue(out var spare); left--)
         {
             if (spare.Size >= size && (best is null || spare.Size < best.Size))
-                best = spare;
-        }
-        if (best is not null)
-            _spareRequestRegions.Remove(best);
-        while (_spareRequestRegions.Count > MaxSpareRequestRegions)
-        {
-            var dropped = _spareRequestRegions[0];
-            _spareRequestRegions.RemoveAt(0);
-            _forgottenRegions.Add(dropped.Id);
-            dropped.Dispose();
+                (best, spare) = (spare, best);
+            if (spare is not null)
+                _returnedRequestRegions.Enqueue(spare); // the others wait for a later request
         }
         return best;
     }
 
-    /// <summary>A request region whose result lease ended (any thread, finalizers too): queued for reuse, or released with a gone worker.</summary>
+    /// <summary>
+    /// A request region whose result lease ended (any thread, finalizers too): queued for reuse, or released when
+    /// <see cref="MaxSpareRequestRegions"/> already wait (the next request tells the worker) or the worker is gone.
+    /// </summary>
     private void ReturnRequestRegion(RegionLease lease)
     {
-        _returnedRequestRegions.Enqueue(lease.Region);
+        var region = lease.Region;
+        if (_returnedRequestRegions.Count >= MaxSpareRequestRegions)
+        {
+            _releasedRequestRegions.Enqueue(region.Id);
+            region.Dispose(); // unmapped once the lease's own hold is released, right after this
+            return;
+        }
+        _returnedRequestRegions.Enqueue(region);
         // Leave drains the queue once the last user is gone; a region queued after that drain is released here.
         if (Volatile.Read(ref _users) <= 0)
             DisposeReturnedRequestRegions();
@@ -733,6 +727,8 @@ internal sealed partial class WorkerProcess : IDisposable
         foreach (var id in _forgottenRegions)
             context.AddDropped(id);
         _forgottenRegions.Clear();
+        while (_releasedRequestRegions.TryDequeue(out var released))
+            context.AddDropped(released);
         while (_releasedResults.TryDequeue(out var id))
             context.AddReleased(id);
         while (_releasedHandles.TryDequeue(out var h))
@@ -890,7 +886,12 @@ internal sealed partial class WorkerProcess : IDisposable
         if (inRequest)
         {
             if (count != 1 || _sentRegion is not { } sent || sent.Id != rid || !ReferenceEquals(_requestRegions[_requestSlot], sent))
+            {
+                // The two sides disagree on who owns a region (JSON replies as binary ones): the worker is replaced.
+                Kill();
+                _dead = true;
                 throw new WorkerProtocolException($"reply answers inside request region {rid}, which its request did not use");
+            }
             _requestRegions[_requestSlot] = null;
             _sentRegion = null;
             return new RegionLease(sent, ReturnRequestRegion);

@@ -79,6 +79,30 @@ public class ResultInRequestTests
         Assert.That(Worker.RequestRegionsCreated, Is.EqualTo(created), "returned request regions are reused");
     }
 
+    private static int MappedRequestRegions(int pid) =>
+        File.ReadAllLines($"/proc/{pid}/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length > 5 && f[5].Contains("/" + SharedRegion.NamePrefix, StringComparison.Ordinal))
+            .Select(f => f[5]).Distinct().Count();
+
+    [Test]
+    public void Regions_returned_by_many_results_at_once_are_released_beyond_two_spares_in_both_processes()
+    {
+        var others = MappedRequestRegions(Environment.ProcessId); // the other sessions' (this fixture's), left alone here
+        using var session = Session();
+        using var fixture = session.LoadFile(Fixture);
+        using var viewOf = fixture.GetAttr("view_of");
+        var results = Enumerable.Range(0, 8).Select(k => viewOf.Call(Pattern(k), "same")).ToList();
+        var worker = session.LiveWorkers.Single();
+        Assert.That(MappedRequestRegions(Environment.ProcessId) - others, Is.GreaterThanOrEqualTo(8));
+        results.ForEach(r => r.Dispose());
+        // Small calls copy their results back and fit their slots: only the releases bound what stays mapped.
+        for (var k = 0; k < 3; k++)
+            viewOf.Call(new float[] { k }, "same").Dispose();
+        var bound = 2 + WorkerProcess.MaxSpareRequestRegions; // the two slots and the spares
+        Assert.That(MappedRequestRegions(Environment.ProcessId) - others, Is.LessThanOrEqualTo(bound), "host");
+        Assert.That(MappedRequestRegions(worker.ProcessId), Is.LessThanOrEqualTo(bound), "worker: told to drop the others");
+    }
+
     [Test]
     public void An_argument_changed_in_place_or_viewed_comes_back_changed_and_the_callers_array_does_not()
     {
@@ -94,10 +118,13 @@ public class ResultInRequestTests
         });
     }
 
-    [Test]
-    public void An_argument_Python_keeps_and_returns_comes_back_as_it_was_when_the_call_returned()
+    [TestCase("kept", ArrayConversion.Torch)]
+    [TestCase("kept_view", ArrayConversion.Torch)]
+    [TestCase("kept", ArrayConversion.NumPy)]
+    [TestCase("kept_view", ArrayConversion.NumPy)] // x[:] of an ndarray is based on the array under the one decoded
+    public void An_argument_Python_keeps_and_returns_comes_back_as_it_was_when_the_call_returned(string how, ArrayConversion arrays)
     {
-        using var kept = _viewOf.Call(Pattern(7), "kept");
+        using var kept = _viewOf.Call([Pattern(7), how], new CallOptions { Arrays = arrays });
         using (_fixture.GetAttr("change_kept").Call(-1L, 42.0)) { } // Python changes its kept argument later
         using var other = _viewOf.Call(Pattern(8), "same"); // and later calls run
         Assert.That(kept.AsReadOnlySpan<float>().SequenceEqual(Pattern(7)), Is.True, "the result is a copy, not the kept argument");
@@ -160,10 +187,13 @@ public class ResultInRequestTests
         using var session = Session();
         using var fixture = session.LoadFile(Fixture);
         using var lie = fixture.GetAttr("lie_in_request");
-        foreach (var argument in new object?[] { null, new float[] { 1, 2, 3 } })
+        using var workerPid = fixture.GetAttr("pid");
+        foreach (var (argument, asList) in new (object?, bool)[] { (null, false), (new float[] { 1, 2, 3 }, false), (new float[] { 1, 2 }, true) })
         {
-            var pid = session.WorkerProcessIds.SingleOrDefault();
-            var e = Assert.Throws<WorkerProtocolException>(() => lie.Call(argument))!;
+            int pid;
+            using (var answer = workerPid.Call())
+                pid = (int)answer.AsInt64(); // a live worker (the previous lie ended the last one)
+            var e = Assert.Throws<WorkerProtocolException>(() => lie.Call(argument, asList))!; // a list: a JSON reply
             Assert.That(e.Message, Does.Contain("request did not use"));
             Assert.That(session.WorkerProcessIds, Does.Not.Contain(pid), "a lying worker is not used again");
         }

@@ -93,17 +93,22 @@ def view_of(t, how):
     if how == "kept":
         _kept.append(t)
         return t
+    if how == "kept_view":
+        _kept.append(t[:])  # a view: for an ndarray its base is the array under the one the worker decoded
+        return t
     raise ValueError(how)
 
 
 def change_kept(index, value):
     """Fills a kept argument with ``value`` (a result answered from its request region would change with it)."""
-    _kept[index].fill_(value)
+    kept = _kept[index]
+    kept.fill_(value) if hasattr(kept, "fill_") else kept.fill(value)
 
 
-def lie_in_request(x=None):
-    """Returns ``x`` (or 4 zeros), but the reply falsely says its result lies in a request region (region 1000 + the
-    result region's id, which no request used): a breach of the protocol that the host must refuse."""
+def lie_in_request(x=None, as_list=False):
+    """Returns ``x`` (or 4 zeros; in a list when ``as_list``: a JSON reply), but the reply falsely says its result lies
+    in a request region (region 1000 + the result region's id, which no request used): a breach of the protocol that
+    the host must refuse."""
     import numpy as np
     from interop_helpers import output
 
@@ -119,7 +124,8 @@ def lie_in_request(x=None):
             entry["region"] += 1000
 
     worker.place_arrays = lying
-    return x if x is not None else np.zeros(4, np.float32)
+    value = x if x is not None else np.zeros(4, np.float32)
+    return [value, 1] if as_list else value
 
 
 def make(kind, depth=0):
