@@ -505,7 +505,7 @@ class Worker:
             try:
                 if failure is None and self.in_request[0] in reply["retained"]:
                     self.copy_out_of_request(reply)
-            except BaseException as e:  # noqa: BLE001 - no result region for the copy: an error reply that still reports retained
+            except BaseException as e:  # noqa: BLE001 - no region for the copy: an error reply, still reporting retained
                 failure = protocol.error_reply(request["id"], e)
                 del e
             self.in_request = None
