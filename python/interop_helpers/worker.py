@@ -53,6 +53,14 @@ def _version(name):
         return None
 
 
+def _mapping_address(np, mapping):
+    """The address of an mmap's first byte (for telling whether an array lies inside it)."""
+    probe = np.frombuffer(mapping, np.uint8, count=1)
+    address = probe.__array_interface__["data"][0]
+    del probe  # the mapping keeps no export: it can still be closed
+    return address
+
+
 class _ResultRegion:
     __slots__ = ("id", "fd", "map", "size", "announced", "kept", "_address")
 
@@ -70,9 +78,7 @@ class _ResultRegion:
     def address(self, np):
         """The mapping's base address (for telling whether an array lies inside it)."""
         if self._address is None:
-            probe = np.frombuffer(self.map, np.uint8, count=1)
-            self._address = probe.__array_interface__["data"][0]
-            del probe
+            self._address = _mapping_address(np, self.map)
         return self._address
 
     def close(self):
@@ -438,9 +444,7 @@ class Worker:
         """The address of a request region's mapping (probed once per region)."""
         base = self.request_bases.get(region_id)
         if base is None:
-            probe = self.np.frombuffer(region, self.np.uint8, count=1)
-            base = self.request_bases[region_id] = probe.__array_interface__["data"][0]
-            del probe
+            base = self.request_bases[region_id] = _mapping_address(self.np, region)
         return base
 
     def copy_out_of_request(self, reply):
