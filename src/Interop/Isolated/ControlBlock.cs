@@ -8,9 +8,10 @@
 //   (WakeWorkerAhead), which then spins for the request: its wake-up overlaps the copy instead of following the post.
 //   The worker does the same before copying a large result into its result region, and the host spins after such a
 //   wake (once per wait: a worker that rings without replying cannot keep it spinning). A waiter announces itself in
-//   its *Waiting word so the other side makes the FUTEX_WAKE system call only when someone sleeps. Each slice re-checks the stop condition (the worker exited, the call was abandoned),
-//   so a worker that dies while the host waits is noticed within a slice even though nobody wakes the futex, and a
-//   lost wake (a theoretical store-buffer race of the Python side, which has no fence) costs one slice at most.
+//   its *Waiting word so the other side makes the FUTEX_WAKE system call only when someone sleeps. Each slice
+//   re-checks the stop condition (the worker exited, the call was abandoned), so a worker that dies while the host
+//   waits is noticed within a slice even though nobody wakes the futex, and a lost wake (a theoretical store-buffer
+//   race of the Python side, which has no fence) costs one slice at most.
 // - Everything the worker writes here is checked before use: the reply sequence may only stay or become the
 //   request's number, the reply length must fit the area (or be the pipe marker).
 using Interop.Errors;
