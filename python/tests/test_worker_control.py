@@ -175,10 +175,11 @@ def serving():
     os.close(fd)
 
 
-def _call(w, module, fn, kind="ndarray"):
+def _call(w, module, fn, kind="ndarray", n=16):
+    """``fn`` called with the request region's first ``n`` float32s as a ``kind`` argument."""
     setattr(module, fn.__name__, fn)
     request = protocol.check_request({"v": 1, "op": "call", "id": 1, "args": [
-        {"t": kind, "dtype": "float32", "shape": [16], "offset": 0, "region": 1}],
+        {"t": kind, "dtype": "float32", "shape": [n], "offset": 0, "region": 1}],
         "target": {"base": "module", "name": module.__name__, "attrs": [fn.__name__]}})
     return w.handle(request)
 
@@ -276,11 +277,7 @@ _LARGE = worker_module.IN_REQUEST_BYTES // 4 + 16  # float32s: an argument (and 
 def _call_large(w, module, fn, n=_LARGE):
     """``fn`` called with the request region's first ``n`` float32s (written 0, 1, 2, ... first) as an ndarray."""
     np.frombuffer(w.request_regions[1], np.float32, n)[:] = np.arange(n)
-    setattr(module, fn.__name__, fn)
-    request = protocol.check_request({"v": 1, "op": "call", "id": 1, "args": [
-        {"t": "ndarray", "dtype": "float32", "shape": [n], "offset": 0, "region": 1}],
-        "target": {"base": "module", "name": module.__name__, "attrs": [fn.__name__]}})
-    return w.handle(request)
+    return _call(w, module, fn, n=n)
 
 
 def _arrays(reply):
